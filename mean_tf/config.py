@@ -1,0 +1,168 @@
+"""The one configuration of every model in mean-tf: `MEANConfig`, with the paper's settings as defaults.
+
+Baselines read the same dataclass (their few extra knobs are prefixed with the model's name), so the
+Trainer, the CLI, the benchmark and the notebooks pass a single config around. Section 4.1 of the
+paper gives: shared layer [512, 256], DAM MLP [256, 128, 64], one dense + batch-norm layer per
+expert, M = 5 experts, n = 5 distributions (zero is its own), Adam 1e-3, batch 1024, early
+stopping, labels scaled and clipped to [0, 20], Huber delta = 1, gamma = 1, tau = 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Dict, Optional, Tuple
+
+from mean_tf.errors import MeanTFError
+
+HORIZONS = (30, 90, 180, 365)
+ALL_LABELS = tuple(f"cltv_{h}" for h in HORIZONS)
+LABEL_SCALINGS = ("log1p", "scale")
+
+
+@dataclasses.dataclass
+class MEANConfig:
+    """Every hyperparameter of MEAN (and of the baselines), serialisable to JSON/YAML."""
+
+    # Targets: one label for single-task models, all four for the multi-horizon ones.
+    labels: Tuple[str, ...] = ("cltv_365",)
+
+    # Encoder (FeatureEncoder): embedding width of each categorical feature.
+    embedding_dim: int = 8
+    # Vocabulary size (incl. OOV buckets) of each categorical input `cat__<name>`; filled from Transform.
+    categorical_vocab_sizes: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+    # Shared layer (sec. 4.1): two-layer ReLU MLP.
+    shared_units: Tuple[int, ...] = (512, 256)
+    # MVFE (eq. 2-3): M view experts, each one dense layer + batch normalisation, and one gate per distribution.
+    num_experts: int = 5
+    expert_units: int = 128
+    # n sub-distributions (zero is its own); also the number of attention tokens and DAM classes.
+    num_distributions: int = 5
+    # Distribution attention (eq. 4-5): width of g'_t.
+    attention_units: int = 64
+    # DAM (eq. 9): W_s projection, then the MLP [256, 128, 64] and a final layer of n logits.
+    dam_shared_units: int = 256
+    dam_units: Tuple[int, ...] = (256, 128, 64)
+
+    # Loss (eq. 8, 13-17).
+    huber_delta: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    tau: float = 2.0
+    xi: float = 1e-8
+    # Ablation switches (Tables 2 and 3).
+    use_kl: bool = True
+    use_soft_distillation: bool = True
+    use_dam: bool = True
+    # Stop-gradient choices of the alignment losses (literal reading of the paper by default):
+    # L_kl guides the attention only (DAM's b_hat is a fixed target) ...
+    kl_stop_gradient_dam: bool = True
+    # ... and the soft L_dis term teaches DAM only (attention's theta_hat is a fixed teacher).
+    distill_stop_gradient_attention: bool = True
+
+    # Labels: scaled ("log1p", or "scale" = divide by a constant computed in Transform) and clipped to [0, label_clip].
+    label_scaling: str = "log1p"
+    label_clip: float = 20.0
+    # Bucket boundaries on the scaled positive label; None = quantiles computed by Transform.
+    bucket_boundaries: Optional[Tuple[float, ...]] = None
+
+    # Training (sec. 4.1).
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 30
+    patience: int = 3
+    seed: int = 0
+
+    # Baselines' own knobs.
+    ziln_units: Tuple[int, ...] = (512, 256, 128)
+    ziln_clip_sigma: bool = False  # production guard: sigma <= 5
+    ziln_clip_log_prediction: bool = False  # production guard: clip mu + sigma^2/2 before exp
+    odmn_sub_distributions: int = 4
+    odmn_buckets: int = 5
+    mdan_channels: int = 4
+    mdan_ranksim_weight: float = 1.0
+    optdist_candidates: int = 3
+    optdist_gumbel_temperature: float = 1.0
+    optdist_alignment_weight: float = 1.0
+    gbdt_max_iter: int = 200
+
+    def __post_init__(self):
+        for name in ("labels", "shared_units", "dam_units", "ziln_units"):
+            setattr(self, name, tuple(getattr(self, name)))
+        if self.bucket_boundaries is not None:
+            self.bucket_boundaries = tuple(float(b) for b in self.bucket_boundaries)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise MeanTFError naming the first out-of-range value."""
+        checks = [
+            ("num_distributions", self.num_distributions >= 2, "must be at least 2"),
+            ("num_experts", self.num_experts >= 1, "must be at least 1"),
+            ("tau", self.tau > 0, "must be > 0"),
+            ("huber_delta", self.huber_delta > 0, "must be > 0"),
+            ("xi", self.xi >= 0, "must be >= 0"),
+            ("beta", self.beta >= 0, "must be >= 0"),
+            ("gamma", self.gamma >= 0, "must be >= 0"),
+            ("learning_rate", self.learning_rate > 0, "must be > 0"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("patience", self.patience >= 0, "must be >= 0"),
+            ("label_clip", self.label_clip > 0, "must be > 0"),
+            ("label_scaling", self.label_scaling in LABEL_SCALINGS, f"must be one of {LABEL_SCALINGS}"),
+            ("labels", len(self.labels) >= 1, "must name at least one label"),
+            ("optdist_candidates", self.optdist_candidates >= 2, "must be at least 2"),
+            ("optdist_gumbel_temperature", self.optdist_gumbel_temperature > 0, "must be > 0"),
+            ("odmn_sub_distributions", self.odmn_sub_distributions >= 1, "must be at least 1"),
+            ("odmn_buckets", self.odmn_buckets >= 1, "must be at least 1"),
+            ("mdan_channels", self.mdan_channels >= 1, "must be at least 1"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise MeanTFError(f"config: {name}={getattr(self, name)!r} {why}")
+        if self.bucket_boundaries is not None:
+            b = self.bucket_boundaries
+            if len(b) != self.num_distributions - 2 or any(x >= y for x, y in zip(b, b[1:])):
+                raise MeanTFError(
+                    f"config: bucket_boundaries={b!r} must be {self.num_distributions - 2} increasing values "
+                    f"(n - 2 cut points split positive labels into n - 1 buckets)"
+                )
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "MEANConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise MeanTFError(f"config: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MEANConfig":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_file(cls, path: str) -> "MEANConfig":
+        """Read a .json or .yaml/.yml file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise MeanTFError(f"config: cannot read {path}: {e.strerror}") from None
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+        if not isinstance(values, dict):
+            raise MeanTFError(f"config: {path} must hold a mapping of keys to values")
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> "MEANConfig":
+        return MEANConfig.from_dict({**self.to_dict(), **changes})

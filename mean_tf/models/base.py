@@ -1,0 +1,69 @@
+"""The contract every neural CLTV model of mean-tf follows, so one training loop serves them all.
+
+Inputs: the transformed-feature dict (`numeric` [B, D] float32, and one `cat__<name>` int64 id
+tensor, shape [B] or [B, 1], per categorical feature). Targets: a dict of [B, H] tensors, one
+column per label of `config.labels`: `raw` (money, >= 0), `scaled` (transformed label in
+[0, label_clip]) and `bucket` (int, 0 = zero label, 1..n-1 = ranges of positive labels).
+Outputs: a dict with at least `cltv` [B, H], in the space named by `output_space`
+("scaled": invert the label transform to get money; "money": already money).
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from mean_tf.config import MEANConfig
+
+
+class CLTVModel(tf.keras.Model):
+    """A Keras model whose loss is a sum of named terms, each logged in `fit`'s history."""
+
+    output_space = "scaled"
+
+    def __init__(self, config: MEANConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self._trackers: Dict[str, tf.keras.metrics.Mean] = {}
+
+    def loss_terms(self, targets: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Return {"loss": total, "loss_<term>": value, ...}; scalar tensors."""
+        raise NotImplementedError
+
+    def _tracker(self, name: str) -> tf.keras.metrics.Mean:
+        if name not in self._trackers:
+            self._trackers[name] = tf.keras.metrics.Mean(name=name)
+        return self._trackers[name]
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _update(self, terms):
+        for name, value in terms.items():
+            self._tracker(name).update_state(value)
+        return {name: self._tracker(name).result() for name in terms}
+
+    def train_step(self, data):
+        features, targets = data
+        with tf.GradientTape() as tape:
+            outputs = self(features, training=True)
+            terms = self.loss_terms(targets, outputs)
+            total = terms["loss"] + tf.add_n(self.losses) if self.losses else terms["loss"]
+        grads = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply_gradients(
+            (g, v) for g, v in zip(grads, self.trainable_variables) if g is not None
+        )
+        return self._update(terms)
+
+    def test_step(self, data):
+        features, targets = data
+        outputs = self(features, training=False)
+        return self._update(self.loss_terms(targets, outputs))
+
+    def get_config(self):
+        return {"config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(MEANConfig.from_dict(config["config"]))
