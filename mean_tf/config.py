@@ -79,15 +79,21 @@ class MEANConfig:
     ziln_clip_log_prediction: bool = False  # production guard: clip mu + sigma^2/2 before exp
     odmn_sub_distributions: int = 4
     odmn_buckets: int = 5
+    # ODMN, MDAN and OptDist share the `shared_units` bottom; these are their per-horizon towers,
+    # per-channel towers and per-candidate / selector networks.
+    odmn_tower_units: Tuple[int, ...] = (128, 64)
     mdan_channels: int = 4
+    mdan_channel_units: Tuple[int, ...] = (128, 64)
     mdan_ranksim_weight: float = 1.0
     optdist_candidates: int = 3
+    optdist_units: Tuple[int, ...] = (128, 64)
     optdist_gumbel_temperature: float = 1.0
     optdist_alignment_weight: float = 1.0
     gbdt_max_iter: int = 200
 
     def __post_init__(self):
-        for name in ("labels", "shared_units", "dam_units", "ziln_units"):
+        for name in ("labels", "shared_units", "dam_units", "ziln_units", "odmn_tower_units", "mdan_channel_units",
+                     "optdist_units"):
             setattr(self, name, tuple(getattr(self, name)))
         if self.bucket_boundaries is not None:
             self.bucket_boundaries = tuple(float(b) for b in self.bucket_boundaries)
@@ -115,7 +121,13 @@ class MEANConfig:
             ("odmn_sub_distributions", self.odmn_sub_distributions >= 1, "must be at least 1"),
             ("odmn_buckets", self.odmn_buckets >= 1, "must be at least 1"),
             ("mdan_channels", self.mdan_channels >= 1, "must be at least 1"),
+            ("mdan_ranksim_weight", self.mdan_ranksim_weight >= 0, "must be >= 0"),
+            ("optdist_alignment_weight", self.optdist_alignment_weight >= 0, "must be >= 0"),
+            ("gbdt_max_iter", self.gbdt_max_iter >= 1, "must be at least 1"),
         ]
+        for name in ("ziln_units", "odmn_tower_units", "mdan_channel_units", "optdist_units"):
+            units = getattr(self, name)
+            checks.append((name, len(units) >= 1 and all(int(u) >= 1 for u in units), "must be positive layer widths"))
         for name, ok, why in checks:
             if not ok:
                 raise MeanTFError(f"config: {name}={getattr(self, name)!r} {why}")

@@ -72,3 +72,97 @@ class MLP(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "batch_norm": self.batch_norm, "final_activation": self.final_activation}
+
+
+@tf.keras.utils.register_keras_serializable("mean_tf")
+class MVFE(tf.keras.layers.Layer):
+    """Multi-view feature expression (paper eq. 2-3): M view experts and one softmax gate per distribution.
+
+    E_j(x) = BN(ReLU(W_j x + b_j)): one dense layer followed by batch normalisation (sec. 4.1; the ReLU is
+    our choice, the paper names no activation). G_i(x) = softmax(W_g^i x) over the M experts (eq. 3, no
+    bias, as written). f_i = sum_j G_i(x)_j E_j(x) (eq. 2). Returns the tokens H = [f_1 ... f_n] as
+    [B, n, expert_units].
+    """
+
+    def __init__(self, num_experts: int = 5, expert_units: int = 128, num_distributions: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_experts = int(num_experts)
+        self.expert_units = int(expert_units)
+        self.num_distributions = int(num_distributions)
+        self.experts = [MLP([self.expert_units], batch_norm=True, name=f"expert_{j}") for j in range(self.num_experts)]
+        self.gates = [tf.keras.layers.Dense(self.num_experts, use_bias=False, name=f"gate_{i}")
+                      for i in range(self.num_distributions)]
+
+    def gate_weights(self, x):
+        """G(x) of eq. 3 for every distribution: [B, n, M], each row sums to 1."""
+        return tf.stack([tf.nn.softmax(gate(x), axis=-1) for gate in self.gates], axis=1)
+
+    def call(self, x, training=None):
+        experts = tf.stack([expert(x, training=training) for expert in self.experts], axis=1)  # [B, M, U]
+        return tf.einsum("bnm,bmu->bnu", self.gate_weights(x), experts)
+
+    def get_config(self):
+        return {**super().get_config(), "num_experts": self.num_experts, "expert_units": self.expert_units,
+                "num_distributions": self.num_distributions}
+
+
+@tf.keras.utils.register_keras_serializable("mean_tf")
+class DistributionAttention(tf.keras.layers.Layer):
+    """Distribution attention over the n MVFE tokens (paper eq. 4-6 and 12).
+
+    g'_t = tanh(W_q h_t + W_k h_t + b_g')  (eq. 4; two weight matrices kept as written, although
+    W_q h_t + W_k h_t is just (W_q + W_k) h_t),
+    alpha_t = softmax(g'_t W_a + b_a) in R^n  (eq. 5), A = [alpha_1 ... alpha_n] (n x n, rows sum to 1),
+    z_i = sum_j A_ij h_j and e = (1/n) sum_i z_i  (eq. 6), theta_hat = (1/n) sum_i A_i  (eq. 12).
+    Input [B, n, d]; returns (e [B, d], A [B, n, n], theta_hat [B, n]).
+    """
+
+    def __init__(self, units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        num_tokens, dim = int(input_shape[-2]), int(input_shape[-1])
+        self.w_q = self.add_weight(name="w_q", shape=(dim, self.units), initializer="glorot_uniform")
+        self.w_k = self.add_weight(name="w_k", shape=(dim, self.units), initializer="glorot_uniform")
+        self.b_g = self.add_weight(name="b_g", shape=(self.units,), initializer="zeros")
+        self.w_a = self.add_weight(name="w_a", shape=(self.units, num_tokens), initializer="glorot_uniform")
+        self.b_a = self.add_weight(name="b_a", shape=(num_tokens,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, tokens):
+        g = tf.tanh(tf.einsum("bnd,du->bnu", tokens, self.w_q) + tf.einsum("bnd,du->bnu", tokens, self.w_k) + self.b_g)
+        attention = tf.nn.softmax(tf.einsum("bnu,um->bnm", g, self.w_a) + self.b_a, axis=-1)
+        attended = tf.einsum("bij,bjd->bid", attention, tokens)
+        return tf.reduce_mean(attended, axis=1), attention, tf.reduce_mean(attention, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@tf.keras.utils.register_keras_serializable("mean_tf")
+class DAM(tf.keras.layers.Layer):
+    """Distribution approximation module (paper eq. 9-10): bucket logits k and probabilities b_hat.
+
+    k = MLP(ReLU(W_s x_u + b_s)) with ReLU hidden layers `units` and a final linear layer of n logits
+    (eq. 9); b_hat_i = exp(k_i - max k) / sum_j exp(k_j - max k) (eq. 10). Returns (k, b_hat), both [B, n].
+    """
+
+    def __init__(self, shared_units: int = 256, units: Sequence[int] = (256, 128, 64), num_distributions: int = 5,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.shared_units = int(shared_units)
+        self.units = tuple(int(u) for u in units)
+        self.num_distributions = int(num_distributions)
+        self.projection = tf.keras.layers.Dense(self.shared_units, activation="relu", name="w_s")
+        self.mlp = MLP(self.units, name="mlp")
+        self.to_logits = tf.keras.layers.Dense(self.num_distributions, name="logits")
+
+    def call(self, x):
+        logits = self.to_logits(self.mlp(self.projection(x)))
+        shifted = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+        return logits, shifted / tf.reduce_sum(shifted, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {**super().get_config(), "shared_units": self.shared_units, "units": self.units,
+                "num_distributions": self.num_distributions}

@@ -1,0 +1,1 @@
+"""`mean-tf benchmark`: the paper's experiments (Table 1, ablations, δ and n sweeps, targeting study) on public data."""

@@ -1,0 +1,184 @@
+"""Run benchmark cells: build each dataset once, Transform it with the pipeline's `preprocessing_fn`
+(cached per Transform setting), train each model through `mean_tf.training`, score the test split
+with `mean_tf.metrics.evaluate`, and append one JSON line per finished cell (so a rerun resumes).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+from mean_tf import metrics, training, transform
+from mean_tf.benchmark.plan import Cell
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+from mean_tf.models import registry
+
+GAIN_POINTS = 101
+GAIN_LABEL = "cltv_365"
+# Small-data settings of the smoke run (CI): tiny layers, two epochs.
+SMOKE_CONFIG = dict(shared_units=(32, 16), expert_units=16, attention_units=16, dam_shared_units=32,
+                    dam_units=(32, 16), ziln_units=(32, 16), epochs=2, batch_size=256, gbdt_max_iter=20)
+# Full run: the paper's settings (sec. 4.1), with at most 20 epochs (the paper converges in 12-15).
+FULL_CONFIG = dict(epochs=20, patience=3)
+
+
+def _build_online_retail(out: str, smoke: bool):
+    from mean_tf.data import online_retail
+
+    cutoffs = ("2010-11-01", "2010-12-01") if smoke else online_retail.DEFAULT_CUTOFFS
+    online_retail.build(out, cutoffs=cutoffs)
+
+
+def _build_cdnow(out: str, smoke: bool):
+    from mean_tf.data import cdnow
+
+    cdnow.build(out)
+
+
+def _build_synthetic(out: str, smoke: bool):
+    from mean_tf.data import synthetic
+
+    synthetic.build(out, n_rows=4_000 if smoke else SYNTHETIC_ROWS, n_features=40 if smoke else SYNTHETIC_FEATURES,
+                    seed=0)
+
+
+SYNTHETIC_ROWS = 100_000
+SYNTHETIC_FEATURES = 720
+BUILDERS: Dict[str, Callable[[str, bool], None]] = {
+    "online_retail_ii": _build_online_retail, "cdnow": _build_cdnow, "synthetic": _build_synthetic}
+
+
+class Runner:
+    """Runs cells under `work_dir` (datasets and Transform caches) and appends results to `results_path`."""
+
+    def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True):
+        self.work_dir = work_dir
+        self.results_path = results_path
+        self.smoke = smoke
+        self.verbose = verbose
+        self._manifests = {}
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def base_config(self) -> MEANConfig:
+        return MEANConfig(**(SMOKE_CONFIG if self.smoke else FULL_CONFIG))
+
+    def manifest(self, dataset: str):
+        from mean_tf.data.manifest import read_manifest
+
+        if dataset not in self._manifests:
+            if dataset not in BUILDERS:
+                raise MeanTFError(f"unknown benchmark dataset {dataset!r}; choose from {', '.join(BUILDERS)}")
+            folder = os.path.join(self.work_dir, "data", dataset)
+            if not os.path.exists(os.path.join(folder, "manifest.json")):
+                self._log(f"building dataset {dataset} in {folder}")
+                BUILDERS[dataset](folder, self.smoke)
+            self._manifests[dataset] = read_manifest(os.path.join(folder, "manifest.json"))
+        return self._manifests[dataset]
+
+    def materialized(self, dataset: str, config: MEANConfig) -> transform.Materialized:
+        manifest = self.manifest(dataset)
+        key = hashlib.sha1(json.dumps(transform.transform_config(manifest, config), sort_keys=True).encode()).hexdigest()
+        return transform.materialize(manifest, config, os.path.join(self.work_dir, "transformed", dataset, key[:12]))
+
+    # --- cells ------------------------------------------------------------------------------------
+    def done_keys(self) -> set:
+        if not os.path.exists(self.results_path):
+            return set()
+        with open(self.results_path, encoding="utf-8") as f:
+            return {json.loads(line)["key"] for line in f if line.strip()}
+
+    def run(self, cells: Sequence[Cell]) -> List[dict]:
+        done = self.done_keys()
+        todo = [c for c in cells if c.key not in done]
+        self._log(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
+        results, start = [], time.time()
+        for i, cell in enumerate(todo, 1):
+            row = self.run_cell(cell)
+            self._append(row)
+            results.append(row)
+            elapsed = time.time() - start
+            eta = elapsed / i * (len(todo) - i)
+            self._log(f"[{i}/{len(todo)}] {cell.study} {cell.dataset} {cell.model} {','.join(cell.labels)} "
+                      f"seed={cell.seed} {cell.variant or dict(cell.overrides) or ''} -> {row['status']} "
+                      f"({row['wall_s']:.0f}s; elapsed {elapsed / 60:.1f} min, left ~{eta / 60:.1f} min)")
+        return results
+
+    def run_cell(self, cell: Cell) -> dict:
+        t0 = time.time()
+        row = {"key": cell.key, **cell.to_dict()}
+        try:
+            manifest = self.manifest(cell.dataset)
+            y, p, extra = self._predict(cell, manifest)
+            row["metrics"] = {label: metrics.evaluate(y[:, i], p[:, i]) for i, label in enumerate(cell.labels)}
+            if GAIN_LABEL in cell.labels:
+                i = list(cell.labels).index(GAIN_LABEL)
+                share, gain = metrics.gain_curve(y[:, i], p[:, i])
+                row["gain"] = {GAIN_LABEL: np.interp(np.linspace(0, 1, GAIN_POINTS), share, gain).round(5).tolist()}
+            row.update(extra, status="ok", n_test=int(len(y)))
+            row["dataset_info"] = {"rows (train/eval/test)": "/".join(str(manifest.row_counts.get(s, "?"))
+                                                                     for s in ("train", "eval", "test")),
+                                   "features": len(manifest.numeric_features) + len(manifest.categorical_features)}
+        except MeanTFError as e:
+            row.update(status="skipped", error=str(e))
+        row["wall_s"] = round(time.time() - t0, 2)
+        return row
+
+    def _predict(self, cell: Cell, manifest):
+        """(y, p, extra): true and predicted money on the test split, [N, H] each, in `cell.labels` order."""
+        from mean_tf.data.manifest import read_split
+
+        config = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels), **dict(cell.overrides))
+        labels = list(cell.labels)
+        if cell.model == "oracle":
+            if not manifest.oracle_columns:
+                raise MeanTFError(f"dataset {cell.dataset} has no oracle columns")
+            test = read_split(manifest, "test")
+            return test[labels].to_numpy(float), test[[manifest.oracle_columns[l] for l in labels]].to_numpy(float), {}
+        if registry.spec(cell.model).kind == "classical":
+            model = training.fit_classical(cell.model, config, manifest)
+            y = read_split(manifest, "test")[labels].to_numpy(float)
+            return y, training.predict_classical(model, manifest, "test"), {}
+        mat = self.materialized(cell.dataset, config)
+        result = training.fit(cell.model, config, mat.out_dir, mat.files("train"), mat.files("eval"), verbose=0)
+        spec = mat.tf_transform_output().transformed_feature_spec()
+        test = training.make_dataset(mat.files("test"), spec, labels, config.batch_size)
+        p = training.predict_money(result.model, test, result.label_transform, labels)
+        y = training.dataset_targets(test, "raw")
+        return y, p, {"best_epoch": int(result.best_epoch), "epochs_run": len(result.history.get("loss", []))}
+
+    def _append(self, row: dict) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
+        with open(self.results_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(message, file=sys.stderr, flush=True)
+
+
+def environment() -> Dict[str, str]:
+    """Hardware and versions for the report header."""
+    import apache_beam
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+    import tensorflow_transform as tft
+    import tfx
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"hardware": f"{os.cpu_count()} CPU cores ({cpu}), no GPU",
+            "versions": f"Python {platform.python_version()}, TensorFlow {tf.__version__}, TFX {tfx.__version__}, "
+                        f"TFT {tft.__version__}, TFMA {tfma.__version__}, Beam {apache_beam.__version__}"}

@@ -1,0 +1,637 @@
+"""Dataset files: `manifest.json` (write, read, validate), the gzipped-TFRecord writer every builder
+uses, `read_split` (one split as a pandas DataFrame) and `write_dataset` (a snapshot table -> folder).
+
+The format is the one in docs/design.md, "Dataset files": a folder with `manifest.json` and gzipped
+TFRecord files of `tf.train.Example` (`<split>-NNNNN-of-MMMMM.tfrecord.gz`), numeric features, labels
+and oracle columns as `float_list` of length 1, categorical features and id columns as `bytes_list`
+of length 1 (UTF-8).
+
+The writer serialises `tf.train.Example` records itself (NumPy byte templates, google-crc32c, zlib),
+without TensorFlow: it is byte-for-byte the protobuf wire format TensorFlow writes and parses, and it is
+what lets the synthetic generator stream 720 features x millions of rows. Only `read_split` and
+`Manifest.feature_spec` import TensorFlow.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from mean_tf.errors import MeanTFError
+
+MANIFEST_FILE = "manifest.json"
+FORMAT = "tfrecord_gzip"
+SPLITS = ("train", "eval", "test")
+ID_COLUMNS = ("customer_id", "cutoff")
+BGNBD_KEYS = ("frequency", "recency", "T", "monetary_value")
+SPLIT_RULES = ("customer", "time", "row")
+
+# ----------------------------------------------------------------------------------------------
+# TFRecord framing and tf.train.Example encoding
+# ----------------------------------------------------------------------------------------------
+
+try:  # C implementation (a dependency of apache-beam[gcp], pinned in requirements.lock)
+    import google_crc32c as _crc32c
+
+    def _crc(data: bytes) -> int:
+        return _crc32c.value(data)
+
+except ImportError:  # pragma: no cover - slow pure-Python fallback
+    _CRC_TABLE = []
+    for _i in range(256):
+        _c = _i
+        for _ in range(8):
+            _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+        _CRC_TABLE.append(_c)
+
+    def _crc(data: bytes) -> int:
+        crc = 0xFFFFFFFF
+        for b in data:
+            crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C of `data`."""
+    crc = _crc(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def frame_record(record: bytes) -> bytes:
+    """One TFRecord: uint64 length, masked crc of the length, data, masked crc of the data."""
+    length = struct.pack("<Q", len(record))
+    return length + struct.pack("<I", masked_crc(length)) + record + struct.pack("<I", masked_crc(record))
+
+
+def _bytes_entry(key_part: bytes, value: bytes) -> bytes:
+    """The `Features.feature` map entry (field 1, with its tag and length) for a one-value bytes_list."""
+    blist = b"\x0a" + _varint(len(value)) + value  # BytesList.value (field 1)
+    feature = b"\x0a" + _varint(len(blist)) + blist  # Feature.bytes_list (field 1)
+    entry = key_part + b"\x12" + _varint(len(feature)) + feature  # map entry: key (1), value (2)
+    return b"\x0a" + _varint(len(entry)) + entry
+
+
+def _key_part(name: str) -> bytes:
+    key = name.encode("utf-8")
+    return b"\x0a" + _varint(len(key)) + key
+
+
+class ExampleEncoder:
+    """Serialises rows as `tf.train.Example` with one-value float features and one-value bytes features.
+
+    Float features (in the order given) form a fixed byte template with a 4-byte hole per value, filled
+    with NumPy; a bytes column whose values all have the same length joins the template too, so a table
+    of only fixed-width strings (the synthetic generator's) is encoded without a per-row Python step
+    except the CRC.
+    """
+
+    def __init__(self, float_columns: Sequence[str], bytes_columns: Sequence[str]):
+        self.float_columns = list(float_columns)
+        self.bytes_columns = list(bytes_columns)
+        parts, offsets = [], []
+        pos = 0
+        for name in self.float_columns:
+            kp = _key_part(name)
+            entry = kp + b"\x12\x08\x12\x06\x0a\x04"  # value (2) -> Feature.float_list (2) -> FloatList.value (1, packed)
+            head = b"\x0a" + _varint(len(entry) + 4) + entry
+            parts.append(head + b"\x00\x00\x00\x00")
+            offsets.append(pos + len(head))
+            pos += len(head) + 4
+        self._float_template = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        self._float_offsets = np.asarray(offsets, dtype=np.int64)
+        # Runs of equally long float entries (same key length): each is filled through a strided view.
+        self._float_runs = []  # (first column, last column + 1, byte start, entry length)
+        start_col, start_byte = 0, 0
+        for j in range(1, len(parts) + 1):
+            if j == len(parts) or len(parts[j]) != len(parts[start_col]):
+                self._float_runs.append((start_col, j, start_byte, len(parts[start_col])))
+                start_byte += (j - start_col) * len(parts[start_col])
+                start_col = j
+        self._key_parts = [_key_part(n) for n in self.bytes_columns]
+
+    def encode(self, floats: np.ndarray, bytes_values: Sequence[Sequence[bytes]]) -> np.ndarray | List[bytes]:
+        """Encode n rows. `floats`: [n, F] array (cast to float32); `bytes_values`: one sequence of n bytes
+        per bytes column. Returns a uint8 matrix [n, L] when every row has the same length, else a list
+        of n `bytes`."""
+        floats = np.asarray(floats, dtype="<f4")
+        n = floats.shape[0] if self.float_columns else (len(bytes_values[0]) if bytes_values else 0)
+        if self.float_columns and floats.shape != (n, len(self.float_columns)):
+            raise ValueError(f"floats has shape {floats.shape}, expected ({n}, {len(self.float_columns)})")
+        # Fixed part: float template, then fixed-width bytes columns.
+        fixed_cols, var_cols = [], []
+        for j, values in enumerate(bytes_values):
+            arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+            if arr.dtype.kind == "S" and arr.dtype.itemsize > 0 and _all_full_width(arr):
+                fixed_cols.append((j, arr))
+            else:
+                var_cols.append((j, arr))
+        F = len(self.float_columns)
+        width_f = self._float_template.size
+        fixed_parts = []  # (template bytes, hole offset in part, width, array)
+        for j, arr in fixed_cols:
+            w = arr.dtype.itemsize
+            head = _bytes_entry(self._key_parts[j], b"\x00" * w)
+            fixed_parts.append((np.frombuffer(head, dtype=np.uint8), len(head) - w, w, arr))
+        width = width_f + sum(p[0].size for p in fixed_parts)
+        body = np.empty((n, width), dtype=np.uint8)
+        if F:
+            body[:, :width_f] = self._float_template
+            fb = floats.view(np.uint8).reshape(n, F, 4)
+            for c0, c1, b0, e in self._float_runs:
+                view = body[:, b0:b0 + (c1 - c0) * e].reshape(n, c1 - c0, e)
+                view[:, :, e - 4:] = fb[:, c0:c1]
+        pos = width_f
+        for tmpl, hole, w, arr in fixed_parts:
+            body[:, pos:pos + tmpl.size] = tmpl
+            body[:, pos + hole:pos + hole + w] = np.frombuffer(arr.tobytes(), dtype=np.uint8).reshape(n, w)
+            pos += tmpl.size
+        if not var_cols:
+            head = b"\x0a" + _varint(width)
+            out = np.empty((n, len(head) + width), dtype=np.uint8)
+            out[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
+            out[:, len(head):] = body
+            return out
+        var_entries = []
+        for j, arr in var_cols:
+            kp = self._key_parts[j]
+            var_entries.append([_bytes_entry(kp, _as_bytes(v)) for v in arr])
+        records = []
+        for i in range(n):
+            tail = b"".join(col[i] for col in var_entries)
+            features = body[i].tobytes() + tail
+            records.append(b"\x0a" + _varint(len(features)) + features)
+        return records
+
+
+def _all_full_width(arr: np.ndarray) -> bool:
+    """True if no value of a NumPy 'S' array is shorter than its itemsize (NumPy strips trailing NULs)."""
+    if arr.size == 0:
+        return True
+    return bool(np.char.str_len(arr).min() == arr.dtype.itemsize)
+
+
+def _as_bytes(v) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, np.bytes_):
+        return bytes(v)
+    return str(v).encode("utf-8")
+
+
+def frame_records(records: Union[np.ndarray, List[bytes]]) -> bytes:
+    """Frame encoded records (a uint8 matrix of equal-length rows, or a list of bytes) as TFRecords."""
+    if isinstance(records, np.ndarray):
+        n, width = records.shape
+        if n == 0:
+            return b""
+        length = struct.pack("<Q", width)
+        head = np.frombuffer(length + struct.pack("<I", masked_crc(length)), dtype=np.uint8)
+        flat = records.tobytes()
+        crcs = np.fromiter(
+            (masked_crc(flat[i * width:(i + 1) * width]) for i in range(n)), dtype="<u4", count=n
+        )
+        out = np.empty((n, 12 + width + 4), dtype=np.uint8)
+        out[:, :12] = head
+        out[:, 12:12 + width] = records
+        out[:, 12 + width:] = crcs.view(np.uint8).reshape(n, 4)
+        return out.tobytes()
+    return b"".join(frame_record(r) for r in records)
+
+
+class TFRecordGzipWriter:
+    """Writes framed TFRecords to one gzip file (one gzip member, no file name, mtime 0: the bytes
+    depend only on the records). TensorFlow reads it with compression_type="GZIP"."""
+
+    def __init__(self, path: Union[str, Path], compresslevel: int = 6):
+        self.path = Path(path)
+        self._raw = open(self.path, "wb")
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0)
+        self.rows = 0
+
+    def write(self, records: Union[np.ndarray, List[bytes]]) -> None:
+        n = records.shape[0] if isinstance(records, np.ndarray) else len(records)
+        if n:
+            self._gz.write(frame_records(records))
+            self.rows += n
+
+    def close(self) -> None:
+        if self._gz is not None:
+            self._gz.close()
+            self._raw.close()
+            self._gz = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord.gz"
+
+
+def write_frame(frame, path, float_columns: Sequence[str], bytes_columns: Sequence[str],
+                compresslevel: int = 6, chunk_rows: int = 50_000) -> int:
+    """Write a DataFrame's rows to one gzipped TFRecord file; returns the row count."""
+    encoder = ExampleEncoder(float_columns, bytes_columns)
+    with TFRecordGzipWriter(path, compresslevel) as w:
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start:start + chunk_rows]
+            floats = part[list(float_columns)].to_numpy(dtype=np.float32) if float_columns else np.zeros((len(part), 0), np.float32)
+            bvals = [_bytes_column(part[c]) for c in bytes_columns]
+            w.write(encoder.encode(floats, bvals))
+        return w.rows
+
+
+def _bytes_column(series) -> np.ndarray:
+    """A column as UTF-8 bytes: a NumPy 'S' array when that is lossless, else an object array of bytes."""
+    values = series.astype(str).to_numpy(dtype=object)
+    encoded = np.array([v.encode("utf-8") for v in values], dtype=object)
+    if len(encoded) and all(len(v) for v in encoded):
+        arr = encoded.astype("S")
+        if _all_full_width(arr):
+            return arr
+    return encoded
+
+
+# ----------------------------------------------------------------------------------------------
+# The manifest
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Manifest:
+    """manifest.json in memory. `root` (the dataset folder) is not serialised."""
+
+    name: str
+    splits: Dict[str, List[str]]
+    numeric_features: List[str]
+    categorical_features: List[str]
+    labels: List[str]
+    format: str = FORMAT
+    split_rule: str = "customer"
+    split_seed: int = 0
+    id_columns: List[str] = dataclasses.field(default_factory=lambda: list(ID_COLUMNS))
+    money_features: List[str] = dataclasses.field(default_factory=list)
+    slice_features: List[str] = dataclasses.field(default_factory=list)
+    oracle_columns: Dict[str, str] = dataclasses.field(default_factory=dict)
+    last_period_features: Dict[str, str] = dataclasses.field(default_factory=dict)
+    bgnbd_features: Dict[str, str] = dataclasses.field(default_factory=dict)
+    feature_docs: Dict[str, str] = dataclasses.field(default_factory=dict)
+    row_counts: Dict[str, int] = dataclasses.field(default_factory=dict)
+    zero_shares: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+    root: Optional[str] = None
+
+    KEY_ORDER = (
+        "name", "format", "splits", "split_rule", "split_seed", "id_columns", "numeric_features",
+        "money_features", "categorical_features", "slice_features", "labels", "oracle_columns",
+        "last_period_features", "bgnbd_features", "feature_docs", "row_counts", "zero_shares",
+    )
+
+    @property
+    def features(self) -> List[str]:
+        """Model inputs: numeric then categorical features."""
+        return list(self.numeric_features) + list(self.categorical_features)
+
+    @property
+    def float_columns(self) -> List[str]:
+        """Columns stored as float_list: numeric features, labels, oracle columns."""
+        return list(self.numeric_features) + list(self.labels) + list(self.oracle_columns.values())
+
+    @property
+    def bytes_columns(self) -> List[str]:
+        """Columns stored as bytes_list: id columns, categorical features."""
+        return list(self.id_columns) + list(self.categorical_features)
+
+    @property
+    def columns(self) -> List[str]:
+        return list(self.id_columns) + self.features + list(self.labels) + list(self.oracle_columns.values())
+
+    def files(self, split: str) -> List[str]:
+        """Absolute paths of a split's files."""
+        if split not in self.splits:
+            raise MeanTFError(f"dataset {self.name!r} has no split {split!r} (has {sorted(self.splits)})")
+        root = Path(self.root or ".")
+        return [str(root / f) for f in self.splits[split]]
+
+    def feature_spec(self, columns: Optional[Iterable[str]] = None) -> dict:
+        """`tf.io.parse_example` spec for the given columns (default: all), scalar FixedLenFeatures."""
+        import tensorflow as tf
+
+        floats = set(self.float_columns)
+        wanted = self.columns if columns is None else list(columns)
+        unknown = [c for c in wanted if c not in self.columns]
+        if unknown:
+            raise MeanTFError(f"dataset {self.name!r} has no column(s) {unknown}")
+        return {c: tf.io.FixedLenFeature([], tf.float32 if c in floats else tf.string) for c in wanted}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: d[k] for k in self.KEY_ORDER}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, root: Optional[str] = None, source: str = "manifest") -> "Manifest":
+        validate_manifest(d, source=source)
+        kwargs = {k: d[k] for k in cls.KEY_ORDER if k in d}
+        return cls(root=root, **kwargs)
+
+
+_REQUIRED = ("name", "format", "splits", "numeric_features", "categorical_features", "labels")
+
+
+def validate_manifest(d: Mapping, root: Optional[Union[str, Path]] = None, source: str = "manifest") -> None:
+    """Raise MeanTFError naming the key at fault; with `root`, also check that the split files exist."""
+    if not isinstance(d, Mapping):
+        raise MeanTFError(f"{source}: expected a JSON object, got {type(d).__name__}")
+    for k in _REQUIRED:
+        if k not in d:
+            raise MeanTFError(f"{source}: missing key {k!r}")
+    if d["format"] != FORMAT:
+        raise MeanTFError(f"{source}: format {d['format']!r} is not supported (only {FORMAT!r})")
+
+    def str_list(key, required=True):
+        v = d.get(key, [] if not required else None)
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise MeanTFError(f"{source}: {key!r} must be a list of column names")
+        return v
+
+    def str_map(key):
+        v = d.get(key, {})
+        if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+            raise MeanTFError(f"{source}: {key!r} must map names to column names")
+        return v
+
+    numeric = str_list("numeric_features")
+    categorical = str_list("categorical_features")
+    labels = str_list("labels")
+    ids = str_list("id_columns", required=False) if "id_columns" in d else list(ID_COLUMNS)
+    money = str_list("money_features", required=False)
+    slices = str_list("slice_features", required=False)
+    oracle = str_map("oracle_columns")
+    last = str_map("last_period_features")
+    bg = str_map("bgnbd_features")
+    docs = str_map("feature_docs")
+    if not labels:
+        raise MeanTFError(f"{source}: 'labels' is empty")
+    if not numeric and not categorical:
+        raise MeanTFError(f"{source}: no features (numeric_features and categorical_features are both empty)")
+    all_cols = ids + numeric + categorical + labels + list(oracle.values())
+    seen = set()
+    for c in all_cols:
+        if c in seen:
+            raise MeanTFError(f"{source}: column {c!r} is listed twice (id, feature, label and oracle columns must be distinct)")
+        seen.add(c)
+    for key, names, pool, pool_name in (
+        ("money_features", money, numeric, "numeric_features"),
+        ("slice_features", slices, numeric + categorical, "the features"),
+        ("last_period_features", list(last.values()), numeric, "numeric_features"),
+        ("bgnbd_features", list(bg.values()), numeric, "numeric_features"),
+        ("feature_docs", list(docs), numeric + categorical, "the features"),
+    ):
+        bad = [x for x in names if x not in pool]
+        if bad:
+            raise MeanTFError(f"{source}: {key!r} names {bad}, not in {pool_name}")
+    for key, m in (("oracle_columns", oracle), ("last_period_features", last)):
+        bad = [k for k in m if k not in labels]
+        if bad:
+            raise MeanTFError(f"{source}: {key!r} has keys {bad} that are not labels")
+    if bg and sorted(bg) != sorted(BGNBD_KEYS):
+        raise MeanTFError(f"{source}: 'bgnbd_features' must map exactly {list(BGNBD_KEYS)} (or be empty), got {sorted(bg)}")
+    splits = d["splits"]
+    if not isinstance(splits, Mapping) or not splits:
+        raise MeanTFError(f"{source}: 'splits' must map split names to lists of files")
+    for split, files in splits.items():
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise MeanTFError(f"{source}: split {split!r} must list at least one file")
+        for f in files:
+            if os.path.isabs(f) or ".." in Path(f).parts:
+                raise MeanTFError(f"{source}: split {split!r} file {f!r} must be relative to the manifest's folder")
+            if root is not None and not (Path(root) / f).is_file():
+                raise MeanTFError(f"{source}: split {split!r} file {f!r} is missing")
+    rule = d.get("split_rule", "customer")
+    if rule not in SPLIT_RULES:
+        raise MeanTFError(f"{source}: 'split_rule' {rule!r} is not one of {list(SPLIT_RULES)}")
+    if not isinstance(d.get("split_seed", 0), int):
+        raise MeanTFError(f"{source}: 'split_seed' must be an integer")
+    rc = d.get("row_counts", {})
+    if not isinstance(rc, Mapping) or any(k not in splits or not isinstance(v, int) or v < 0 for k, v in rc.items()):
+        raise MeanTFError(f"{source}: 'row_counts' must map split names to non-negative integers")
+    zs = d.get("zero_shares", {})
+    if not isinstance(zs, Mapping) or any(k not in splits or not isinstance(v, Mapping) for k, v in zs.items()):
+        raise MeanTFError(f"{source}: 'zero_shares' must map split names to {{label: share}}")
+
+
+def read_manifest(path: Union[str, Path], check_files: bool = True) -> Manifest:
+    """Read and validate a manifest (the dataset folder or its manifest.json)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_FILE
+    if not p.is_file():
+        raise MeanTFError(f"no dataset manifest at {p}")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MeanTFError(f"{p}: not valid JSON ({e})") from None
+    validate_manifest(d, root=p.parent if check_files else None, source=str(p))
+    return Manifest.from_dict(d, root=str(p.parent.resolve()), source=str(p))
+
+
+def write_manifest(manifest: Manifest, folder: Union[str, Path]) -> Path:
+    d = manifest.to_dict()
+    validate_manifest(d, root=folder, source=f"{folder}/{MANIFEST_FILE}")
+    p = Path(folder) / MANIFEST_FILE
+    p.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
+    return p
+
+
+def read_split(manifest: Union[Manifest, str, Path], split: str, columns: Optional[Sequence[str]] = None,
+               batch_size: int = 4096, max_rows: Optional[int] = None):
+    """Load one split into a pandas DataFrame (id and categorical columns as str, the rest float32).
+
+    Reads the gzipped TFRecords with tf.data and batched `tf.io.parse_example`, files in manifest order.
+    `columns` restricts what is parsed (default: every column); `max_rows` stops early.
+    """
+    import pandas as pd
+    import tensorflow as tf
+
+    m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    files = m.files(split)
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise MeanTFError(f"dataset {m.name!r}: split {split!r} file {missing[0]} is missing")
+    spec = m.feature_spec(columns)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if max_rows is not None:
+        ds = ds.take(max_rows)
+    ds = ds.batch(batch_size).map(lambda s: tf.io.parse_example(s, spec), num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True).prefetch(2)
+    parts: Dict[str, list] = {c: [] for c in spec}
+    try:
+        for batch in ds.as_numpy_iterator():
+            for c, v in batch.items():
+                parts[c].append(v)
+    except tf.errors.OpError as e:
+        raise MeanTFError(f"dataset {m.name!r}: cannot read split {split!r}: {e.message.splitlines()[0]}") from None
+    data = {}
+    for c, spec_c in spec.items():
+        if parts[c]:
+            v = np.concatenate(parts[c])
+        else:
+            v = np.zeros(0, dtype=np.float32 if spec_c.dtype == tf.float32 else object)
+        if spec_c.dtype == tf.string:
+            v = _decode(v)
+        data[c] = v
+    return pd.DataFrame(data, columns=list(spec))
+
+
+def _decode(v: np.ndarray) -> np.ndarray:
+    if v.size == 0:
+        return v.astype(object)
+    try:
+        return v.astype("S").astype("U").astype(object)  # fast path for ASCII
+    except UnicodeDecodeError:
+        return np.array([b.decode("utf-8") for b in v], dtype=object)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing a dataset folder
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Union[str, Path]) -> Iterator[Path]:
+    """Yield a temporary folder next to `out`; on success it replaces `out` by rename, on error it is removed.
+
+    `out` may be missing, an empty folder or an earlier dataset (a folder with manifest.json); any other
+    non-empty folder is refused, so that a typo cannot wipe unrelated files.
+    """
+    out = Path(out).absolute()
+    check_output_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_output_dir(out: Union[str, Path]) -> None:
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise MeanTFError(f"--out {out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+            raise MeanTFError(f"--out {out} is a non-empty folder that holds no dataset (no {MANIFEST_FILE}); "
+                              f"refusing to replace it: choose a new or empty folder")
+
+
+def zero_shares(frame, labels: Sequence[str]) -> Dict[str, float]:
+    return {lab: (round(float((frame[lab].to_numpy() <= 0).mean()), 4) if len(frame) else 0.0) for lab in labels}
+
+
+def check_table(frame, manifest: Manifest, source: str = "table") -> None:
+    """Check a snapshot table against its manifest before writing: columns present, numeric columns
+    finite, labels >= 0 and monotone in the manifest's label order, no missing ids or categories."""
+    missing = [c for c in manifest.columns if c not in frame.columns]
+    if missing:
+        raise MeanTFError(f"{source}: missing column(s) {missing}")
+    for c in manifest.float_columns:
+        v = frame[c].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise MeanTFError(f"{source}: column {c!r} has a non-finite value ({v[i]}) at row {frame.index[i]}")
+    for c in manifest.bytes_columns:
+        bad = frame[c].isna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise MeanTFError(f"{source}: column {c!r} is missing at row {frame.index[i]}")
+    prev = None
+    for lab in manifest.labels:
+        v = frame[lab].to_numpy(dtype=np.float64)
+        if (v < 0).any():
+            i = int(np.flatnonzero(v < 0)[0])
+            raise MeanTFError(f"{source}: label {lab!r} is negative ({v[i]}) at row {frame.index[i]}")
+        if prev is not None and (v < prev[1]).any():
+            i = int(np.flatnonzero(v < prev[1])[0])
+            raise MeanTFError(f"{source}: label {lab!r} < {prev[0]!r} at row {frame.index[i]} "
+                              f"(labels must be cumulative in the horizon)")
+        prev = (lab, v)
+
+
+def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column: str = "split",
+                  compresslevel: int = 6, extra_files: Optional[Mapping[str, str]] = None) -> Manifest:
+    """Write a snapshot table as a dataset folder, atomically.
+
+    `frame` holds every column of `manifest.columns` plus `split_column` (the split name of each row);
+    `manifest` gives the name, feature lists, labels and split rule/seed (its `splits`, `row_counts`
+    and `zero_shares` are filled in here). One file per split. `extra_files` maps file names to text
+    written next to the manifest (e.g. build_info.json). Returns the written manifest.
+    """
+    if split_column not in frame.columns:
+        raise MeanTFError(f"table: missing split column {split_column!r}")
+    splits = [s for s in SPLITS if (frame[split_column] == s).any()]
+    others = sorted(set(frame[split_column].astype(str)) - set(SPLITS))
+    if others:
+        raise MeanTFError(f"table: unknown split name(s) {others} in column {split_column!r} (use {list(SPLITS)})")
+    if not splits:
+        raise MeanTFError("table: no rows to write")
+    # Every split the rule produces is written, even if empty, so downstream code can rely on train/eval/test.
+    splits = list(SPLITS)
+    m = dataclasses.replace(manifest, splits={s: [shard_name(s, 0, 1)] for s in splits})
+    check_table(frame, m)
+    with atomic_output_dir(out) as tmp:
+        rows, zeros = {}, {}
+        for s in splits:
+            part = frame[frame[split_column] == s]
+            rows[s] = write_frame(part, tmp / shard_name(s, 0, 1), m.float_columns, m.bytes_columns,
+                                  compresslevel=compresslevel)
+            zeros[s] = zero_shares(part, m.labels)
+        m = dataclasses.replace(m, row_counts=rows, zero_shares=zeros)
+        write_manifest(m, tmp)
+        for fname, text in (extra_files or {}).items():
+            (tmp / fname).write_text(text, encoding="utf-8")
+    return dataclasses.replace(m, root=str(Path(out).absolute()))
+
+
+def json_default(o):
+    """json.dumps default for NumPy scalars."""
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        v = float(o)
+        return v if math.isfinite(v) else None
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,60 @@
+"""MEAN, the Multi-Expert Adaptive Network (paper, sec. 3.2), and its multi-horizon variant MTL-MEAN.
+
+x_u = FeatureEncoder(features); s = shared ReLU MLP [512, 256] (x_u); H = MVFE(s) (eq. 2-3);
+(e, A, theta_hat) = DistributionAttention(H) (eq. 4-6, 12); y_hat = FC(e) (eq. 7);
+(k, b_hat) = DAM(x_u) (eq. 9-10), a bypass on the encoded features with its own projection W_s.
+
+Multi-horizon (H = len(config.labels) > 1, MTL-MEAN): MVFE and the attention are shared; the FC of
+eq. 7 has one linear output per horizon (a Dense(H) is exactly H independent linear heads); each horizon
+has its own DAM, trained on that horizon's bucket labels, and every DAM is aligned with the one shared
+theta_hat; the loss terms are summed over horizons (the paper's "summing the losses").
+
+Outputs (scaled label space):
+  cltv [B, H]; attention [B, n, n]; attention_mean [B, n];
+  bucket_logits, bucket_probs: [B, n] when H = 1, [B, H, n] when H > 1 (absent when use_dam is False).
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
+import tensorflow as tf
+
+from mean_tf.config import MEANConfig
+from mean_tf.layers import DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
+from mean_tf.losses import mean_loss
+from mean_tf.models.base import CLTVModel
+
+
+@tf.keras.utils.register_keras_serializable("mean_tf")
+class MEAN(CLTVModel):
+    """MEAN(config): call(features) -> outputs dict (see the module docstring); loss = L^MEAN (eq. 17)."""
+
+    def __init__(self, config: MEANConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_horizons = len(config.labels)
+        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.shared = MLP(config.shared_units, name="shared")
+        self.mvfe = MVFE(config.num_experts, config.expert_units, config.num_distributions, name="mvfe")
+        self.attention = DistributionAttention(config.attention_units, name="attention")
+        self.head = tf.keras.layers.Dense(self.num_horizons, name="cltv_head")
+        self.dams = [
+            DAM(config.dam_shared_units, config.dam_units, config.num_distributions, name=f"dam_{label}")
+            for label in config.labels
+        ] if config.use_dam else []
+
+    def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        x_u = self.encoder(features)
+        tokens = self.mvfe(self.shared(x_u), training=training)
+        embedding, attention, attention_mean = self.attention(tokens)
+        outputs = {"cltv": self.head(embedding), "attention": attention, "attention_mean": attention_mean}
+        if self.dams:
+            logits, probs = zip(*(dam(x_u) for dam in self.dams))
+            if self.num_horizons == 1:
+                outputs["bucket_logits"], outputs["bucket_probs"] = logits[0], probs[0]
+            else:
+                outputs["bucket_logits"], outputs["bucket_probs"] = tf.stack(logits, axis=1), tf.stack(probs, axis=1)
+        return outputs
+
+    def loss_terms(self, targets, outputs):
+        return mean_loss(targets, outputs, self.config)

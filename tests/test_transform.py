@@ -1,0 +1,170 @@
+"""preprocessing_fn the chicago-taxi way: tft_beam.AnalyzeAndTransformDataset on a small in-memory dataset."""
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+from mean_tf import transform
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+
+CUSTOM = {
+    "numeric_features": ["recency_days", "net_spend"],
+    "money_features": ["net_spend"],
+    "categorical_features": ["country"],
+    "labels": ["cltv_90"],
+    "label_scaling": "log1p",
+    "label_clip": 20.0,
+    "num_distributions": 3,
+    "bucket_boundaries": None,
+}
+ROWS = [
+    {"recency_days": 1.0, "net_spend": 0.0, "country": "UK", "cltv_90": 0.0},
+    {"recency_days": 2.0, "net_spend": np.e - 1, "country": "UK", "cltv_90": 9.0},
+    {"recency_days": 3.0, "net_spend": -(np.e - 1), "country": "UK", "cltv_90": 99.0},
+    {"recency_days": 4.0, "net_spend": np.e ** 2 - 1, "country": "FR", "cltv_90": 0.0},
+    {"recency_days": 5.0, "net_spend": 0.0, "country": "FR", "cltv_90": 999.0},
+    {"recency_days": 6.0, "net_spend": 0.0, "country": "UK", "cltv_90": 9999.0},
+]
+
+
+def analyze_and_transform(custom, rows, new_rows=None, out_dir=None):
+    """Transformed train rows, transformed `new_rows` (with the train transform) and the transform_fn dir."""
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom)))
+    out_dir = out_dir or tempfile.mkdtemp()
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (train, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: transform.preprocessing_fn(inputs, custom))
+        new = None
+        if new_rows is not None:
+            new, _ = ((new_rows, metadata), transform_fn) | tft_beam.TransformDataset()
+        _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+    metadata_io.write_metadata(metadata, os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return train, new, out_dir
+
+
+@pytest.fixture(scope="module")
+def log1p_run():
+    new = [{"recency_days": 3.5, "net_spend": 0.0, "country": "DE", "cltv_90": 5.0}]
+    return analyze_and_transform(CUSTOM, ROWS, new)
+
+
+def test_numeric_is_signed_log1p_then_z_score(log1p_run):
+    train, _, _ = log1p_run
+    numeric = np.stack([r["numeric"] for r in train])
+    assert numeric.shape == (6, 2)
+    recency = np.arange(1.0, 7.0)
+    np.testing.assert_allclose(numeric[:, 0], (recency - recency.mean()) / recency.std(), rtol=1e-5)
+    spend = np.array([0.0, 1.0, -1.0, 2.0, 0.0, 0.0])  # sign(x)·log1p(|x|) of the raw values
+    np.testing.assert_allclose(numeric[:, 1], (spend - spend.mean()) / spend.std(), rtol=1e-5, atol=1e-6)
+
+
+def test_categorical_vocabulary_by_frequency_with_oov_bucket(log1p_run):
+    train, new, out_dir = log1p_run
+    assert [int(r["cat__country"]) for r in train] == [0, 0, 0, 1, 1, 0]  # UK (4 rows) first, then FR
+    assert int(new[0]["cat__country"]) == 2  # unseen country: the OOV bucket after the vocabulary
+    assert transform.categorical_vocab_sizes(tft.TFTransformOutput(out_dir), CUSTOM) == {"country": 3}
+
+
+def test_label_scaled_log1p_and_buckets_from_positive_quantiles(log1p_run):
+    train, new, _ = log1p_run
+    money = np.array([r["cltv_90"] for r in ROWS], dtype=np.float32)
+    np.testing.assert_allclose([r["cltv_90"] for r in train], money)
+    np.testing.assert_allclose([r["cltv_90__scaled"] for r in train], np.log1p(money), rtol=1e-6)
+    # n = 3: zero labels are bucket 0, positive labels split at their median into buckets 1 and 2.
+    assert [int(r["cltv_90__bucket"]) for r in train] == [0, 1, 1, 0, 2, 2]
+    assert int(new[0]["cltv_90__bucket"]) == 1
+    assert "cltv_90__scale" not in train[0]
+
+
+def test_scale_divides_by_mean_positive_label_clips_and_inverts_at_serving():
+    custom = {**CUSTOM, "label_scaling": "scale", "label_clip": 3.0, "bucket_boundaries": [0.3]}
+    train, _, out_dir = analyze_and_transform(custom, ROWS)
+    mean_positive = (9 + 99 + 999 + 9999) / 4
+    np.testing.assert_allclose([r["cltv_90__scale"] for r in train], [mean_positive] * 6, rtol=1e-5)
+    expected = np.minimum(np.array([r["cltv_90"] for r in ROWS]) / mean_positive, 3.0)  # 9999 / 2776.5 is clipped
+    np.testing.assert_allclose([r["cltv_90__scaled"] for r in train], expected, rtol=1e-5)
+    # Fixed boundaries from the config instead of quantiles: 99 / 2776.5 < 0.3 <= 999 / 2776.5.
+    assert [int(r["cltv_90__bucket"]) for r in train] == [0, 1, 1, 0, 2, 2]
+
+    output = tft.TFTransformOutput(out_dir)
+    # Serving: no label in the input, the scale output survives and the label outputs are dropped.
+    serving = output.transform_features_layer()({
+        "recency_days": tf.constant([2.0]), "net_spend": tf.constant([1.0]), "country": tf.constant(["FR"])})
+    assert "cltv_90__scaled" not in serving
+    np.testing.assert_allclose(serving["cltv_90__scale"].numpy(), [mean_positive], rtol=1e-5)
+
+    label_transform = transform.label_transform(output, custom)
+    assert label_transform.scales["cltv_90"] == pytest.approx(mean_positive, rel=1e-5)
+    money = label_transform.to_money(tf.constant([[0.5], [-1.0], [30.0]]), ["cltv_90"]).numpy()
+    np.testing.assert_allclose(money[:, 0], [0.5 * mean_positive, 0.0, 3.0 * mean_positive], rtol=1e-5)
+
+
+def test_to_money_inverts_log1p_and_is_non_negative():
+    y = tf.constant([0.0, 1.0, 123.0, 1e6])
+    scaled = transform.scale_label(y, "log1p", 20.0)
+    np.testing.assert_allclose(transform.to_money(scaled, "log1p", 20.0).numpy(), y.numpy(), rtol=1e-5)
+    assert transform.to_money(tf.constant([-3.0]), "log1p", 20.0).numpy()[0] == 0.0
+    with pytest.raises(MeanTFError):
+        transform.to_money(tf.constant([1.0]), "scale", 20.0)
+
+
+def test_split_targets_stacks_labels_in_order():
+    batch = {"numeric": tf.zeros([2, 3]), "cat__country": tf.constant([0, 1], tf.int64), "cltv_90": tf.constant([1.0, 0.0]),
+             "cltv_90__scaled": tf.constant([0.5, 0.0]), "cltv_90__bucket": tf.constant([1, 0], tf.int64),
+             "cltv_365": tf.constant([2.0, 0.0]), "cltv_365__scaled": tf.constant([0.7, 0.0]),
+             "cltv_365__bucket": tf.constant([2, 0], tf.int64), "cltv_365__scale": tf.constant([3.0, 3.0])}
+    inputs, targets = transform.split_targets(batch, ["cltv_365", "cltv_90"])
+    assert sorted(inputs) == ["cat__country", "numeric"]
+    np.testing.assert_allclose(targets["raw"].numpy(), [[2.0, 1.0], [0.0, 0.0]])
+    assert targets["bucket"].dtype == tf.int64 and targets["bucket"].numpy().tolist() == [[2, 1], [0, 0]]
+    assert targets["scaled"].shape == (2, 2)
+
+
+def test_transform_config_from_manifest_and_config():
+    class Manifest:
+        numeric_features = ["a", "b"]
+        money_features = ["b"]
+        categorical_features = ["c"]
+        labels = ["cltv_30", "cltv_365"]
+
+    custom = transform.transform_config(Manifest(), MEANConfig(label_scaling="scale", num_distributions=4))
+    assert custom["labels"] == ["cltv_30", "cltv_365"] and custom["label_scaling"] == "scale"
+    assert custom["num_distributions"] == 4 and custom["bucket_boundaries"] is None
+    spec = transform.raw_feature_spec(custom, with_labels=False)
+    assert sorted(spec) == ["a", "b", "c"] and spec["c"].dtype == tf.string
+
+
+def test_materialize_writes_transformed_splits_and_is_cached(tmp_path):
+    import pandas as pd
+
+    from mean_tf.data.manifest import Manifest, write_dataset
+
+    frame = pd.DataFrame([{**r, "customer_id": f"c{i}", "cutoff": "2011-01-01", "split": split}
+                          for i, (r, split) in enumerate(zip(ROWS * 2, ["train"] * 6 + ["eval"] * 3 + ["test"] * 3))])
+    manifest = write_dataset(frame, tmp_path / "data", Manifest(
+        name="tiny", splits={}, numeric_features=["recency_days", "net_spend"], money_features=["net_spend"],
+        categorical_features=["country"], labels=["cltv_90"]))
+    config = MEANConfig(labels=("cltv_90",), num_distributions=3)
+    out = tmp_path / "transformed"
+    done = transform.materialize(manifest, config, str(out))
+    assert [len(done.files(s)) >= 1 for s in ("train", "eval", "test")] == [True] * 3
+    output = done.tf_transform_output()
+    spec = output.transformed_feature_spec()
+    assert {"numeric", "cat__country", "cltv_90", "cltv_90__scaled", "cltv_90__bucket"} <= set(spec)
+    rows = list(tf.data.TFRecordDataset(done.files("test"), compression_type="GZIP").batch(10)
+                .map(lambda s: tf.io.parse_example(s, spec)))[0]
+    # test rows 9..11 repeat train rows 3..5: same transform as in the in-memory run.
+    assert sorted(rows["cltv_90__bucket"].numpy().tolist()) == [0, 2, 2]
+    assert rows["numeric"].shape == (3, 2)
+
+    stamp = os.path.getmtime(done.files("train")[0])
+    again = transform.materialize(manifest, config, str(out))
+    assert again.files("train") == done.files("train") and os.path.getmtime(done.files("train")[0]) == stamp
