@@ -4,7 +4,6 @@ with `mean_tf.metrics.evaluate`, and append one JSON line per finished cell (so 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -14,11 +13,10 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf import metrics, training, transform
+from mean_tf import experiment, metrics
 from mean_tf.benchmark.plan import Cell
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
-from mean_tf.models import registry
 
 GAIN_POINTS = 101
 GAIN_LABEL = "cltv_365"
@@ -82,11 +80,6 @@ class Runner:
             self._manifests[dataset] = read_manifest(os.path.join(folder, "manifest.json"))
         return self._manifests[dataset]
 
-    def materialized(self, dataset: str, config: MEANConfig) -> transform.Materialized:
-        manifest = self.manifest(dataset)
-        key = hashlib.sha1(json.dumps(transform.transform_config(manifest, config), sort_keys=True).encode()).hexdigest()
-        return transform.materialize(manifest, config, os.path.join(self.work_dir, "transformed", dataset, key[:12]))
-
     # --- cells ------------------------------------------------------------------------------------
     def done_keys(self) -> set:
         if not os.path.exists(self.results_path):
@@ -134,24 +127,18 @@ class Runner:
         """(y, p, extra): true and predicted money on the test split, [N, H] each, in `cell.labels` order."""
         from mean_tf.data.manifest import read_split
 
-        config = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels), **dict(cell.overrides))
         labels = list(cell.labels)
         if cell.model == "oracle":
             if not manifest.oracle_columns:
                 raise MeanTFError(f"dataset {cell.dataset} has no oracle columns")
             test = read_split(manifest, "test")
             return test[labels].to_numpy(float), test[[manifest.oracle_columns[l] for l in labels]].to_numpy(float), {}
-        if registry.spec(cell.model).kind == "classical":
-            model = training.fit_classical(cell.model, config, manifest)
-            y = read_split(manifest, "test")[labels].to_numpy(float)
-            return y, training.predict_classical(model, manifest, "test"), {}
-        mat = self.materialized(cell.dataset, config)
-        result = training.fit(cell.model, config, mat.out_dir, mat.files("train"), mat.files("eval"), verbose=0)
-        spec = mat.tf_transform_output().transformed_feature_spec()
-        test = training.make_dataset(mat.files("test"), spec, labels, config.batch_size)
-        p = training.predict_money(result.model, test, result.label_transform, labels)
-        y = training.dataset_targets(test, "raw")
-        return y, p, {"best_epoch": int(result.best_epoch), "epochs_run": len(result.history.get("loss", []))}
+        config = self.base_config().replace(seed=cell.seed, labels=tuple(labels), **dict(cell.overrides))
+        outcome = experiment.run(cell.model, config, manifest, self.work_dir)
+        extra = {}
+        if outcome.fit is not None:
+            extra = {"best_epoch": int(outcome.fit.best_epoch), "epochs_run": len(outcome.fit.history.get("loss", []))}
+        return outcome.y, outcome.p, extra
 
     def _append(self, row: dict) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)

@@ -158,15 +158,18 @@ class ExampleEncoder:
         width = width_f + sum(p[0].size for p in fixed_parts)
         body = np.empty((n, width), dtype=np.uint8)
         if F:
-            body[:, :width_f] = self._float_template
-            fb = floats.view(np.uint8).reshape(n, F, 4)
             for c0, c1, b0, e in self._float_runs:
-                view = body[:, b0:b0 + (c1 - c0) * e].reshape(n, c1 - c0, e)
-                view[:, :, e - 4:] = fb[:, c0:c1]
+                # the run as a [n, k] structured array (key prefix, float value) laid over `body`
+                dt = np.dtype([("p", f"V{e - 4}"), ("v", "<f4")])
+                view = np.ndarray(shape=(n, c1 - c0), dtype=dt, buffer=body, offset=b0, strides=(width, e))
+                view["p"] = self._float_template[b0:b0 + (c1 - c0) * e].reshape(c1 - c0, e)[:, : e - 4].copy().view(f"V{e - 4}")[:, 0]
+                view["v"] = floats[:, c0:c1]
         pos = width_f
         for tmpl, hole, w, arr in fixed_parts:
-            body[:, pos:pos + tmpl.size] = tmpl
-            body[:, pos + hole:pos + hole + w] = np.frombuffer(arr.tobytes(), dtype=np.uint8).reshape(n, w)
+            dt = np.dtype([("p", f"V{hole}"), ("v", f"S{w}")])  # the value ends the entry
+            view = np.ndarray(shape=(n,), dtype=dt, buffer=body, offset=pos, strides=(width,))
+            view["p"] = tmpl[:hole].copy().view(f"V{hole}")[0]
+            view["v"] = arr
             pos += tmpl.size
         if not var_cols:
             head = b"\x0a" + _varint(width)
@@ -190,7 +193,8 @@ def _all_full_width(arr: np.ndarray) -> bool:
     """True if no value of a NumPy 'S' array is shorter than its itemsize (NumPy strips trailing NULs)."""
     if arr.size == 0:
         return True
-    return bool(np.char.str_len(arr).min() == arr.dtype.itemsize)
+    last = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)[arr.dtype.itemsize - 1::arr.dtype.itemsize]
+    return bool(last.all())
 
 
 def _as_bytes(v) -> bytes:
@@ -201,23 +205,24 @@ def _as_bytes(v) -> bytes:
     return str(v).encode("utf-8")
 
 
-def frame_records(records: Union[np.ndarray, List[bytes]]) -> bytes:
-    """Frame encoded records (a uint8 matrix of equal-length rows, or a list of bytes) as TFRecords."""
+def frame_records(records: Union[np.ndarray, List[bytes]]) -> Union[bytes, np.ndarray]:
+    """Frame encoded records as TFRecords: a uint8 matrix of equal-length rows gives a uint8 matrix (one
+    framed record per row, C-contiguous), a list of bytes gives bytes."""
     if isinstance(records, np.ndarray):
         n, width = records.shape
         if n == 0:
             return b""
         length = struct.pack("<Q", width)
         head = np.frombuffer(length + struct.pack("<I", masked_crc(length)), dtype=np.uint8)
-        flat = records.tobytes()
-        crcs = np.fromiter(
-            (masked_crc(flat[i * width:(i + 1) * width]) for i in range(n)), dtype="<u4", count=n
-        )
         out = np.empty((n, 12 + width + 4), dtype=np.uint8)
         out[:, :12] = head
         out[:, 12:12 + width] = records
+        flat = out.tobytes()  # one copy; slices of bytes feed the C CRC
+        stride = 16 + width
+        crcs = np.fromiter((masked_crc(flat[i * stride + 12:i * stride + 12 + width]) for i in range(n)),
+                           dtype="<u4", count=n)
         out[:, 12 + width:] = crcs.view(np.uint8).reshape(n, 4)
-        return out.tobytes()
+        return out
     return b"".join(frame_record(r) for r in records)
 
 

@@ -3,7 +3,7 @@
 Generative story, per row (one customer, one snapshot):
 
 1. Features. A 16-dimensional latent profile z ~ N(0, I). Each numeric feature is a noisy projection
-   u = z . w_j + noise of two latent factors, shaped into one of five kinds: `gauss` (dense, rounded to
+   u = z . w_j + noise (uniform, variance 1) of two latent factors, shaped into one of five kinds: `gauss` (dense, rounded to
    1/64), `count` (zero-inflated integers, floor(expm1(max(0, a + b u)))), `money` (zero-inflated
    lognormal amounts, in cents), `flag` (0/1) and `ratio` (in (0, 1), 1/256 steps). Each categorical
    feature buckets another projection into a vocabulary of 2..100 values ("v000", "v001", ...).
@@ -154,8 +154,10 @@ class Generator:
         self.x_std = np.ones(d)
         # calibration sample (its own stream): standardise the informative inputs, fit segment biases
         z = np.random.default_rng([spec.seed, 2]).normal(size=(20_000, LATENT))
-        eps = np.random.default_rng([spec.seed, 3]).normal(size=(20_000, nn + nc))
-        num, cat = self._features(z, eps)
+        rng_e = np.random.default_rng([spec.seed, 3])
+        eps = (rng_e.random(size=(20_000, self.n_inf_num), dtype=np.float32) - 0.5) * np.float32(math.sqrt(12.0))
+        eps_cat = (rng_e.random(size=(20_000, self.n_inf_cat), dtype=np.float32) - 0.5) * np.float32(math.sqrt(12.0))
+        num, cat = self._informative_features(z, eps, eps_cat)
         xi = self._informative(num)
         self.x_mean, self.x_std = xi.mean(0), np.maximum(xi.std(0), 1e-6)
         for _ in range(30):
@@ -163,56 +165,75 @@ class Generator:
             self.bias += np.log(SEGMENT_SHARES / p)
 
     # ---- pieces
-    def _features(self, z: np.ndarray, eps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Numeric [n, nn] float64 and categorical codes [n, nc]. Computed with the columns grouped by
-        kind (contiguous slices are much faster than fancy indexing), then put back in feature order."""
-        nn = self.spec.n_numeric
-        perm = self._kind_perm
-        u = z @ self.W[:, perm] + self.noise[perm] * eps[:, perm]
-        a, b, loc = self.a[perm], self.b[perm], self.loc[perm]
-        for kind, (lo, hi) in self._kind_slices.items():
-            if hi == lo:
-                continue
-            v = u[:, lo:hi]
-            if kind == "gauss":
-                v *= b[lo:hi]
-                v += loc[lo:hi]
-                v *= 64.0
-                np.round(v, out=v)
-                v /= 64.0
-            elif kind == "count":
-                v *= b[lo:hi]
-                v += a[lo:hi]
-                np.maximum(v, 0.0, out=v)
-                np.expm1(v, out=v)
-                np.floor(v, out=v)
-            elif kind == "money":
-                off = v <= self.money_thr[perm][lo:hi]
-                v *= self.money_sigma[perm][lo:hi]
-                v += self.money_mu[perm][lo:hi]
-                np.exp(v, out=v)
-                np.round(v, 2, out=v)
-                v[off] = 0.0
-            elif kind == "flag":
-                u[:, lo:hi] = v > a[lo:hi]
-            else:  # ratio
-                v *= -1.5
-                v -= a[lo:hi]
-                np.exp(v, out=v)
-                v += 1.0
-                np.divide(256.0, v, out=v)
-                np.round(v, out=v)
-                v /= 256.0
-        out = u[:, self._kind_inv]
-        nc = self.spec.n_categorical
-        cat = np.empty((len(z), nc), dtype=np.int64)
-        if nc:
-            uc = z @ self.Wc + self.noise_c * eps[:, nn:nn + nc]
+    def _shape(self, kind: str, v: np.ndarray, idx: np.ndarray) -> None:
+        """Turn projections v [n, k] (float32) of numeric features `idx` of one kind into values, in place."""
+        f32 = np.float32
+        a, b = self.a[idx].astype(f32), self.b[idx].astype(f32)
+        if kind == "gauss":
+            v *= b
+            v += self.loc[idx].astype(f32)
+            v *= f32(64.0)
+            np.round(v, out=v)
+            v /= f32(64.0)
+        elif kind == "count":
+            v *= b
+            v += a
+            np.maximum(v, f32(0.0), out=v)
+            np.expm1(v, out=v)
+            np.floor(v, out=v)
+        elif kind == "money":
+            off = v <= self.money_thr[idx].astype(f32)
+            v *= self.money_sigma[idx].astype(f32)
+            v += self.money_mu[idx].astype(f32)
+            np.exp(v, out=v)
+            np.round(v, 2, out=v)
+            v[off] = 0.0
+        elif kind == "flag":
+            v[...] = v > a
+        else:  # ratio
+            v *= f32(-1.5)
+            v -= a
+            np.exp(v, out=v)
+            v += f32(1.0)
+            np.divide(f32(256.0), v, out=v)
+            np.round(v, out=v)
+            v /= f32(256.0)
+
+    def _categorical(self, z: np.ndarray, eps_cat: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Codes of categorical features `cols`; eps_cat [n, len(cols)] their noise."""
+        cat = np.empty((len(z), len(cols)), dtype=np.int64)
+        if len(cols):
+            uc = z @ self.Wc[:, cols] + self.noise_c[cols] * eps_cat.astype(np.float64)
             q = 1.0 / (1.0 + np.exp(-1.7 * uc))  # in (0, 1)
-            for j in range(nc):
+            for i, j in enumerate(cols):
                 v = int(self.vocab[j])
-                cat[:, j] = self.cat_perm[j, np.searchsorted(self.cat_edges[j, : v - 1], q[:, j])]
-        return out, cat
+                cat[:, i] = self.cat_perm[j, np.searchsorted(self.cat_edges[j, : v - 1], q[:, i])]
+        return cat
+
+    def _features(self, z: np.ndarray, eps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Numeric [n, nn] float32 and categorical codes [n, nc]. Computed with the columns grouped by
+        kind (contiguous slices are much faster than fancy indexing), then put back in feature order."""
+        perm = self._kind_perm
+        u = z.astype(np.float32) @ self.W[:, perm].astype(np.float32)
+        u += self.noise[perm].astype(np.float32) * eps[:, perm]
+        for kind, (lo, hi) in self._kind_slices.items():
+            if hi > lo:
+                self._shape(kind, u[:, lo:hi], perm[lo:hi])
+        nn = self.spec.n_numeric
+        return u[:, self._kind_inv], self._categorical(z, eps[:, nn:], np.arange(self.spec.n_categorical))
+
+    def _informative_features(self, z: np.ndarray, eps: np.ndarray, eps_cat: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Only the informative columns (same values as `_features` up to float rounding): for calibration."""
+        idx = np.arange(self.n_inf_num)
+        u = z.astype(np.float32) @ self.W[:, idx].astype(np.float32)
+        u += self.noise[idx].astype(np.float32) * eps[:, idx]
+        for kind in KINDS:
+            cols = np.flatnonzero(self.kinds[idx] == kind)
+            if len(cols):
+                v = u[:, cols]
+                self._shape(kind, v, idx[cols])
+                u[:, cols] = v
+        return u, self._categorical(z, eps_cat, np.arange(self.n_inf_cat))
 
     def _informative(self, num: np.ndarray) -> np.ndarray:
         x = num[:, : self.n_inf_num].copy()
@@ -250,7 +271,9 @@ class Generator:
         rng = np.random.default_rng([self.spec.seed, 100, b])
         nn, nc = self.spec.n_numeric, self.spec.n_categorical
         z = rng.normal(size=(m, LATENT))
-        eps = rng.standard_normal(size=(m, nn + nc), dtype=np.float32)
+        eps = rng.random(size=(m, nn + nc), dtype=np.float32)  # uniform noise, variance 1 (3x cheaper than normal)
+        eps -= 0.5
+        eps *= np.float32(math.sqrt(12.0))
         num, cat = self._features(z, eps)
         p = self._segment_probs(num, cat)
         rates, mus = self._regime_params(num)
@@ -395,8 +418,12 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
                     progress(i + 1, n_shards)
         else:
             import multiprocessing as mp
+            import sys
 
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            # fork is cheap and needs no `if __name__ == "__main__"` guard in the caller's script, but is
+            # unsafe once TensorFlow (threads) is loaded: then spawn.
+            method = "spawn" if "tensorflow" in sys.modules else "fork"
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
                 for i, r in enumerate(pool.map(_write_shard_args, jobs)):
                     results.append(r)
                     if progress:

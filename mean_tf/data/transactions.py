@@ -133,7 +133,10 @@ class Snapshots:
 
 
 def _row(df: pd.DataFrame, pos: int) -> str:
-    return f"row {df.index[pos]!r}"
+    """'row <index label>' (or 'line <n>' for tables read from text files with a 'line' index)."""
+    label = df.index[pos]
+    label = label.item() if hasattr(label, "item") else label
+    return f"{'line' if df.index.name == 'line' else 'row'} {label!r}"
 
 
 def parse_times(series: pd.Series, col: str, source: str, time_format: Optional[str] = None) -> np.ndarray:

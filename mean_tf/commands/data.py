@@ -1,0 +1,98 @@
+"""`mean-tf data online-retail|cdnow|synthetic --out DIR [options]`: build a dataset folder (gzipped
+TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files")."""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+
+def _cutoffs(text: str):
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("give at least one date, e.g. 2010-12-01")
+    return parts
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow or synthetic",
+                              description="Build a dataset folder: train/eval/test gzipped TFRecords of tf.Example "
+                                          "and manifest.json. Writes are atomic (a temp folder next to --out, "
+                                          "renamed at the end); an existing dataset folder is replaced.")
+    sub = p.add_subparsers(dest="dataset", metavar="DATASET")
+
+    def common(sp, cutoff_default: str):
+        sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+        sp.add_argument("--input", default=None, help="input file (default: the bundled / packaged copy)")
+        sp.add_argument("--cutoffs", type=_cutoffs, default=None,
+                        help=f"comma-separated cutoff dates YYYY-MM-DD (default: {cutoff_default})")
+        sp.add_argument("--split", choices=("customer", "time"), default="customer",
+                        help="customer: 7:1:2 by customer (default); time: test = last cutoff, "
+                             "earlier cutoffs 7:1 train/eval by customer")
+        sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+
+    sp = sub.add_parser("online-retail", help="Online Retail II (bundled, real): customer x monthly cutoffs")
+    common(sp, "first of each month 2010-01-01 .. 2010-12-01")
+    sp.set_defaults(func=_online_retail)
+
+    sp = sub.add_parser("cdnow", help="CDNOW (from the lifetimes package, real): new customers of Q1 1997")
+    common(sp, "1997-04-01")
+    sp.set_defaults(func=_cdnow)
+
+    sp = sub.add_parser("synthetic", help="synthetic data at the paper's scale, with oracle expected values")
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--rows", type=int, default=100_000, help="rows (customers), up to 22M (default 100000)")
+    sp.add_argument("--features", type=int, default=720, help="features, numeric + categorical (default 720)")
+    sp.add_argument("--categorical-share", type=float, default=0.1, help="share of categorical features (default 0.1)")
+    sp.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    sp.add_argument("--shards", type=int, default=None, help="files per split (default: ~600 MB of rows each)")
+    sp.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    sp.add_argument("--compresslevel", type=int, default=1, help="gzip level 0..9 (default 1, the fastest)")
+    sp.set_defaults(func=_synthetic)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _summary(m, seconds: float, workers: bool = False) -> None:
+    rows = ", ".join(f"{s} {n:,}" for s, n in m.row_counts.items())
+    print(f"wrote {m.name} to {m.root} in {seconds:.1f} s: {rows} rows; "
+          f"{len(m.numeric_features)} numeric + {len(m.categorical_features)} categorical features")
+    for s, z in m.zero_shares.items():
+        print(f"  zero share {s:5s} " + "  ".join(f"{k} {v:.1%}" for k, v in z.items()))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"  peak memory {peak:.0f} MB" + (f" (largest worker process {child:.0f} MB)" if workers and child else ""))
+
+
+def _online_retail(args) -> int:
+    from mean_tf.data import online_retail
+
+    t0 = time.time()
+    m = online_retail.build(args.out, args.input, args.cutoffs or online_retail.DEFAULT_CUTOFFS, args.split, args.seed)
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _cdnow(args) -> int:
+    from mean_tf.data import cdnow
+
+    t0 = time.time()
+    m = cdnow.build(args.out, args.input, args.cutoffs or cdnow.DEFAULT_CUTOFFS, args.split, args.seed)
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _synthetic(args) -> int:
+    from mean_tf.data import synthetic
+
+    t0 = time.time()
+
+    def progress(done, total):
+        if sys.stderr.isatty() or total >= 4:
+            print(f"  shard {done}/{total} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    m = synthetic.build(args.out, args.rows, args.features, seed=args.seed, categorical_share=args.categorical_share,
+                        shards=args.shards, workers=args.workers, compresslevel=args.compresslevel, progress=progress)
+    _summary(m, time.time() - t0, workers=True)
+    return 0
+

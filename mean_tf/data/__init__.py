@@ -1,0 +1,23 @@
+"""Dataset builders and dataset files of mean-tf (see docs/design.md, "Dataset files").
+
+- `snapshots_from_transactions(df, customer_col, time_col, amount_col, cutoffs, ...)`: a transaction log ->
+  customer x cutoff snapshot table (features strictly before the cutoff, labels cltv_30/90/180/365 after);
+- `online_retail.build`, `cdnow.build`, `synthetic.build`: the three datasets (`mean-tf data ...`);
+- `write_dataset(frame, out, manifest)`: any snapshot table -> dataset folder (gzipped TFRecords + manifest);
+- `read_manifest(path)`, `read_split(manifest, split)`: read a dataset back (pandas DataFrame).
+
+Importing this package does not import TensorFlow (only `read_split` and `Manifest.feature_spec` do).
+"""
+from mean_tf.data.manifest import (  # noqa: F401
+    FORMAT,
+    ID_COLUMNS,
+    SPLITS,
+    Manifest,
+    read_manifest,
+    read_split,
+    validate_manifest,
+    write_dataset,
+    write_manifest,
+)
+from mean_tf.data.splits import assign_splits, customer_split  # noqa: F401
+from mean_tf.data.transactions import HORIZONS, LABELS, Snapshots, snapshots_from_transactions  # noqa: F401

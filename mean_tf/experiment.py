@@ -1,0 +1,60 @@
+"""Train one registry model on one dataset and predict a split in money: the path shared by
+`mean-tf train`, the benchmark and the notebooks (the TFX Trainer runs the same `mean_tf.training`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from mean_tf import metrics, training, transform
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+from mean_tf.models import registry
+
+
+@dataclasses.dataclass
+class Outcome:
+    """True and predicted money on one split, [N, H] each, columns in `labels` order."""
+
+    labels: tuple
+    y: np.ndarray
+    p: np.ndarray
+    fit: Optional[training.FitResult] = None  # Keras models only
+    model: object = None
+
+    def evaluate(self) -> Dict[str, Dict[str, float]]:
+        return {label: metrics.evaluate(self.y[:, i], self.p[:, i]) for i, label in enumerate(self.labels)}
+
+
+def materialize_cached(manifest, config: MEANConfig, work_dir: str) -> transform.Materialized:
+    """Transform the dataset once per Transform setting, under `work_dir/transformed/<name>/<hash>`."""
+    key = hashlib.sha1(json.dumps(transform.transform_config(manifest, config), sort_keys=True).encode()).hexdigest()
+    return transform.materialize(manifest, config, os.path.join(work_dir, "transformed", manifest.name, key[:12]))
+
+
+def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str = "test",
+        verbose: int = 0, backup_dir: Optional[str] = None) -> Outcome:
+    """Fit `model_name` (train split, early stopping on eval) and predict `split` in money."""
+    from mean_tf.data.manifest import read_split
+
+    config = registry.model_config(model_name, config)
+    labels = tuple(config.labels)
+    missing = [label for label in labels if label not in manifest.labels]
+    if missing:
+        raise MeanTFError(f"label {missing[0]!r} is not a label of dataset {manifest.name} ({', '.join(manifest.labels)})")
+    if registry.spec(model_name).kind == "classical":
+        model = training.fit_classical(model_name, config, manifest)
+        y = read_split(manifest, split)[list(labels)].to_numpy(float)
+        return Outcome(labels, y, training.predict_classical(model, manifest, split), model=model)
+    mat = materialize_cached(manifest, config, work_dir)
+    result = training.fit(model_name, config, mat.out_dir, mat.files("train"), mat.files("eval"),
+                          verbose=verbose, backup_dir=backup_dir)
+    spec = mat.tf_transform_output().transformed_feature_spec()
+    data = training.make_dataset(mat.files(split), spec, list(labels), config.batch_size)
+    p = training.predict_money(result.model, data, result.label_transform, labels)
+    return Outcome(labels, training.dataset_targets(data, "raw"), p, fit=result, model=result.model)

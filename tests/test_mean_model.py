@@ -1,0 +1,180 @@
+"""The MEAN model: output shapes (H = 1 and 4), eq. 7 wiring, stop-gradients, training, round trips, robustness."""
+import json
+
+import numpy as np
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow as tf
+
+from mean_tf.config import ALL_LABELS, MEANConfig
+from mean_tf.metrics import normalized_gini
+from mean_tf.models import build
+from mean_tf.models.mean import MEAN
+
+N_DIST = 5
+SMALL = dict(shared_units=(32, 16), num_experts=3, expert_units=16, attention_units=8, dam_shared_units=16,
+             dam_units=(16, 8), num_distributions=N_DIST, categorical_vocab_sizes={"segment": 3}, embedding_dim=2)
+
+
+def _config(**changes):
+    return MEANConfig(**{**SMALL, **changes})
+
+
+def _synthetic(n, seed):
+    """Zero-inflated log-normal spend driven by the features; buckets from quantiles of the positive scaled label."""
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(size=(n, 5)).astype("float32")
+    segment = rng.integers(0, 3, size=n)
+    buys = rng.random(n) < 1 / (1 + np.exp(-(2 * numeric[:, 0] + segment - 1.5)))
+    raw = np.where(buys, np.exp(2 + numeric[:, 1] + 0.5 * numeric[:, 2] + 0.3 * rng.normal(size=n)), 0.0)
+    scaled = np.minimum(np.log1p(raw), 20.0)
+    cuts = np.quantile(scaled[scaled > 0], np.linspace(0, 1, N_DIST)[1:-1])
+    bucket = np.where(scaled > 0, 1 + np.searchsorted(cuts, scaled, side="right"), 0)
+    features = {"numeric": numeric, "cat__segment": segment.astype("int64")}
+    targets = {"raw": raw[:, None].astype("float32"), "scaled": scaled[:, None].astype("float32"),
+               "bucket": bucket[:, None].astype("int64")}
+    return features, targets
+
+
+def _outputs(model, features, training=False):
+    return {k: v.numpy() for k, v in model(features, training=training).items()}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One small MEAN trained with model.fit (shared by the tests that need trained weights)."""
+    config = _config(learning_rate=3e-3)
+    tf.keras.utils.set_random_seed(config.seed)
+    model = MEAN(config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    features, targets = _synthetic(768, seed=0)
+    history = model.fit(features, targets, epochs=12, batch_size=96, verbose=0)
+    return model, history.history
+
+
+@pytest.mark.parametrize("labels", [("cltv_365",), ALL_LABELS])
+def test_output_shapes_single_and_multi_horizon(labels):
+    features, _ = _synthetic(8, seed=1)
+    horizons = len(labels)
+    out = _outputs(MEAN(_config(labels=labels)), features)
+    per_horizon = (8, N_DIST) if horizons == 1 else (8, horizons, N_DIST)
+    assert {k: v.shape for k, v in out.items()} == {
+        "cltv": (8, horizons), "attention": (8, N_DIST, N_DIST), "attention_mean": (8, N_DIST),
+        "bucket_logits": per_horizon, "bucket_probs": per_horizon,
+    }
+    np.testing.assert_allclose(out["bucket_probs"].sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out["attention"].sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out["attention_mean"].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_registry_variants_build_the_right_structure():
+    features, _ = _synthetic(4, seed=2)
+    mtl = build("mtl_mean", _config())
+    assert isinstance(mtl, MEAN) and len(mtl.dams) == 4 and _outputs(mtl, features)["cltv"].shape == (4, 4)
+    mvfe_only = build("mvfe_only", _config())
+    out = _outputs(mvfe_only, features)
+    assert not mvfe_only.dams and "bucket_logits" not in out and out["cltv"].shape == (4, 1)
+
+
+def test_prediction_is_a_linear_layer_on_the_attention_embedding():
+    """Eq. 7: y_hat = FC(e), with e the mean attended token of eq. 6."""
+    features, _ = _synthetic(6, seed=3)
+    model = MEAN(_config(labels=ALL_LABELS))
+    out = _outputs(model, features)
+    tokens = model.mvfe(model.shared(model.encoder(features)), training=False)
+    embedding, attention, _ = model.attention(tokens)
+    expected = embedding.numpy() @ model.head.kernel.numpy() + model.head.bias.numpy()
+    np.testing.assert_allclose(out["cltv"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["attention"], attention.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_stop_gradient_defaults_and_switches(flipped):
+    """Default: L^kl reaches the attention but not DAM; the soft L^dis term reaches DAM but not the attention."""
+    config = _config(beta=0.0, kl_stop_gradient_dam=not flipped, distill_stop_gradient_attention=not flipped)
+    model = MEAN(config)
+    features, targets = _synthetic(32, seed=4)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = model.loss_terms(targets, model(features, training=True))  # beta = 0: loss_dis is the soft term
+
+    def moves(loss, layer):
+        grads = [g for g in tape.gradient(loss, layer.trainable_variables) if g is not None]
+        return any(bool(np.abs(g.numpy()).max() > 0) for g in grads)
+
+    dam, attention = model.dams[0], model.attention
+    assert moves(terms["loss_kl"], attention) and moves(terms["loss_dis"], dam)
+    assert moves(terms["loss_kl"], dam) is flipped
+    assert moves(terms["loss_dis"], attention) is flipped
+    assert moves(terms["loss_dis"], model.mvfe) is flipped
+
+
+def test_training_lowers_every_loss_term_and_beats_a_constant_on_gini(trained):
+    model, history = trained
+    for name in ("loss", "loss_cltv", "loss_kl", "loss_dis"):
+        assert history[name][-1] < history[name][0], (name, history[name])
+    features, targets = _synthetic(512, seed=5)  # held out
+    raw = targets["raw"][:, 0]
+    prediction = _outputs(model, features)["cltv"][:, 0]
+    gini_model = normalized_gini(raw, prediction)
+    gini_constant = normalized_gini(raw, np.full_like(prediction, prediction.mean()))
+    assert gini_model > gini_constant + 0.3, (gini_model, gini_constant)
+
+
+def test_get_config_round_trip_gives_identical_outputs(trained):
+    model, _ = trained
+    features, _ = _synthetic(16, seed=6)
+    config = json.loads(json.dumps(model.get_config()))  # plain JSON
+    clone = MEAN.from_config(config)
+    clone(features)
+    clone.set_weights(model.get_weights())
+    assert clone.config == model.config
+    for key, value in _outputs(model, features).items():
+        np.testing.assert_array_equal(_outputs(clone, features)[key], value)
+
+
+def test_savedmodel_round_trip_gives_identical_outputs(trained, tmp_path):
+    model, _ = trained
+    features, _ = _synthetic(16, seed=7)
+    expected = _outputs(model, features)
+    model.save(str(tmp_path / "mean"), save_format="tf")
+    restored = tf.keras.models.load_model(str(tmp_path / "mean"))
+    assert isinstance(restored, MEAN)
+    for key, value in expected.items():
+        np.testing.assert_allclose(_outputs(restored, features)[key], value, rtol=1e-6, atol=1e-7)
+    served = tf.saved_model.load(str(tmp_path / "mean")).signatures["serving_default"]
+    served_out = served(**{k: tf.constant(v) for k, v in features.items()})
+    np.testing.assert_allclose(served_out["cltv"].numpy(), expected["cltv"], rtol=1e-6, atol=1e-7)
+
+
+def _extreme_batches():
+    features, targets = _synthetic(8, seed=8)
+    zero_labels = {k: np.zeros_like(v) for k, v in targets.items()}
+    huge_raw = np.full_like(targets["raw"], 1e9)
+    huge_labels = {"raw": huge_raw, "scaled": np.minimum(np.log1p(huge_raw), 20.0),
+                   "bucket": np.full_like(targets["bucket"], N_DIST - 1)}
+    zero_features = {k: np.zeros_like(v) for k, v in features.items()}
+    constant_features = {"numeric": np.full_like(features["numeric"], 3.0), "cat__segment": features["cat__segment"]}
+    single_row = {k: v[:1] for k, v in features.items()}
+    return [
+        ("zero labels", features, zero_labels),
+        ("1e9 labels, clipped", features, huge_labels),
+        ("all-zero features", zero_features, targets),
+        ("constant features", constant_features, huge_labels),
+        ("batch of one", single_row, {k: v[:1] for k, v in huge_labels.items()}),
+    ]
+
+
+@pytest.mark.parametrize("labels", [("cltv_365",), ALL_LABELS])
+def test_no_nan_or_inf_on_extreme_batches(labels):
+    model = MEAN(_config(labels=labels))
+    for name, features, targets in _extreme_batches():
+        targets = {k: np.repeat(v, len(labels), axis=1) for k, v in targets.items()}
+        with tf.GradientTape() as tape:
+            outputs = model(features, training=True)
+            terms = model.loss_terms(targets, outputs)
+        grads = [g for g in tape.gradient(terms["loss"], model.trainable_variables) if g is not None]
+        assert grads, name
+        for value in [*outputs.values(), *terms.values(), *grads]:
+            assert np.isfinite(tf.convert_to_tensor(value).numpy()).all(), name
+        assert all(np.isfinite(v).all() for v in _outputs(model, features).values()), name
