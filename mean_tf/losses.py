@@ -57,7 +57,8 @@ def distillation(bucket_onehot, bucket_logits, attention_mean, beta: float = 1.0
     hard = tf.reduce_mean(cross_entropy(bucket_onehot, tempered_softmax(bucket_logits, 1.0), xi))
     if gamma == 0:
         return beta * hard
-    soft = tf.reduce_mean(cross_entropy(tempered_softmax(attention_mean, tau), tempered_softmax(bucket_logits, tau), xi))
+    teacher = tempered_softmax(attention_mean, tau)
+    soft = tf.reduce_mean(cross_entropy(teacher, tempered_softmax(bucket_logits, tau), xi))
     return beta * hard + gamma * soft
 
 

@@ -25,6 +25,22 @@ from mean_tf.models import registry
 SHUFFLE_BUFFER = 10_000
 
 
+def skip_autograph_for_tf_keras() -> None:
+    """Treat tf_keras like TensorFlow's own `keras` package: never autograph-convert its internals.
+
+    TF 2.16's autograph skips modules named `keras` but not `tf_keras`, so every first `fit` transpiles
+    hundreds of tf_keras functions (minutes on a busy CPU). Keras 2 never needed that conversion.
+    """
+    from tensorflow.python.autograph.core import config as autograph_config
+
+    rule = autograph_config.DoNotConvert("tf_keras")
+    if not any(r.matches("tf_keras") for r in autograph_config.CONVERSION_RULES):
+        autograph_config.CONVERSION_RULES = (rule,) + tuple(autograph_config.CONVERSION_RULES)
+
+
+skip_autograph_for_tf_keras()
+
+
 # --- distribution -------------------------------------------------------------------------------
 def strategy_from_env() -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else the default strategy."""

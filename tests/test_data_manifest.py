@@ -99,7 +99,7 @@ def test_write_then_read_round_trip(tmp_path):
     (dict(last_period_features={"cltv_99": "net_spend"}), "keys \\['cltv_99'\\] that are not labels"),
     (dict(bgnbd_features={"frequency": "net_spend"}), "'bgnbd_features' must map exactly"),
     (dict(format="csv"), "format 'csv' is not supported"),
-    (dict(split_rule="random"), "'split_rule' 'random'"),
+    (dict(split_rule=""), "'split_rule' must be a non-empty string"),
 ])
 def test_manifest_validation_names_the_key(tmp_path, change, message):
     write_dataset(_frame(), tmp_path / "ds", _manifest())
@@ -113,7 +113,7 @@ def test_manifest_validation_names_the_key(tmp_path, change, message):
 def test_manifest_reports_missing_files_and_keys(tmp_path):
     write_dataset(_frame(), tmp_path / "ds", _manifest())
     os.remove(tmp_path / "ds" / "eval-00000-of-00001.tfrecord.gz")
-    with pytest.raises(MeanTFError, match="split 'eval' file 'eval-00000-of-00001.tfrecord.gz' is missing"):
+    with pytest.raises(MeanTFError, match="split 'eval' file 'eval-00000-of-00001.tfrecord.gz' does not exist"):
         read_manifest(tmp_path / "ds")
     (tmp_path / "ds" / "manifest.json").write_text("{}")
     with pytest.raises(MeanTFError, match="missing key 'name'"):
@@ -150,7 +150,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(MeanTFError, match="holds no dataset"):
+    with pytest.raises(MeanTFError, match="is not empty and holds no dataset"):
         write_dataset(_frame(), other, _manifest())
     assert (other / "notes.txt").read_text() == "keep me"
 

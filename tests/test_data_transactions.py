@@ -264,3 +264,23 @@ def test_cdnow_names_the_bad_line(tmp_path):
         cdnow.load_transactions(p)
     with pytest.raises(MeanTFError, match="not found"):
         cdnow.load_transactions(tmp_path / "missing.txt")
+
+
+def test_readme_example_own_transaction_log(tmp_path):
+    """The README's "Your own data" recipe: a CSV log -> snapshots -> dataset folder."""
+    rng = np.random.default_rng(0)
+    n = 400
+    tx = pd.DataFrame({"user": rng.integers(0, 60, n).astype(str),
+                       "ts": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 800, n), unit="D"),
+                       "amount": np.round(rng.lognormal(3, 1, n), 2)})
+    tx.to_csv(tmp_path / "my_transactions.csv", index=False)
+    tx = pd.read_csv(tmp_path / "my_transactions.csv", parse_dates=["ts"])
+    snaps = snapshots_from_transactions(tx, customer_col="user", time_col="ts", amount_col="amount",
+                                        cutoffs=["2024-01-01", "2024-02-01"])
+    m = snaps.write(tmp_path / "my_data", name="my_data")
+    from mean_tf.data import read_manifest
+
+    back = read_manifest(tmp_path / "my_data" / "manifest.json")
+    assert back.to_dict() == m.to_dict() and sum(back.row_counts.values()) == len(snaps.frame)
+    assert "quantity" not in " ".join(back.numeric_features) and "units_bought" not in back.numeric_features
+    assert back.labels == LABELS and back.slice_features == ["active_90d"]

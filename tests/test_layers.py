@@ -104,7 +104,8 @@ def test_dam_matches_eq_9_10_and_survives_huge_logits():
     np.testing.assert_allclose(probs, _softmax(k), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-6)
 
-    layer.to_logits.kernel.assign(layer.to_logits.kernel * 1e4)  # logits ~ 1e4: exp would overflow without eq. 10's shift
+    # Logits ~ 1e4: exp would overflow without the max-subtraction of eq. 10.
+    layer.to_logits.kernel.assign(layer.to_logits.kernel * 1e4)
     logits, probs = [t.numpy() for t in layer(x)]
     assert np.abs(logits).max() > 100
     assert np.isfinite(probs).all()

@@ -6,7 +6,7 @@ from mean_tf.data.manifest import Manifest, write_dataset
 
 NUMERIC = ["recency_days", "frequency", "net_spend", "spend_last_30d"]
 MONEY = ["net_spend", "spend_last_30d"]
-LABELS = ["cltv_30", "cltv_365"]
+LABELS = ["cltv_30", "cltv_90", "cltv_180", "cltv_365"]
 
 
 def tiny_frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -15,7 +15,8 @@ def tiny_frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
     spend = rng.lognormal(4.0, 1.0, rows) * (rng.random(rows) < 0.8)
     buys = rng.random(rows) < 0.3 + 0.5 * (spend > np.median(spend))
     cltv_30 = np.where(buys, spend * rng.lognormal(-1.0, 0.5, rows), 0.0)
-    cltv_365 = cltv_30 + np.where(rng.random(rows) < 0.6, spend * rng.lognormal(0.0, 0.5, rows), 0.0)
+    later = [np.where(rng.random(rows) < 0.3, spend * rng.lognormal(-1.0, 0.5, rows), 0.0) for _ in range(3)]
+    cltv_90, cltv_180, cltv_365 = np.cumsum([cltv_30] + later, axis=0)[1:]
     return pd.DataFrame({
         "customer_id": [f"c{i}" for i in range(rows)],
         "cutoff": "2011-06-01",
@@ -25,6 +26,8 @@ def tiny_frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
         "spend_last_30d": spend * rng.random(rows) * 0.2,
         "country": rng.choice(["United Kingdom", "France", "Germany"], rows, p=[0.7, 0.2, 0.1]),
         "cltv_30": cltv_30,
+        "cltv_90": cltv_90,
+        "cltv_180": cltv_180,
         "cltv_365": cltv_365,
         "split": np.array(["train"] * 7 + ["eval"] * 2 + ["test"])[np.arange(rows) % 10],
     })

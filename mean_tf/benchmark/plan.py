@@ -90,7 +90,16 @@ def cells(plan: Plan) -> List[Cell]:
             for n in NUM_DISTRIBUTIONS:
                 if n != 5:
                     out += _model_cells("n", dataset, "mean", plan.labels, plan.sweep_seeds, [("num_distributions", n)])
-    return out
+    return sorted(out, key=_priority)
+
+
+def _priority(cell: Cell):
+    """Run order, so an interrupted run leaves the most useful results: every Table 1 model once on
+    every dataset first, then more seeds, then the studies."""
+    studies = ("table1", "variant", "delta", "n")
+    datasets = ("online_retail_ii", "cdnow", "synthetic")
+    return (cell.seed > 0, cell.study != "table1", cell.seed, studies.index(cell.study),
+            datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets))
 
 
 def narrow(all_cells: Sequence[Cell], only: Sequence[str] = (), models: Sequence[str] = (),

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import gzip
 import json
-import math
 import os
 import shutil
 import struct
@@ -35,7 +34,6 @@ FORMAT = "tfrecord_gzip"
 SPLITS = ("train", "eval", "test")
 ID_COLUMNS = ("customer_id", "cutoff")
 BGNBD_KEYS = ("frequency", "recency", "T", "monetary_value")
-SPLIT_RULES = ("customer", "time", "row")
 
 # ----------------------------------------------------------------------------------------------
 # TFRecord framing and tf.train.Example encoding
@@ -436,10 +434,9 @@ def validate_manifest(d: Mapping, root: Optional[Union[str, Path]] = None, sourc
             if os.path.isabs(f) or ".." in Path(f).parts:
                 raise MeanTFError(f"{source}: split {split!r} file {f!r} must be relative to the manifest's folder")
             if root is not None and not (Path(root) / f).is_file():
-                raise MeanTFError(f"{source}: split {split!r} file {f!r} is missing")
-    rule = d.get("split_rule", "customer")
-    if rule not in SPLIT_RULES:
-        raise MeanTFError(f"{source}: 'split_rule' {rule!r} is not one of {list(SPLIT_RULES)}")
+                raise MeanTFError(f"{source}: split {split!r} file {f!r} does not exist")
+    if not isinstance(d.get("split_rule", "customer"), str) or not d.get("split_rule", "customer"):
+        raise MeanTFError(f"{source}: 'split_rule' must be a non-empty string (e.g. 'customer' or 'time')")
     if not isinstance(d.get("split_seed", 0), int):
         raise MeanTFError(f"{source}: 'split_seed' must be an integer")
     rc = d.get("row_counts", {})
@@ -487,7 +484,7 @@ def read_split(manifest: Union[Manifest, str, Path], split: str, columns: Option
     files = m.files(split)
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise MeanTFError(f"dataset {m.name!r}: split {split!r} file {missing[0]} is missing")
+        raise MeanTFError(f"dataset {m.name!r}: split {split!r} file {missing[0]} does not exist")
     spec = m.feature_spec(columns)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if max_rows is not None:
@@ -557,9 +554,9 @@ def check_output_dir(out: Union[str, Path]) -> None:
     out = Path(out)
     if out.exists():
         if not out.is_dir():
-            raise MeanTFError(f"--out {out} exists and is not a folder")
+            raise MeanTFError(f"output folder {out} exists and is not a folder")
         if any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
-            raise MeanTFError(f"--out {out} is a non-empty folder that holds no dataset (no {MANIFEST_FILE}); "
+            raise MeanTFError(f"output folder {out} is not empty and holds no dataset (no {MANIFEST_FILE}); "
                               f"refusing to replace it: choose a new or empty folder")
 
 
@@ -608,13 +605,12 @@ def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column
     """
     if split_column not in frame.columns:
         raise MeanTFError(f"table: missing split column {split_column!r}")
-    splits = [s for s in SPLITS if (frame[split_column] == s).any()]
     others = sorted(set(frame[split_column].astype(str)) - set(SPLITS))
     if others:
         raise MeanTFError(f"table: unknown split name(s) {others} in column {split_column!r} (use {list(SPLITS)})")
-    if not splits:
+    if not len(frame):
         raise MeanTFError("table: no rows to write")
-    # Every split the rule produces is written, even if empty, so downstream code can rely on train/eval/test.
+    # All three splits are written, an empty one as an empty file, so downstream code can rely on them.
     splits = list(SPLITS)
     m = dataclasses.replace(manifest, splits={s: [shard_name(s, 0, 1)] for s in splits})
     check_table(frame, m)
@@ -630,13 +626,3 @@ def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text, encoding="utf-8")
     return dataclasses.replace(m, root=str(Path(out).absolute()))
-
-
-def json_default(o):
-    """json.dumps default for NumPy scalars."""
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        v = float(o)
-        return v if math.isfinite(v) else None
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -34,7 +34,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -96,52 +96,62 @@ class Generator:
     def __init__(self, spec: SyntheticSpec):
         spec.check()
         self.spec = spec
-        rng = np.random.default_rng([spec.seed, 1])
+        rng = np.random.default_rng([spec.seed, 1])  # parameters; rows use (seed, 100, block)
         nn, nc = spec.n_numeric, spec.n_categorical
         width = max(3, len(str(max(nn, nc) - 1)))
         self.numeric_names = [f"num_{j:0{width}d}" for j in range(nn)]
         self.categorical_names = [f"cat_{j:0{width}d}" for j in range(nc)]
-        n_inf = min(len(INFORMATIVE_KINDS), nn)
-        kinds = list(INFORMATIVE_KINDS[:n_inf]) + list(rng.choice(KINDS, size=nn - n_inf, p=KIND_P))
-        self.kinds = np.array(kinds)
-        self.n_inf_num = n_inf
+        self.n_inf_num = min(len(INFORMATIVE_KINDS), nn)
         self.n_inf_cat = min(2, nc)
-        # numeric features: u = z @ W + noise * eps
-        W = np.zeros((LATENT, nn))
-        for j in range(nn):
-            f = rng.choice(LATENT, size=2, replace=False)
-            W[f, j] = rng.normal(size=2)
-        noise = rng.uniform(0.3, 0.8, size=nn)
+        self._draw_numeric(rng)
+        self._draw_categorical(rng)
+        self._draw_segment_model(rng)
+        self._calibrate()
+
+    @staticmethod
+    def _loadings(rng, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Each feature projects two random latent factors; noise sd in [0.3, 0.8], total variance 1."""
+        W = np.zeros((LATENT, n))
+        for j in range(n):
+            W[rng.choice(LATENT, size=2, replace=False), j] = rng.normal(size=2)
+        noise = rng.uniform(0.3, 0.8, size=n)
         W *= np.sqrt(1 - noise ** 2) / np.maximum(np.linalg.norm(W, axis=0), 1e-9)
-        self.W, self.noise = W, noise
-        self.a = rng.uniform(-1.0, 0.5, size=nn)      # count offset / money threshold / flag threshold / ratio shift
-        self.b = rng.uniform(0.8, 1.5, size=nn)       # count slope / money sigma / gauss scale
-        self.loc = rng.normal(0, 2, size=nn)          # gauss location
+        return W, noise
+
+    def _draw_numeric(self, rng) -> None:
+        nn = self.spec.n_numeric
+        self.kinds = np.array(list(INFORMATIVE_KINDS[: self.n_inf_num])
+                              + list(rng.choice(KINDS, size=nn - self.n_inf_num, p=KIND_P)))
+        self.W, self.noise = self._loadings(rng, nn)
+        self.a = rng.uniform(-1.0, 0.5, size=nn)  # count offset, flag threshold, ratio shift
+        self.b = rng.uniform(0.8, 1.5, size=nn)  # count slope, gauss scale
+        self.loc = rng.normal(0, 2, size=nn)  # gauss location
         self.money_mu = rng.uniform(2.0, 5.0, size=nn)
         self.money_thr = rng.uniform(-0.5, 1.0, size=nn)
         self.money_sigma = rng.uniform(0.5, 1.2, size=nn)
+        # columns grouped by kind, for the fast path of `_features`
         self._kind_perm = np.concatenate([np.flatnonzero(self.kinds == k) for k in KINDS]).astype(np.int64)
         self._kind_inv = np.argsort(self._kind_perm)
         counts = np.cumsum([0] + [int((self.kinds == k).sum()) for k in KINDS])
         self._kind_slices = {k: (int(counts[i]), int(counts[i + 1])) for i, k in enumerate(KINDS)}
-        # categorical features: bucket sigmoid(1.7 u) into V values with random widths, random labels
-        Wc = np.zeros((LATENT, nc))
-        for j in range(nc):
-            f = rng.choice(LATENT, size=2, replace=False)
-            Wc[f, j] = rng.normal(size=2)
-        noise_c = rng.uniform(0.3, 0.8, size=nc)
-        Wc *= np.sqrt(1 - noise_c ** 2) / np.maximum(np.linalg.norm(Wc, axis=0), 1e-9)
-        self.Wc, self.noise_c = Wc, noise_c
+
+    def _draw_categorical(self, rng) -> None:
+        """Bucket sigmoid(1.7 u) into V values with random widths; random value labels."""
+        nc = self.spec.n_categorical
+        self.Wc, self.noise_c = self._loadings(rng, nc)
         self.vocab = rng.choice(VOCAB_SIZES, size=nc)
         vmax = int(self.vocab.max()) if nc else 1
-        self.cat_edges = np.ones((nc, vmax)) * 2.0  # unused edges > 1 never hit
+        self.cat_edges = np.full((nc, vmax), 2.0)
         self.cat_perm = np.zeros((nc, vmax), dtype=np.int64)
         for j in range(nc):
             v = int(self.vocab[j])
             self.cat_edges[j, : v - 1] = np.cumsum(rng.dirichlet(np.full(v, 2.0)))[:-1]
             self.cat_perm[j, :v] = rng.permutation(v)
         self.value_strings = np.array([f"v{i:03d}".encode() for i in range(vmax)], dtype="S4")
-        # segment network on the informative features
+
+    def _draw_segment_model(self, rng) -> None:
+        """A random tanh network from the informative features to 5 segment logits, category effects,
+        and the per-row modulation of each regime's rate and log-spend."""
         d = self.n_inf_num
         self.A1 = rng.normal(0, 1.5 / math.sqrt(max(d, 1)), size=(d, 16))
         self.b1 = rng.normal(0, 0.5, size=16)
@@ -149,20 +159,21 @@ class Generator:
         self.emb = [rng.normal(0, 0.7, size=(int(self.vocab[j]), 5)) for j in range(self.n_inf_cat)]
         self.a_rate = rng.normal(0, 1.0 / math.sqrt(max(d, 1)), size=d)
         self.a_mu = rng.normal(0, 1.0 / math.sqrt(max(d, 1)), size=d)
-        self.bias = np.log(SEGMENT_SHARES)
-        self.x_mean = np.zeros(d)
-        self.x_std = np.ones(d)
-        # calibration sample (its own stream): standardise the informative inputs, fit segment biases
-        z = np.random.default_rng([spec.seed, 2]).normal(size=(20_000, LATENT))
-        rng_e = np.random.default_rng([spec.seed, 3])
-        eps = (rng_e.random(size=(20_000, self.n_inf_num), dtype=np.float32) - 0.5) * np.float32(math.sqrt(12.0))
-        eps_cat = (rng_e.random(size=(20_000, self.n_inf_cat), dtype=np.float32) - 0.5) * np.float32(math.sqrt(12.0))
+
+    def _calibrate(self) -> None:
+        """On a sample of its own stream: standardise the informative inputs, then fit the segment biases
+        so that the mean segment shares are SEGMENT_SHARES."""
+        n, root12 = 20_000, np.float32(math.sqrt(12.0))
+        z = np.random.default_rng([self.spec.seed, 2]).normal(size=(n, LATENT))
+        rng = np.random.default_rng([self.spec.seed, 3])
+        eps = (rng.random(size=(n, self.n_inf_num), dtype=np.float32) - 0.5) * root12
+        eps_cat = (rng.random(size=(n, self.n_inf_cat), dtype=np.float32) - 0.5) * root12
         num, cat = self._informative_features(z, eps, eps_cat)
         xi = self._informative(num)
         self.x_mean, self.x_std = xi.mean(0), np.maximum(xi.std(0), 1e-6)
+        self.bias = np.log(SEGMENT_SHARES)
         for _ in range(30):
-            p = self._segment_probs(num, cat).mean(0)
-            self.bias += np.log(SEGMENT_SHARES / p)
+            self.bias += np.log(SEGMENT_SHARES / self._segment_probs(num, cat).mean(0))
 
     # ---- pieces
     def _shape(self, kind: str, v: np.ndarray, idx: np.ndarray) -> None:
@@ -265,7 +276,8 @@ class Generator:
     # ---- one block
     def block(self, b: int) -> Dict[str, np.ndarray]:
         """Rows [b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n_rows)): numeric [m, nn] float32,
-        categorical [m, nc] as S4 strings, labels/oracle [m, 4] float32, customer ids, row indices."""
+        categorical [m, nc] as S4 strings, labels/oracle [m, 4] float32, customer ids, row indices, and the
+        latent truth (not written to the files): segment [m] and segment_probs [m, 5]."""
         start = b * BLOCK_ROWS
         m = min(BLOCK_ROWS, self.spec.n_rows - start)
         rng = np.random.default_rng([self.spec.seed, 100, b])
@@ -302,7 +314,8 @@ class Generator:
         ids = np.char.add(b"s", np.char.zfill(rows.astype("S10"), 10))
         cat_s = self.value_strings[cat] if nc else np.zeros((m, 0), dtype="S4")
         return {"rows": rows, "customer_id": ids, "numeric": num.astype(np.float32), "categorical": cat_s,
-                "labels": labels.astype(np.float32), "oracle": oracle.astype(np.float32), "segment": seg}
+                "labels": labels.astype(np.float32), "oracle": oracle.astype(np.float32), "segment": seg,
+                "segment_probs": p.astype(np.float32)}
 
     # ---- metadata
     def feature_docs(self) -> Dict[str, str]:
@@ -451,5 +464,4 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
         }
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     m = dataclasses.replace(m, root=str(Path(out).absolute()))
-    m.build_seconds = time.time() - t0  # type: ignore[attr-defined]
     return m

@@ -113,6 +113,15 @@ class Snapshots:
             bgnbd_features=dict(self.bgnbd_features), feature_docs=dict(self.feature_docs),
         )
 
+    def write(self, out, name: str, split_rule: str = "customer", seed: int = 0, compresslevel: int = 6) -> Manifest:
+        """Split the rows (`split_rule` "customer" 7:1:2 or "time", see mean_tf.data.splits) and write the
+        dataset folder `out` (gzipped TFRecords + manifest.json), atomically. Returns the manifest."""
+        from mean_tf.data.manifest import write_dataset
+        from mean_tf.data.splits import assign_splits
+
+        frame = self.frame.assign(split=assign_splits(self.frame, split_rule, seed))
+        return write_dataset(frame, out, self.manifest(name, split_rule, seed), compresslevel=compresslevel)
+
     def drop_features(self, names: Sequence[str]) -> "Snapshots":
         """The same table without some features (kept out of every list; the columns are dropped)."""
         names = set(names)
@@ -247,10 +256,6 @@ def monthly_cutoffs(first: str, last: str) -> List[pd.Timestamp]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _seg_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(x, starts) if len(x) else np.zeros(0, dtype=np.float64)
-
-
 def snapshots_from_transactions(
     df: pd.DataFrame,
     customer_col: str,
@@ -322,190 +327,13 @@ def snapshots_from_transactions(
                               f"use a cutoff on or before {(end - pd.Timedelta(days=horizons[-1])).date()}")
 
     codes, uniques = cust
-    K = len(uniques)
-    day = np.floor_divide(t, DAY_NS)
-
-    # ---- orders: one row per (customer, order), sorted by customer then time (NumPy segment sums)
-    okey = t if order_col is None else pd.factorize(df[order_col].to_numpy())[0]
-    order = np.lexsort((t, okey, codes))
-    lc, lo, lt, la = codes[order], okey[order], t[order], amount[order]
-    ostarts = _starts(lc, lo)
-    oends = np.r_[ostarts[1:], len(lc)]
-    oc = lc[ostarts]
-    ot = lt[ostarts]  # first line's time (lines are time-sorted within an order)
-    onet = np.add.reduceat(la, ostarts)
-    ogross = np.add.reduceat(np.maximum(la, 0.0), ostarts)
-    oret = np.add.reduceat(np.maximum(-la, 0.0), ostarts)
-    olines = (oends - ostarts).astype(np.float64)
-    if qty is not None:
-        lq = qty[order]
-        ounits = np.add.reduceat(np.maximum(lq, 0.0), ostarts)
-        ounits_ret = np.add.reduceat(np.maximum(-lq, 0.0), ostarts)
-    ocat = {c: codes_c[order][oends - 1] for c, (codes_c, _) in cats.items()}  # value on the order's last line
-    if order_col is not None:  # orders by customer, then time
-        resort = np.lexsort((ot, oc))
-        oc, ot, onet, ogross, oret, olines = oc[resort], ot[resort], onet[resort], ogross[resort], oret[resort], olines[resort]
-        if qty is not None:
-            ounits, ounits_ret = ounits[resort], ounits_ret[resort]
-        ocat = {c: v[resort] for c, v in ocat.items()}
-    opurch = ogross > 0
-    oday = np.floor_divide(ot, DAY_NS)
-    oweekend = ((oday + 3) % 7) >= 5  # 1970-01-01 was a Thursday (Monday = 0)
-
-    # ---- daily table (all transactions): lifetimes' periods, and purchase days / months
-    order = np.lexsort((day, codes))
-    lc, ld, la = codes[order], day[order], amount[order]
-    dstarts_all = _starts(lc, ld)
-    dc, dd = lc[dstarts_all], ld[dstarts_all]
-    da = np.add.reduceat(la, dstarts_all)
-    dpurch = np.add.reduceat(np.maximum(la, 0.0), dstarts_all) > 0
-    dmonth = dd.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    pc, pm, pd_ = dc[dpurch], dmonth[dpurch], dd[dpurch]
-    mstarts = _starts(pc, pm)
-    mc, mfirst = pc[mstarts], pd_[mstarts]
-
-    # ---- products: first purchase time of each (customer, product)
-    if product_col:
-        pos_lines = np.flatnonzero(amount > 0)
-        prod = pd.factorize(df[product_col].to_numpy())[0][pos_lines]
-        order = np.lexsort((t[pos_lines], prod, codes[pos_lines]))
-        lc, lp, lt = codes[pos_lines][order], prod[order], t[pos_lines][order]
-        pstarts_all = _starts(lc, lp)
-        pc_, pfirst = lc[pstarts_all], lt[pstarts_all]
-
-    frames = []
-    for cut in cuts:
-        c_ns = cut.value
-        cday = c_ns // DAY_NS
-        idx = np.flatnonzero(ot < c_ns)
-        cc = oc[idx]
-        starts = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
-        ends = np.r_[starts[1:], len(cc)]
-        ids = cc[starts]
-        n = len(ids)
-        S = lambda x: _seg_sum(np.asarray(x, dtype=np.float64)[idx], starts)  # noqa: E731
-        f: Dict[str, np.ndarray] = {}
-        t_first = ot[idx][starts]
-        t_last_any = ot[idx][ends - 1]
-
-        # purchase orders only
-        pidx = idx[opurch[idx]]
-        pcc = oc[pidx]
-        pstarts = np.flatnonzero(np.r_[True, pcc[1:] != pcc[:-1]]) if len(pcc) else np.zeros(0, dtype=np.int64)
-        pends = np.r_[pstarts[1:], len(pcc)]
-        ppos = np.searchsorted(ids, pcc[pstarts])
-        pg = ogross[pidx]
-        n_orders = np.zeros(n)
-        n_orders[ppos] = pends - pstarts
-        t_first_p = np.full(n, np.nan)
-        t_last_p = np.full(n, np.nan)
-        t_first_p[ppos] = ot[pidx][pstarts]
-        t_last_p[ppos] = ot[pidx][pends - 1]
-        max_ov = np.zeros(n)
-        first_ov = np.zeros(n)
-        last_ov = np.zeros(n)
-        ss = np.zeros(n)
-        if len(pidx):
-            max_ov[ppos] = np.maximum.reduceat(pg, pstarts)
-            first_ov[ppos] = pg[pstarts]
-            last_ov[ppos] = pg[pends - 1]
-            ss[ppos] = np.add.reduceat(pg * pg, pstarts)
-        gross = S(ogross)
-        has = n_orders > 0
-        safe_n = np.maximum(n_orders, 1)
-
-        last_t = np.where(has, t_last_p, t_last_any)
-        f["recency_days"] = (c_ns - last_t) / DAY_NS
-        f["tenure_days"] = (c_ns - t_first) / DAY_NS
-        span = np.where(has, (t_last_p - t_first_p) / DAY_NS, 0.0)
-        f["active_span_days"] = span
-        f["mean_days_between_orders"] = np.where(n_orders >= 2, span / np.maximum(n_orders - 1, 1), f["tenure_days"])
-        f["n_orders"] = n_orders
-        f["n_active_days"] = np.bincount(dc[dpurch & (dd < cday)], minlength=K)[ids].astype(np.float64)
-        f["n_active_months"] = np.bincount(mc[mfirst < cday], minlength=K)[ids].astype(np.float64)
-        f["order_rate_30d"] = n_orders / np.maximum(f["tenure_days"], 1.0) * 30.0
-        f["net_spend"] = S(onet)
-        f["gross_spend"] = gross
-        f["avg_order_value"] = np.where(has, gross / safe_n, 0.0)
-        f["max_order_value"] = max_ov
-        mean_ov = gross / safe_n
-        f["std_order_value"] = np.where(n_orders >= 2, np.sqrt(np.maximum(ss / safe_n - mean_ov ** 2, 0.0)), 0.0)
-        f["first_order_value"] = first_ov
-        f["last_order_value"] = last_ov
-        f["n_returns"] = S(oret > 0)
-        ret_amt = S(oret)
-        f["return_amount"] = ret_amt
-        f["return_share"] = np.where(gross > 0, np.minimum(ret_amt / np.where(gross > 0, gross, 1.0), 1.0),
-                                     np.where(ret_amt > 0, 1.0, 0.0))
-        for w in WINDOWS:
-            inw = ot >= c_ns - w * DAY_NS
-            f[f"spend_last_{w}d"] = S(onet * inw)
-        for w in WINDOWS:
-            inw = ot >= c_ns - w * DAY_NS
-            f[f"orders_last_{w}d"] = S(opurch & inw)
-        prev = (ot >= c_ns - 180 * DAY_NS) & (ot < c_ns - 90 * DAY_NS)
-        f["spend_prev_90d"] = S(onet * prev)
-        f["orders_prev_90d"] = S(opurch & prev)
-        yago = (ot >= c_ns - 365 * DAY_NS) & (ot < c_ns - 275 * DAY_NS)
-        f["spend_yago_90d"] = S(onet * yago)
-        f["weekend_order_share"] = np.where(has, S(opurch & oweekend) / safe_n, 0.0)
-
-        # lifetimes.utils.summary_data_from_transaction_data(freq="D", observation_period_end=cutoff - 1 day)
-        didx = np.flatnonzero(dd < cday)
-        dcc = dc[didx]
-        dstarts = np.flatnonzero(np.r_[True, dcc[1:] != dcc[:-1]])
-        dends = np.r_[dstarts[1:], len(dcc)]
-        dpos = np.searchsorted(ids, dcc[dstarts])
-        freq = np.zeros(n)
-        first_d = np.zeros(n)
-        last_d = np.zeros(n)
-        total = np.zeros(n)
-        first_a = np.zeros(n)
-        freq[dpos] = dends - dstarts - 1
-        first_d[dpos] = dd[didx][dstarts]
-        last_d[dpos] = dd[didx][dends - 1]
-        total[dpos] = np.add.reduceat(da[didx], dstarts)
-        first_a[dpos] = da[didx][dstarts]
-        f["bg_frequency"] = freq
-        f["bg_recency"] = last_d - first_d
-        f["bg_T"] = (cday - 1) - first_d
-        f["bg_monetary_value"] = np.where(freq > 0, (total - first_a) / np.maximum(freq, 1), 0.0)
-
-        if qty is not None:
-            units = S(ounits)
-            f["units_bought"] = units
-            f["units_returned"] = S(ounits_ret)
-            f["avg_unit_price"] = np.where(units > 0, gross / np.where(units > 0, units, 1.0), 0.0)
-            f["avg_units_per_order"] = np.where(has, S(ounits * opurch) / safe_n, 0.0)
-        if product_col:
-            f["n_distinct_products"] = np.bincount(pc_[pfirst < c_ns], minlength=K)[ids].astype(np.float64)
-            f["avg_lines_per_order"] = np.where(has, S(olines * opurch) / safe_n, 0.0)
-
-        cat_f: Dict[str, np.ndarray] = {}
-        for c, (_, uniq) in cats.items():
-            cat_f[c] = uniq[ocat[c][idx][ends - 1]]
-        cat_f["cutoff_month"] = np.full(n, f"{cut.month:02d}", dtype=object)
-        first_month = (t_first.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64) % 12) + 1
-        cat_f["first_order_month"] = np.char.zfill(first_month.astype(str), 2).astype(object)
-        cat_f["active_90d"] = np.where(f["orders_last_90d"] > 0, "1", "0").astype(object)
-
-        # labels: net spend in [cutoff, cutoff + H), clipped at 0, non-decreasing in H
-        lab: Dict[str, np.ndarray] = {}
-        running = np.zeros(n)
-        for h, name in zip(horizons, labels):
-            win = (ot >= c_ns) & (ot < c_ns + h * DAY_NS)
-            net_h = np.bincount(oc[win], weights=onet[win], minlength=K)[ids]
-            running = np.maximum(running, np.maximum(net_h, 0.0))
-            lab[name] = np.round(running, 6)
-
-        part = {"customer_id": np.asarray(uniques, dtype=object)[ids], "cutoff": np.full(n, str(cut.date()), dtype=object)}
-        part.update(f)
-        part.update(cat_f)
-        part.update(lab)
-        frames.append(pd.DataFrame(part))
-
+    okey = None if order_col is None else pd.factorize(df[order_col].to_numpy())[0]
+    products = pd.factorize(df[product_col].to_numpy())[0] if product_col else None
+    log = _prepare(codes, len(uniques), t, amount, qty, okey, {c: v[0] for c, v in cats.items()}, products)
+    cat_values = {c: v[1] for c, v in cats.items()}
+    frames = [_rows_at(log, cut, horizons, np.asarray(uniques, dtype=object), cat_values) for cut in cuts]
     frame = pd.concat(frames, ignore_index=True)
-    numeric = [k for k in FEATURE_DOCS if k in frames[0].columns and k not in CATEGORICAL_FEATURES and k not in cats]
+    numeric = [k for k in FEATURE_DOCS if k in frame.columns and k not in CATEGORICAL_FEATURES and k not in cats]
     categorical = list(cats) + list(CATEGORICAL_FEATURES)
     docs = {k: FEATURE_DOCS[k] for k in numeric + list(CATEGORICAL_FEATURES)}
     for c in cats:
@@ -523,6 +351,192 @@ def snapshots_from_transactions(
         feature_docs=docs,
         cutoffs=[str(c.date()) for c in cuts],
     )
+
+
+@dataclasses.dataclass
+class _Log:
+    """A transaction log reduced once, for every cutoff: orders (sorted by customer, then time), days
+    with any transaction (lifetimes' periods), first purchase day per (customer, month) and first
+    purchase time per (customer, product). Customers are integer codes 0..K-1."""
+
+    K: int
+    oc: np.ndarray  # orders: customer, time (ns), net, gross (positive lines), returned, lines
+    ot: np.ndarray
+    onet: np.ndarray
+    ogross: np.ndarray
+    oret: np.ndarray
+    olines: np.ndarray
+    ounits: Optional[np.ndarray]  # units bought / returned (with a quantity column)
+    ounits_ret: Optional[np.ndarray]
+    ocat: Dict[str, np.ndarray]  # categorical codes on each order's last line
+    dc: np.ndarray  # days: customer, day number, net amount, purchase day?
+    dd: np.ndarray
+    da: np.ndarray
+    dpurch: np.ndarray
+    mc: np.ndarray  # (customer, month) with a purchase: customer, first purchase day
+    mfirst: np.ndarray
+    pc: Optional[np.ndarray]  # (customer, product) bought: customer, first purchase time
+    pfirst: Optional[np.ndarray]
+
+    @property
+    def opurch(self) -> np.ndarray:
+        return self.ogross > 0
+
+
+def _prepare(codes, K, t, amount, qty, okey, cat_codes, products) -> _Log:
+    # orders: lines grouped by (customer, order key or timestamp), lines time-sorted within an order
+    order = np.lexsort((t, t if okey is None else okey, codes))
+    lc, lt, la = codes[order], t[order], amount[order]
+    ostarts = _starts(lc, lt if okey is None else okey[order])
+    oends = np.r_[ostarts[1:], len(lc)]
+    seg = lambda x: np.add.reduceat(x, ostarts)  # noqa: E731
+    cols = dict(oc=lc[ostarts], ot=lt[ostarts], onet=seg(la), ogross=seg(np.maximum(la, 0.0)),
+                oret=seg(np.maximum(-la, 0.0)), olines=(oends - ostarts).astype(np.float64), ounits=None, ounits_ret=None)
+    if qty is not None:
+        cols["ounits"] = seg(np.maximum(qty[order], 0.0))
+        cols["ounits_ret"] = seg(np.maximum(-qty[order], 0.0))
+    ocat = {c: v[order][oends - 1] for c, v in cat_codes.items()}
+    if okey is not None:  # orders by customer, then time
+        resort = np.lexsort((cols["ot"], cols["oc"]))
+        cols = {k: (v[resort] if v is not None else None) for k, v in cols.items()}
+        ocat = {c: v[resort] for c, v in ocat.items()}
+    # days with any transaction
+    day = np.floor_divide(t, DAY_NS)
+    order = np.lexsort((day, codes))
+    lc, ld, la = codes[order], day[order], amount[order]
+    dstarts = _starts(lc, ld)
+    dc, dd = lc[dstarts], ld[dstarts]
+    dpurch = np.add.reduceat(np.maximum(la, 0.0), dstarts) > 0
+    # (customer, month) with a purchase
+    dmonth = dd.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    pc, pm, pday = dc[dpurch], dmonth[dpurch], dd[dpurch]
+    mstarts = _starts(pc, pm)
+    # (customer, product) bought
+    prod_c = prod_first = None
+    if products is not None:
+        pos = np.flatnonzero(amount > 0)
+        order = np.lexsort((t[pos], products[pos], codes[pos]))
+        lc, lp, lt = codes[pos][order], products[pos][order], t[pos][order]
+        pstarts = _starts(lc, lp)
+        prod_c, prod_first = lc[pstarts], lt[pstarts]
+    return _Log(K=K, ocat=ocat, dc=dc, dd=dd, da=np.add.reduceat(la, dstarts), dpurch=dpurch, mc=pc[mstarts],
+                mfirst=pday[mstarts], pc=prod_c, pfirst=prod_first, **cols)
+
+
+def _group(keys: np.ndarray, ids: np.ndarray):
+    """For sorted customer codes `keys`: run starts, run ends, and each run's position in `ids`."""
+    starts = _starts(keys)
+    ends = np.r_[starts[1:], len(keys)].astype(np.int64) if len(starts) else starts
+    return starts, ends, np.searchsorted(ids, keys[starts])
+
+
+def _rows_at(log: _Log, cut: pd.Timestamp, horizons, uniques: np.ndarray, cat_values) -> pd.DataFrame:
+    """The snapshot rows (ids, features, labels) of every customer with a transaction before `cut`."""
+    c_ns = cut.value
+    cday = c_ns // DAY_NS
+    opurch = log.opurch
+    idx = np.flatnonzero(log.ot < c_ns)  # orders before the cutoff, still sorted by customer, time
+    starts = _starts(log.oc[idx])
+    ends = np.r_[starts[1:], len(idx)]
+    ids = log.oc[idx][starts]
+    n = len(ids)
+
+    def S(x):  # per-customer sum over the orders before the cutoff (+ 0.0 turns -0.0 into 0.0)
+        return np.add.reduceat(np.asarray(x, dtype=np.float64)[idx], starts) + 0.0
+
+    def per_customer(values, positions, fill=0.0):
+        out = np.full(n, fill)
+        out[positions] = values
+        return out
+
+    # purchase orders only
+    pidx = idx[opurch[idx]]
+    pg = log.ogross[pidx]
+    pstarts, pends, ppos = _group(log.oc[pidx], ids)
+    has_p = len(pidx) > 0
+    n_orders = per_customer(pends - pstarts, ppos)
+    t_first_p = per_customer(log.ot[pidx][pstarts], ppos, np.nan)
+    t_last_p = per_customer(log.ot[pidx][pends - 1], ppos, np.nan)
+    max_ov = per_customer(np.maximum.reduceat(pg, pstarts) if has_p else [], ppos)
+    ss = per_customer(np.add.reduceat(pg * pg, pstarts) if has_p else [], ppos)
+    t_first = log.ot[idx][starts]
+    gross = S(log.ogross)
+    has = n_orders > 0
+    safe_n = np.maximum(n_orders, 1)
+
+    f: Dict[str, np.ndarray] = {}
+    f["recency_days"] = (c_ns - np.where(has, t_last_p, log.ot[idx][ends - 1])) / DAY_NS
+    f["tenure_days"] = (c_ns - t_first) / DAY_NS
+    span = np.where(has, (t_last_p - t_first_p) / DAY_NS, 0.0)
+    f["active_span_days"] = span
+    f["mean_days_between_orders"] = np.where(n_orders >= 2, span / np.maximum(n_orders - 1, 1), f["tenure_days"])
+    f["n_orders"] = n_orders
+    f["n_active_days"] = np.bincount(log.dc[log.dpurch & (log.dd < cday)], minlength=log.K)[ids].astype(np.float64)
+    f["n_active_months"] = np.bincount(log.mc[log.mfirst < cday], minlength=log.K)[ids].astype(np.float64)
+    f["order_rate_30d"] = n_orders / np.maximum(f["tenure_days"], 1.0) * 30.0
+    f["net_spend"] = S(log.onet)
+    f["gross_spend"] = gross
+    f["avg_order_value"] = gross / safe_n
+    f["max_order_value"] = max_ov
+    f["std_order_value"] = np.where(n_orders >= 2, np.sqrt(np.maximum(ss / safe_n - (gross / safe_n) ** 2, 0.0)), 0.0)
+    f["first_order_value"] = per_customer(pg[pstarts], ppos)
+    f["last_order_value"] = per_customer(pg[pends - 1], ppos)
+    f["n_returns"] = S(log.oret > 0)
+    ret_amt = S(log.oret)
+    f["return_amount"] = ret_amt
+    f["return_share"] = np.where(gross > 0, np.minimum(ret_amt / np.where(gross > 0, gross, 1.0), 1.0),
+                                 (ret_amt > 0).astype(np.float64))
+    for w in WINDOWS:
+        f[f"spend_last_{w}d"] = S(log.onet * (log.ot >= c_ns - w * DAY_NS))
+    for w in WINDOWS:
+        f[f"orders_last_{w}d"] = S(opurch & (log.ot >= c_ns - w * DAY_NS))
+    prev = (log.ot >= c_ns - 180 * DAY_NS) & (log.ot < c_ns - 90 * DAY_NS)
+    f["spend_prev_90d"] = S(log.onet * prev)
+    f["orders_prev_90d"] = S(opurch & prev)
+    yago = (log.ot >= c_ns - 365 * DAY_NS) & (log.ot < c_ns - 275 * DAY_NS)
+    f["spend_yago_90d"] = S(log.onet * yago)
+    weekend = ((np.floor_divide(log.ot, DAY_NS) + 3) % 7) >= 5  # 1970-01-01 was a Thursday (Monday = 0)
+    f["weekend_order_share"] = S(opurch & weekend) / safe_n
+
+    # lifetimes.utils.summary_data_from_transaction_data(freq="D", observation_period_end=cutoff - 1 day)
+    didx = np.flatnonzero(log.dd < cday)
+    dstarts, dends, dpos = _group(log.dc[didx], ids)
+    freq = per_customer(dends - dstarts - 1, dpos)
+    first_d = per_customer(log.dd[didx][dstarts], dpos)
+    total = per_customer(np.add.reduceat(log.da[didx], dstarts), dpos)
+    first_a = per_customer(log.da[didx][dstarts], dpos)
+    f["bg_frequency"] = freq
+    f["bg_recency"] = per_customer(log.dd[didx][dends - 1], dpos) - first_d
+    f["bg_T"] = (cday - 1) - first_d
+    f["bg_monetary_value"] = np.where(freq > 0, (total - first_a) / np.maximum(freq, 1), 0.0)
+
+    if log.ounits is not None:
+        units = S(log.ounits)
+        f["units_bought"] = units
+        f["units_returned"] = S(log.ounits_ret)
+        f["avg_unit_price"] = np.where(units > 0, gross / np.where(units > 0, units, 1.0), 0.0)
+        f["avg_units_per_order"] = S(log.ounits * opurch) / safe_n
+    if log.pc is not None:
+        f["n_distinct_products"] = np.bincount(log.pc[log.pfirst < c_ns], minlength=log.K)[ids].astype(np.float64)
+        f["avg_lines_per_order"] = S(log.olines * opurch) / safe_n
+
+    cat_f = {c: cat_values[c][log.ocat[c][idx][ends - 1]] for c in log.ocat}
+    cat_f["cutoff_month"] = np.full(n, f"{cut.month:02d}", dtype=object)
+    first_month = (t_first.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64) % 12) + 1
+    cat_f["first_order_month"] = np.char.zfill(first_month.astype(str), 2).astype(object)
+    cat_f["active_90d"] = np.where(f["orders_last_90d"] > 0, "1", "0").astype(object)
+
+    # labels: net spend in [cutoff, cutoff + H), clipped at 0, non-decreasing in H
+    labels: Dict[str, np.ndarray] = {}
+    running = np.zeros(n)
+    for h in horizons:
+        win = (log.ot >= c_ns) & (log.ot < c_ns + h * DAY_NS)
+        net_h = np.bincount(log.oc[win], weights=log.onet[win], minlength=log.K)[ids]
+        running = np.maximum(running, np.maximum(net_h, 0.0))
+        labels[f"cltv_{h}"] = np.round(running, 6)
+
+    ids_part = {"customer_id": uniques[ids], "cutoff": np.full(n, str(cut.date()), dtype=object)}
+    return pd.DataFrame({**ids_part, **f, **cat_f, **labels})
 
 
 assert set(BGNBD_FEATURES) == set(BGNBD_KEYS)

@@ -123,8 +123,10 @@ class BGNBDGammaGamma(ClassicalModel):
     every training row (customer, cutoff) counts as one customer history; recency and T are in days,
     so the horizon h of `cltv_<h>` is used as is; no discounting; Gamma-Gamma is fitted on rows with
     repeat purchases (frequency > 0, monetary_value > 0) and gives first-time buyers the population
-    mean; both fits use an L2 penalty of LIFETIMES_PENALIZER; `eval_df` is unused. Only datasets with
-    transaction histories (a manifest with `bgnbd_features`) qualify.
+    mean; both fits use an L2 penalty of LIFETIMES_PENALIZER; `eval_df` is unused. When the fit finds
+    (almost) no dropout, lifetimes' hypergeometric term is not finite; there the BG/NBD limit without
+    dropout, the NBD mean (r + frequency) * h / (alpha + T), is used. Only datasets with transaction
+    histories (a manifest with `bgnbd_features`) qualify.
     """
 
     name = "bgnbd_gg"
@@ -159,9 +161,17 @@ class BGNBDGammaGamma(ClassicalModel):
         frequency, recency, age, monetary = self._history(df)
         order_value = np.asarray(self.ggf.conditional_expected_average_profit(
             pd.Series(frequency), pd.Series(np.where(frequency > 0, monetary, 0.0))), dtype=np.float64)
-        purchases = [np.asarray(self.bgf.conditional_expected_number_of_purchases_up_to_time(
-            horizon_days(label), frequency, recency, age), dtype=np.float64) for label in self.config.labels]
+        purchases = [self._expected_purchases(horizon_days(label), frequency, recency, age)
+                     for label in self.config.labels]
         return np.stack([p * order_value for p in purchases], axis=1)
+
+    def _expected_purchases(self, days, frequency, recency, age):
+        """BG/NBD's E[purchases in (T, T + days]], or its no-dropout (NBD) limit where that is not finite."""
+        with np.errstate(all="ignore"):
+            expected = np.asarray(self.bgf.conditional_expected_number_of_purchases_up_to_time(
+                days, frequency, recency, age), dtype=np.float64)
+        r, alpha = self.bgf.params_["r"], self.bgf.params_["alpha"]
+        return np.where(np.isfinite(expected), expected, (r + frequency) * days / (alpha + age))
 
 
 class LastPeriod(ClassicalModel):

@@ -78,7 +78,6 @@ class MDAN(CLTVModel):
         self.controllers = [tf.keras.layers.Dense(channels, name=f"controller_{label}") for label in config.labels]
         self.heads = [tf.keras.layers.Dense(1, activation="softplus", name=f"head_{label}") for label in config.labels]
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, features, training=None):
         x = self.shared(self.encoder(features), training=training)
         channels = tf.stack([channel(x, training=training) for channel in self.channels], axis=1)  # [B, C, U]
@@ -87,7 +86,6 @@ class MDAN(CLTVModel):
         cltv = tf.concat([head(hidden[:, i]) for i, head in enumerate(self.heads)], axis=1)
         return {"cltv": cltv, "channel_logits": logits, "hidden": hidden}
 
-    @tf.autograph.experimental.do_not_convert
     def loss_terms(self, targets, outputs):
         scaled = tf.cast(targets["scaled"], tf.float32)
         channels = self.config.mdan_channels

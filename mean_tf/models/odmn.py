@@ -81,7 +81,6 @@ class ODMN(CLTVModel):
         self.bias_heads = [tf.keras.layers.Dense(self.num_sub * self.num_buckets, activation="sigmoid",
                                                  name=f"bias_{label}") for label in config.labels]
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, features, training=None):
         x = self.shared(self.encoder(features), training=training)
         grid = [-1, self.num_sub, self.num_buckets]
@@ -115,7 +114,6 @@ class ODMN(CLTVModel):
             columns[i] = tf.maximum(columns[i], columns[i - 1])
         return tf.stack(columns, axis=1)
 
-    @tf.autograph.experimental.do_not_convert
     def loss_terms(self, targets, outputs):
         sub, bucket, bias = mdme_targets(targets["scaled"], self.config.label_clip, self.num_sub, self.num_buckets)
         sub_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=sub, logits=outputs["sub_logits"])

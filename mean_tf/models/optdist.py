@@ -54,7 +54,6 @@ class OptDist(CLTVModel):
         self.selector = MLP(config.optdist_units, name="selector")
         self.selector_head = tf.keras.layers.Dense(self.num_labels * self.num_candidates, name="selection_logits")
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, features, training=None):
         x = self.shared(self.encoder(features), training=training)
         logits = tf.stack([tf.reshape(head(net(x, training=training)), [-1, self.num_labels, 3])
@@ -69,7 +68,6 @@ class OptDist(CLTVModel):
         return {"cltv": tf.reduce_sum(weights * candidate_cltv, axis=-1), "candidate_logits": logits,
                 "candidate_cltv": candidate_cltv, "selection_logits": selection_logits, "selection_weights": weights}
 
-    @tf.autograph.experimental.do_not_convert
     def loss_terms(self, targets, outputs):
         logits = outputs["candidate_logits"]
         labels = tf.broadcast_to(tf.cast(targets["raw"], tf.float32)[..., None, None], tf.shape(logits[..., :1]))

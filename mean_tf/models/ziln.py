@@ -44,12 +44,10 @@ class DNNZILN(CLTVModel):
         self.body = MLP(config.ziln_units, name="mlp")
         self.head = tf.keras.layers.Dense(3 * len(config.labels), name="ziln_logits")
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, features, training=None):
         logits = self.head(self.body(self.encoder(features), training=training))
         return _ziln_outputs(tf.reshape(logits, [-1, len(self.config.labels), 3]), self.guards)
 
-    @tf.autograph.experimental.do_not_convert
     def loss_terms(self, targets, outputs):
         return _ziln_terms(targets, outputs, self.config.labels, self.guards)
 
@@ -74,13 +72,11 @@ class MTLZILN(CLTVModel):
         self.towers = [MLP(config.ziln_units, name=f"tower_{label}") for label in config.labels]
         self.heads = [tf.keras.layers.Dense(3, name=f"ziln_logits_{label}") for label in config.labels]
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, features, training=None):
         mixtures = self.mmoe(self.encoder(features), training=training)  # [B, H, expert_units]
         logits = [head(tower(mixtures[:, i], training=training))
                   for i, (tower, head) in enumerate(zip(self.towers, self.heads))]
         return _ziln_outputs(tf.stack(logits, axis=1), self.guards)
 
-    @tf.autograph.experimental.do_not_convert
     def loss_terms(self, targets, outputs):
         return _ziln_terms(targets, outputs, self.config.labels, self.guards)

@@ -62,7 +62,7 @@ def time_op(op: MatmulOp, repeats: int = 7, min_seconds: float = 0.05) -> float:
     return statistics.median(samples)
 
 
-def matmul_roofline(ops: Sequence[MatmulOp], repeats: int = 7) -> Dict:
+def matmul_roofline(ops: Sequence[MatmulOp], repeats: int = 7, min_seconds: float = 0.05) -> Dict:
     """Time each distinct op once; return the step's matmul FLOPs, their summed time and the per-shape table."""
     counts = Counter(op.key for op in ops)
     first = {}
@@ -72,7 +72,7 @@ def matmul_roofline(ops: Sequence[MatmulOp], repeats: int = 7) -> Dict:
     total_flops = total_seconds = 0.0
     for key, count in counts.most_common():
         op = first[key]
-        seconds = time_op(op, repeats=repeats)
+        seconds = time_op(op, repeats=repeats, min_seconds=min_seconds)
         rows.append({"op": op.describe(), "count": count, "flops": op.flops, "seconds": seconds,
                      "gflops_per_s": op.flops / seconds / 1e9})
         total_flops += count * op.flops
@@ -82,7 +82,7 @@ def matmul_roofline(ops: Sequence[MatmulOp], repeats: int = 7) -> Dict:
             "gflops_per_s": total_flops / total_seconds / 1e9, "ops": rows}
 
 
-def peak_matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+def peak_matmul_rate(n: int = 1024, repeats: int = 5, min_seconds: float = 0.2) -> float:
     """GFLOP/s of an n x n x n float32 matmul: the machine's best dense rate."""
     op = MatmulOp("MatMul", (("transpose_a", False), ("transpose_b", False)), ((n, n), (n, n)), 2 * n ** 3)
-    return op.flops / time_op(op, repeats=repeats, min_seconds=0.2) / 1e9
+    return op.flops / time_op(op, repeats=repeats, min_seconds=min_seconds) / 1e9

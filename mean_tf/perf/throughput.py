@@ -65,7 +65,8 @@ def rows_needed(steps: int, warmup: int, batch_size: int) -> int:
 
 
 def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, files: Sequence[str], rows: int,
-                    steps: int, warmup: int, jit_compile: bool = False, roofline_repeats: int = 5) -> Dict:
+                    steps: int, warmup: int, jit_compile: bool = False, roofline_repeats: int = 5,
+                    roofline_min_seconds: float = 0.05) -> Dict:
     """One model's streamed and in-memory throughput, FLOPs per example and roofline share."""
     cfg = model_config_for(model_name, config, tf_transform_output)
     batch = cfg.batch_size
@@ -76,8 +77,8 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
     cached = streamed_dataset(files, tf_transform_output, labels, batch, passes).take(IN_MEMORY_BATCHES).cache().repeat()
     in_memory = time_steps(model, cached, steps, warmup)
     num_numeric = int(tf_transform_output.transformed_feature_spec()[NUMERIC_KEY].shape[0])
-    flops = count_model_flops(compiled_model(model_name, cfg), num_numeric, batch)
-    roof = matmul_roofline(flops.train_ops, repeats=roofline_repeats)
+    flops = count_model_flops(model, num_numeric, batch)
+    roof = matmul_roofline(flops.train_ops, repeats=roofline_repeats, min_seconds=roofline_min_seconds)
     result = {"model": model_name, "batch_size": batch, "jit_compile": jit_compile, "labels": labels,
               "parameters": int(model.count_params()), **flops.to_dict(),
               "roofline": roof}
@@ -90,10 +91,12 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
 
 
 def train_throughput(model_names: List[str], config: MEANConfig, tf_transform_output, files: Sequence[str],
-                     rows: int, steps: int, warmup: int, jit_compile: bool = False) -> Dict:
+                     rows: int, steps: int, warmup: int, jit_compile: bool = False,
+                     roofline_min_seconds: float = 0.05) -> Dict:
     """All models in one run (same process, same data, same threads), plus each model's ratio to the first
     baseline named `dnn_ziln` when it is among them."""
-    results = [benchmark_model(name, config, tf_transform_output, files, rows, steps, warmup, jit_compile)
+    results = [benchmark_model(name, config, tf_transform_output, files, rows, steps, warmup, jit_compile,
+                               roofline_min_seconds=roofline_min_seconds)
                for name in model_names]
     by_name = {r["model"]: r for r in results}
     if "dnn_ziln" in by_name:

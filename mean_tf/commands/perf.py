@@ -1,0 +1,179 @@
+"""`mean-tf perf train|input|serving|pipeline|all|report`: the benchmarks of docs/performance.md.
+
+Each part writes one JSON file to `--results` (`<part>.json`, or `<part>-<tag>.json` for an experiment
+with `--tag`); `report` renders docs/performance.md from that folder.
+"""
+from __future__ import annotations
+
+import os
+
+from mean_tf.commands._common import add_config_options, config_from_args
+
+DEFAULT_RESULTS = os.path.join("docs", "perf")
+DEFAULT_REPORT = os.path.join("docs", "performance.md")
+DEFAULT_WORK = os.path.join(".cache", "perf")
+
+
+def _ints(text: str):
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str):
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("perf", help="performance benchmarks: train, input, serving, pipeline, all, report",
+                              description="Measure throughput, input pipeline, serving latency and pipeline scaling on "
+                                          "synthetic data; results are JSON files, rendered by `mean-tf perf report`.")
+    sub = p.add_subparsers(dest="part", metavar="PART")
+
+    def common(sp, rows_default=50_000):
+        sp.add_argument("--results", default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
+        sp.add_argument("--work", default=DEFAULT_WORK, help=f"data cache folder (default {DEFAULT_WORK})")
+        sp.add_argument("--rows", type=int, default=rows_default, help=f"synthetic rows (default {rows_default})")
+        sp.add_argument("--features", type=int, default=720, help="synthetic features (default 720, the paper's)")
+        sp.add_argument("--tag", default=None, help="save as an experiment <part>-<tag>.json next to the baseline")
+        sp.add_argument("--note", default="", help="a note stored with the result (shown in the report)")
+        sp.add_argument("--intra-op", type=int, default=None, help="TensorFlow intra-op threads (default: TF's)")
+        sp.add_argument("--inter-op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
+        add_config_options(sp)
+
+    sp = sub.add_parser("train", help="benchmark 1: training examples/s, FLOPs and the matmul roofline")
+    common(sp)
+    sp.add_argument("--models", type=_names, default=["mean", "mtl_mean", "dnn_ziln"],
+                    help="comma-separated registry models, trained in this order in one run")
+    sp.add_argument("--steps", type=int, default=30, help="timed steps per model and mode (default 30)")
+    sp.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    sp.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
+    sp.add_argument("--roofline-min-seconds", type=float, default=0.05,
+                    help="shortest timing sample of each roofline op (default 0.05; smaller is faster, noisier)")
+    sp.add_argument("--peak-size", type=int, default=1024, help="n of the n x n x n matmul giving the peak rate")
+    sp.set_defaults(func=_train)
+
+    sp = sub.add_parser("input", help="benchmark 2: input pipeline examples/s")
+    common(sp)
+    sp.add_argument("--batches", type=int, default=40, help="timed batches per variant (default 40)")
+    sp.add_argument("--warmup", type=int, default=5, help="untimed batches first (default 5)")
+    sp.set_defaults(func=_input)
+
+    sp = sub.add_parser("serving", help="benchmark 3: serving_default latency p50/p99 (TF1 Session loader)")
+    common(sp)
+    sp.add_argument("--model", default="mean", help="registry model to export (default mean)")
+    sp.add_argument("--batch-sizes", type=_ints, default=[1, 64, 1024], help="comma-separated (default 1,64,1024)")
+    sp.add_argument("--requests", type=int, default=200, help="timed requests per batch size (default 200)")
+    sp.set_defaults(func=_serving)
+
+    sp = sub.add_parser("pipeline", help="benchmark 4: the local TFX pipeline at several sizes, time and peak memory")
+    common(sp)
+    sp.add_argument("--sizes", type=_ints, default=[20_000, 60_000], help="comma-separated rows (default 20000,60000)")
+    sp.add_argument("--model", default="mean", help="registry model the pipeline trains (default mean)")
+    sp.add_argument("--direct-num-workers", type=int, default=2, help="Beam DirectRunner processes (default 2)")
+    sp.add_argument("--epochs", type=int, default=None, help="cap the Trainer's epochs (default: the config's)")
+    sp.add_argument("--not-run", default="", help="sizes of the issue not run, and why (shown in the report)")
+    sp.set_defaults(func=_pipeline)
+
+    sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
+    common(sp)
+    sp.add_argument("--sizes", type=_ints, default=[20_000, 60_000], help="pipeline sizes (default 20000,60000)")
+    sp.add_argument("--report", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
+    sp.set_defaults(func=_all)
+
+    sp = sub.add_parser("report", help="render docs/performance.md from the results folder")
+    sp.add_argument("--results", default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
+    sp.add_argument("--out", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
+    sp.set_defaults(func=_report)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _prepare(args):
+    from mean_tf.perf import results, suite
+
+    suite.set_threads(args.intra_op, args.inter_op)
+    return config_from_args(args), getattr(args, "command_line", None) or results.command_line(args)
+
+
+def _save(args, part, record) -> int:
+    from mean_tf.perf import results
+
+    if args.tag:
+        record["tag"] = args.tag
+    path = results.write_result(args.results, part, record, args.tag)
+    print(f"wrote {path}")
+    return 0
+
+
+def _train(args) -> int:
+    from mean_tf.perf import suite
+
+    config, command = _prepare(args)
+    record = suite.run_train(command, args.work, args.rows, args.features, config, args.models, args.steps,
+                             args.warmup, args.jit, roofline_min_seconds=args.roofline_min_seconds,
+                             peak_size=args.peak_size, note=args.note)
+    for m in record["models"]:
+        print(f"{m['model']:>10}: {m['streamed']['examples_per_s']:>9,.0f} ex/s streamed, "
+              f"{m['in_memory']['examples_per_s']:>9,.0f} ex/s in memory, roofline share "
+              f"{m['in_memory']['roofline_share']:.0%}")
+    return _save(args, "train", record)
+
+
+def _input(args) -> int:
+    from mean_tf.perf import suite
+
+    config, command = _prepare(args)
+    record = suite.run_input(command, args.work, args.rows, args.features, config, args.batches, args.warmup,
+                             note=args.note)
+    for name, v in record["variants"].items():
+        print(f"{name:>15}: {v['examples_per_s']:>10,.0f} examples/s")
+    return _save(args, "input", record)
+
+
+def _serving(args) -> int:
+    from mean_tf.perf import suite
+
+    config, command = _prepare(args)
+    record = suite.run_serving(command, args.work, args.rows, args.features, config, args.model,
+                               batch_sizes=args.batch_sizes, requests=args.requests, note=args.note)
+    for b, r in record["batch_sizes"].items():
+        print(f"batch {b:>5}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+    return _save(args, "serving", record)
+
+
+def _pipeline(args) -> int:
+    from mean_tf.perf import pipeline_scaling
+
+    config, command = _prepare(args)
+    record = pipeline_scaling.run_scaling(command, args.work, args.sizes, args.features, config, args.model,
+                                          args.direct_num_workers, epochs=args.epochs, not_run=args.not_run,
+                                          note=args.note)
+    for r in record["runs"]:
+        print(f"{r['rows']:>9,} rows: {r['wall_seconds']:.0f} s, peak {r['peak_rss_gib']:.2f} GiB")
+    return _save(args, "pipeline", record)
+
+
+def _all(args) -> int:
+    import argparse
+
+    from mean_tf.perf import results
+
+    args.command_line = results.command_line(args)
+
+    for part, func, extra in (("train", _train, {"models": ["mean", "mtl_mean", "dnn_ziln"], "steps": 30, "warmup": 5,
+                                                  "jit": False, "roofline_min_seconds": 0.05,
+                                                  "peak_size": 1024}),
+                              ("input", _input, {"batches": 40, "warmup": 5}),
+                              ("serving", _serving, {"model": "mean", "batch_sizes": [1, 64, 1024], "requests": 200}),
+                              ("pipeline", _pipeline, {"model": "mean", "direct_num_workers": 2, "epochs": None,
+                                                       "not_run": ""})):
+        sub = argparse.Namespace(**{**vars(args), **extra})
+        if part == "pipeline":
+            sub.sizes = args.sizes
+        func(sub)
+    return _report(argparse.Namespace(results=args.results, out=args.report))
+
+
+def _report(args) -> int:
+    from mean_tf.perf.report import write_report
+
+    print(f"wrote {write_report(args.results, args.out)}")
+    return 0

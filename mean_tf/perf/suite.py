@@ -1,0 +1,116 @@
+"""The benchmark parts behind `mean-tf perf ...`: each prepares its data, measures, and returns one JSON-able dict."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Dict, Optional, Sequence
+
+from mean_tf.config import MEANConfig
+from mean_tf.perf import environment
+from mean_tf.perf.data import BenchData, prepare
+
+DEFAULT_TRAIN_MODELS = ("mean", "mtl_mean", "dnn_ziln")
+
+
+def set_threads(intra_op: Optional[int], inter_op: Optional[int]) -> None:
+    """TensorFlow's thread pools; must run before TensorFlow executes its first op."""
+    import tensorflow as tf
+
+    if intra_op is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
+def _data_record(data: BenchData, rows: int, features: int) -> Dict:
+    m = data.manifest
+    return {"rows": rows, "features": features, "train_rows": data.train_rows,
+            "numeric_features": len(m.numeric_features), "categorical_features": len(m.categorical_features),
+            "root": m.root, "prepare_seconds": data.seconds}
+
+
+def _start(command: str) -> Dict:
+    return {"command": command, "environment": environment.describe(), "started_unix": time.time()}
+
+
+def _finish(record: Dict) -> Dict:
+    record["seconds"] = time.time() - record.pop("started_unix")
+    record["load_average_after"] = environment.load_average()
+    return record
+
+
+def run_train(command: str, work_dir: str, rows: int, features: int, config: MEANConfig,
+              models: Sequence[str] = DEFAULT_TRAIN_MODELS, steps: int = 30, warmup: int = 5,
+              jit_compile: bool = False, profile_models: Sequence[str] = ("mean", "dnn_ziln"),
+              roofline_min_seconds: float = 0.05, peak_size: int = 1024, note: str = "") -> Dict:
+    """Benchmark 1: throughput, FLOPs and roofline share of each model; peak matmul rate; profiles."""
+    from mean_tf.perf import throughput
+    from mean_tf.perf.profile import profile_steps
+    from mean_tf.perf.roofline import peak_matmul_rate
+
+    record = _start(command)
+    data = prepare(work_dir, rows, features, config)
+    tft_output = data.materialized.tf_transform_output()
+    files = data.materialized.files("train")
+    record.update(data=_data_record(data, rows, features), note=note, jit_compile=jit_compile,
+                  batch_size=config.batch_size)
+    record.update(throughput.train_throughput(list(models), config, tft_output, files, data.train_rows, steps, warmup,
+                                              jit_compile, roofline_min_seconds))
+    record["roofline_min_seconds"] = roofline_min_seconds
+    record["peak_matmul_size"] = peak_size
+    record["peak_matmul_gflops_per_s"] = peak_matmul_rate(peak_size, min_seconds=4 * roofline_min_seconds)
+    profiles = {}
+    for name in [m for m in profile_models if m in models]:
+        cfg = throughput.model_config_for(name, config, tft_output)
+        model = throughput.compiled_model(name, cfg, jit_compile)
+        dataset = throughput.streamed_dataset(files, tft_output, list(cfg.labels), cfg.batch_size, 2)
+        cached = dataset.take(throughput.IN_MEMORY_BATCHES).cache().repeat()
+        step, iterator = model.make_train_function(), iter(cached)
+        for _ in range(3):
+            step(iterator)
+        profiles[name] = profile_steps(step, iterator, steps=5)
+    record["profiles"] = profiles
+    return _finish(record)
+
+
+def run_input(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, batches: int = 40,
+              warmup: int = 5, note: str = "") -> Dict:
+    """Benchmark 2: examples per second of the input pipeline alone (and its variants)."""
+    from mean_tf.perf.input_pipeline import input_throughput
+
+    record = _start(command)
+    data = prepare(work_dir, rows, features, config)
+    tft_output = data.materialized.tf_transform_output()
+    record.update(data=_data_record(data, rows, features), note=note)
+    record.update(input_throughput(data.materialized.files("train"), tft_output, list(config.labels),
+                                   config.batch_size, data.train_rows, batches, warmup))
+    return _finish(record)
+
+
+def run_serving(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, model: str = "mean",
+                label: str = "cltv_365", batch_sizes: Sequence[int] = (1, 64, 1024), requests: int = 200,
+                note: str = "") -> Dict:
+    """Benchmark 3: p50/p99 latency of serving_default through the TF1 Session loader."""
+    from mean_tf.perf.serving import export_briefly_trained, serving_latency
+
+    record = _start(command)
+    data = prepare(work_dir, rows, features, config)
+    tft_output = data.materialized.tf_transform_output()
+    raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
+    export_dir = tempfile.mkdtemp(prefix="mean_tf_serving_")
+    record.update(data=_data_record(data, rows, features), note=note)
+    record["export"] = export_briefly_trained(model, config, tft_output, data.materialized.files("train"), label,
+                                              raw_features, os.path.join(export_dir, "model"))
+    record.update(serving_latency(record["export"]["export_dir"], raw_test_examples(data, max(batch_sizes)),
+                                  batch_sizes, requests))
+    return _finish(record)
+
+
+def raw_test_examples(data: BenchData, count: int):
+    """Up to `count` serialized raw tf.Examples of the test split, as clients would send them (labels included:
+    `serving_default` parses only the features it needs)."""
+    import tensorflow as tf
+
+    files = [os.path.join(data.manifest.root, f) for f in data.manifest.splits["test"]]
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]

@@ -1,0 +1,125 @@
+"""mean_tf.perf: the FLOP counter against hand counts, the projection's arithmetic, and the whole
+`mean-tf perf` harness end to end at toy scale (behaviour only: no timing is asserted)."""
+import json
+import os
+
+import pytest
+
+import mean_tf  # noqa: F401
+from mean_tf.config import MEANConfig
+from mean_tf.models import build
+from mean_tf.perf.flops import count_model_flops, einsum_flops
+from mean_tf.perf.projection import fit_line, project
+
+TINY_MEAN = MEANConfig(shared_units=(4, 2), num_experts=2, expert_units=3, num_distributions=2, attention_units=2,
+                       dam_shared_units=2, dam_units=(2,))
+
+
+def test_einsum_flops_counts_every_index_once_and_expands_ellipsis():
+    assert einsum_flops("bnd,du->bnu", [(7, 5, 3), (3, 2)]) == 2 * 7 * 5 * 3 * 2
+    assert einsum_flops("...d,du->...u", [(7, 5, 3), (3, 2)]) == 2 * 7 * 5 * 3 * 2
+
+
+def test_forward_flops_of_a_tiny_mean_equal_a_hand_count():
+    # D = 3 numeric inputs, shared [4, 2], M = 2 experts of 3 units, n = 2 distributions, attention width 2.
+    hand = (2 * (3 * 4 + 4 * 2)  # shared MLP
+            + 2 * 2 * (2 * 3)  # two experts, Dense 2 -> 3
+            + 2 * 2 * (2 * 2)  # two gates, Dense 2 -> M = 2
+            + 2 * 2 * 2 * 3  # f_i = sum_j G_ij E_j (eq. 2): bnm,bmu->bnu
+            + 2 * (2 * 2 * 3 * 2)  # W_q h_t and W_k h_t (eq. 4): bnd,du->bnu, twice
+            + 2 * 2 * 2 * 2  # g'_t W_a (eq. 5): bnu,um->bnm
+            + 2 * 2 * 2 * 3  # z_i = sum_j A_ij h_j (eq. 6): bij,bjd->bid
+            + 2 * 3 * 1)  # the CLTV head (eq. 7); DAM does not feed `cltv`, so it is not in the forward count
+    count = count_model_flops(build("mean", TINY_MEAN), num_numeric=3, batch_size=4)
+    assert count.forward_per_example == hand == 198
+
+
+def test_training_flops_count_backward_matmuls_but_not_the_unused_input_gradient():
+    config = MEANConfig(ziln_units=(4,))
+    count = count_model_flops(build("dnn_ziln", config), num_numeric=3, batch_size=5)
+    forward = 2 * 3 * 4 + 2 * 4 * 3  # Dense 3 -> 4, then the 3 ZILN logits
+    backward = 2 * 3 * 4 + 2 * 4 * 3 + 2 * 4 * 3  # dW1, dW2, and dh = dlogits W2^T; no dx = dh W1^T
+    assert count.forward_per_example == forward
+    assert count.train_per_example == forward + backward
+
+
+def test_mean_training_flops_exceed_three_forward_passes_minus_input_gradients():
+    count = count_model_flops(build("mean", TINY_MEAN), num_numeric=3, batch_size=4)
+    # Training adds DAM (absent from the forward count) and roughly two backward matmuls per forward one.
+    assert 2 * count.forward_per_example < count.train_per_example < 4 * (count.forward_per_example + 2 * 3 * 2)
+
+
+def _run(rows, seconds, rss):
+    return {"rows": rows, "wall_seconds": sum(seconds.values()), "peak_rss_gib": rss,
+            "components": [{"name": n, "seconds": s, "peak_rss_gib": rss} for n, s in seconds.items()]}
+
+
+def test_projection_fits_fixed_and_per_row_costs_and_judges_linearity():
+    assert fit_line([10, 30], [15, 35]) == pytest.approx((5.0, 1.0))
+    linear = {"runs": [_run(1000, {"Transform": 12.0, "Trainer": 3.0}, 1.0),
+                       _run(3000, {"Transform": 32.0, "Trainer": 7.0}, 1.1)]}
+    proj = project(linear, train_examples_per_s=1000.0)
+    transform = next(c for c in proj["components"] if c["name"] == "Transform")
+    assert transform["fixed_seconds"] == pytest.approx(2.0) and transform["per_row_ms"] == pytest.approx(10.0)
+    assert proj["linear_and_flat"] and "Dataflow" in proj["text"] and "Vertex" in proj["text"]
+    growing = {"runs": [_run(1000, {"Transform": 10.0}, 1.0), _run(3000, {"Transform": 60.0}, 3.0)]}
+    assert not project(growing)["linear_and_flat"]
+    assert project({"runs": growing["runs"][:1]}) is None
+
+
+@pytest.fixture(scope="module")
+def perf_results(tmp_path_factory):
+    """`mean-tf perf train|input|serving` on 300 synthetic rows x 10 features, then `perf report`."""
+    from mean_tf.cli import main
+
+    root = tmp_path_factory.mktemp("perf")
+    common = ["--rows", "300", "--features", "10", "--work", str(root / "work"), "--results", str(root / "results"),
+              "--set", "batch_size=32"]
+    assert main(["perf", "train", *common, "--models", "mean,dnn_ziln", "--steps", "2", "--warmup", "1",
+                 "--roofline-min-seconds", "0.001", "--peak-size", "128"]) == 0
+    assert main(["perf", "input", *common, "--batches", "3", "--warmup", "1"]) == 0
+    assert main(["perf", "serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
+    report = root / "performance.md"
+    assert main(["perf", "report", "--results", str(root / "results"), "--out", str(report)]) == 0
+    return root / "results", report.read_text(encoding="utf-8")
+
+
+def test_train_benchmark_records_throughput_flops_and_roofline(perf_results):
+    results, _ = perf_results
+    train = json.loads((results / "train.json").read_text())
+    assert train["command"].startswith("mean-tf perf train")
+    assert train["data"]["numeric_features"] == 9 and train["data"]["categorical_features"] == 1
+    by = {m["model"]: m for m in train["models"]}
+    assert set(by) == {"mean", "dnn_ziln"}
+    for m in by.values():
+        assert m["batch_size"] == 32
+        assert m["streamed"]["examples_per_s"] > 0 and m["in_memory"]["examples_per_s"] > 0
+        assert m["train_flops_per_example"] > m["forward_flops_per_example"] > 0
+        assert m["roofline"]["matmul_seconds_per_step"] > 0 and m["in_memory"]["roofline_share"] > 0
+    assert by["mean"]["in_memory"]["vs_dnn_ziln"] > 0 and by["dnn_ziln"]["in_memory"]["vs_dnn_ziln"] == 1.0
+    assert train["profiles"]["mean"]["op_seconds_per_step"] > 0
+    assert train["environment"]["cores"] >= 1 and train["environment"]["versions"]["tensorflow"]
+
+
+def test_input_and_serving_benchmarks_record_rates_and_latencies(perf_results):
+    results, _ = perf_results
+    inp = json.loads((results / "input.json").read_text())
+    assert set(inp["variants"]) == {"training", "no_shuffle", "parallel_reads"}
+    assert all(v["examples"] == 3 * 32 and v["examples_per_s"] > 0 for v in inp["variants"].values())
+    serving = json.loads((results / "serving.json").read_text())
+    assert set(serving["batch_sizes"]) == {"1", "4"}
+    assert "cltv" in serving["outputs"]
+    for r in serving["batch_sizes"].values():
+        assert r["requests"] >= 3 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_report_renders_every_measured_number_with_its_command(perf_results):
+    results, text = perf_results
+    train = json.loads((results / "train.json").read_text())
+    assert "do not edit" in text and "`mean-tf perf train" in text
+    assert f"{train['models'][0]['train_flops_per_example'] / 1e6:.2f}" in text
+    assert "## Goals" in text and "not measured: no GPU lent to this task" in text
+    assert "Not run yet: `mean-tf perf pipeline`" in text
+    serving = json.loads((results / "serving.json").read_text())
+    assert f"{serving['batch_sizes']['1']['p50_ms']:.2f}" in text
+    assert os.path.basename(str(results)) in text

@@ -1,0 +1,85 @@
+"""The TFX run_fn and its export: the SavedModel answers through TF Serving's TF1 loader and saved_model_cli."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from mean_tf import trainer, training, transform
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+from tiny_dataset import write_tiny_dataset
+
+SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
+             batch_size=64, epochs=1, embedding_dim=2, label_scaling="scale")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """run_fn on a multi-horizon MEAN with label_scaling="scale", serving cltv_30 (the first of four labels)."""
+    root = tmp_path_factory.mktemp("trainer")
+    manifest = write_tiny_dataset(root / "data")
+    config = MEANConfig(**SMALL)
+    done = transform.materialize(manifest, config, str(root / "transformed"))
+    fn_args = FnArgs(train_files=done.files("train"), eval_files=done.files("eval"), transform_output=done.out_dir,
+                     serving_model_dir=str(root / "serving"), model_run_dir=str(root / "run"),
+                     custom_config=trainer.trainer_config("mtl_mean", config, "cltv_30", manifest.features))
+    os.makedirs(fn_args.model_run_dir)
+    trainer.run_fn(fn_args)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(manifest.files("test"), compression_type="GZIP").take(8)]
+    return manifest, done, fn_args, records
+
+
+def expected_money(done, export_dir, records, column):
+    """The same prediction computed outside the serving graph: TFT layer, model, LabelTransform."""
+    output = done.tf_transform_output()
+    spec = {k: v for k, v in output.raw_feature_spec().items()}
+    transformed = output.transform_features_layer()(tf.io.parse_example(tf.constant(records), spec))
+    inputs, _ = transform.split_targets(transformed, ["cltv_30", "cltv_90", "cltv_180", "cltv_365"])
+    model = tf.saved_model.load(export_dir).model
+    scaled = model(inputs, training=False)["cltv"]
+    labels = ["cltv_30", "cltv_90", "cltv_180", "cltv_365"]
+    return training.label_transform_for(output, MEANConfig(**SMALL)).to_money(scaled, labels).numpy()[:, column]
+
+
+def test_run_fn_exports_a_model_tf_serving_can_load(exported):
+    _, done, fn_args, records = exported
+    answer = trainer.predict_serialized(fn_args.serving_model_dir, records)  # TF1 loader in a Session
+    assert answer["cltv"].shape == (8,) and np.all(answer["cltv"] >= 0)
+    assert answer["bucket_probs"].shape == (8, 5)
+    np.testing.assert_allclose(answer["bucket_probs"].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(answer["cltv"], expected_money(done, fn_args.serving_model_dir, records, 0), rtol=1e-4)
+    summary = json.load(open(os.path.join(fn_args.model_run_dir, "fit_summary.json")))
+    assert summary["best_epoch"] == 0 and "val_loss" in summary["history"]
+
+
+def test_transform_features_signature_returns_transformed_labels(exported):
+    _, _, fn_args, records = exported
+    signature = tf.saved_model.load(fn_args.serving_model_dir).signatures["transform_features"]
+    transformed = signature(examples=tf.constant(records))
+    assert {"numeric", "cat__country", "cltv_365__scaled", "cltv_365__bucket"} <= set(transformed)
+
+
+def test_saved_model_cli_runs_serving_default_on_raw_examples(exported):
+    manifest, _, fn_args, _ = exported
+    example = {"recency_days": [3.0], "frequency": [2.0], "net_spend": [120.0], "spend_last_30d": [10.0],
+               "country": ["France"]}
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    run = subprocess.run([cli, "run", "--dir", fn_args.serving_model_dir, "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--input_examples", f"examples=[{json.dumps(example)}]"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Result for output key cltv" in run.stdout and "bucket_probs" in run.stdout
+
+
+def test_run_fn_requires_the_trainer_config(exported):
+    _, done, fn_args, _ = exported
+    broken = FnArgs(**{**fn_args.__dict__, "custom_config": {"model_name": "mean"}})
+    with pytest.raises(MeanTFError, match="custom_config lacks"):
+        trainer.run_fn(broken)
