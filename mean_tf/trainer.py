@@ -74,7 +74,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     serving_spec = {name: raw_spec[name] for name in raw_features}
 
     module = tf.Module()
-    module.model = model
+    module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
     module.tft_layer = tf_transform_output.transform_features_layer()
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])

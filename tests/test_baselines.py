@@ -4,6 +4,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import threadpoolctl
 
 import mean_tf  # noqa: F401
 import tensorflow as tf
@@ -185,6 +186,13 @@ def transactions_frame(n, seed, dropout=True):
     for h in (30, 90, 180, 365):
         frame[f"cltv_{h}"] = np.array([np.sum((t > 365) & (t <= 365 + h)) for t in paths]) * order_value
     return pd.DataFrame(frame)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread():
+    """HistGradientBoosting's OpenMP threads spin-wait on a busy machine: 0.5 s becomes 30 s on 2 shared cores."""
+    with threadpoolctl.threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -91,13 +91,13 @@ def test_bad_arguments():
 PEAK_SCRIPT = textwrap.dedent("""
     import resource, sys
     from mean_tf.data import synthetic
-    synthetic.build(sys.argv[1], n_rows=int(sys.argv[2]), n_features=20, seed=0, workers=1)
+    synthetic.build(sys.argv[1], n_rows=int(sys.argv[2]), n_features=10, seed=0, workers=1)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """)
 
 
 def test_memory_stays_flat_from_100k_to_1m_rows(tmp_path):
-    """Peak RSS of a fresh process (ru_maxrss, one worker, 20 features): 1M rows within 1.5x of 100k rows."""
+    """Peak RSS of a fresh process (ru_maxrss, one worker, 10 features): 1M rows within 1.5x of 100k rows."""
     peaks = {}
     for rows in (100_000, 1_000_000):
         out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(tmp_path / f"s{rows}"), str(rows)],

@@ -24,7 +24,8 @@ class CLTVModel(tf.keras.Model):
     def __init__(self, config: MEANConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self._trackers: Dict[str, tf.keras.metrics.Mean] = {}
+        # Not tracked as model state: loss trackers created on first use must not change get_weights().
+        object.__setattr__(self, "_trackers", {})
 
     def loss_terms(self, targets: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Return {"loss": total, "loss_<term>": value, ...}; scalar tensors."""
@@ -44,6 +45,7 @@ class CLTVModel(tf.keras.Model):
             self._tracker(name).update_state(value)
         return {name: self._tracker(name).result() for name in terms}
 
+    @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow: skip AutoGraph
     def train_step(self, data):
         features, targets = data
         with tf.GradientTape() as tape:
@@ -56,6 +58,7 @@ class CLTVModel(tf.keras.Model):
         )
         return self._update(terms)
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         features, targets = data
         outputs = self(features, training=False)

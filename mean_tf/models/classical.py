@@ -152,6 +152,24 @@ class BGNBDGammaGamma(ClassicalModel):
         self._fitted = True
         return self
 
+    def __getstate__(self):
+        """Pickle the fitted parameters only: lifetimes' fitters hold unpicklable lambdas."""
+        state = dict(self.__dict__)
+        for name in ("bgf", "ggf"):
+            if name in state:
+                state[name] = state[name].params_
+        return state
+
+    def __setstate__(self, state):
+        from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+        self.__dict__.update(state)
+        for name, fitter in (("bgf", BetaGeoFitter), ("ggf", GammaGammaFitter)):
+            if name in state:
+                restored = fitter(penalizer_coef=LIFETIMES_PENALIZER)
+                restored.params_ = state[name]
+                setattr(self, name, restored)
+
     def _history(self, df):
         values = _columns(df, self.columns, self.name).to_numpy(dtype=np.float64)
         return tuple(values[:, i] for i in range(len(BGNBD_KEYS)))
