@@ -63,11 +63,12 @@ def decile_chart(y_true, y_pred, n_bins: int = 10, title: str = "Mean predicted 
 
 
 def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "", ax=None,
-            fmt: str = "{:.2f}", cmap: str = "viridis"):
-    """An annotated heat map (attention averaged per true bucket, confusion matrices)."""
+            fmt: str = "{:.2f}", cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None):
+    """An annotated heat map (attention averaged per true bucket, confusion matrices); `vmin`/`vmax` fix the
+    colour scale so that several maps compare."""
     matrix = np.asarray(matrix, dtype=float)
     ax = ax or plt.subplots(figsize=(5, 4))[1]
-    im = ax.imshow(matrix, cmap=cmap)
+    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     for i in range(matrix.shape[0]):
@@ -93,6 +94,58 @@ def loss_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str] = ("
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return ax
+
+
+def grouped_bars(values: Mapping[str, Mapping[str, float]], ylabel: str = "", title: str = "", ax=None,
+                 fmt: str = "{:.2f}"):
+    """One group of bars per outer key (e.g. dataset), one bar per inner key (e.g. horizon), value on top."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    groups = list(values)
+    members = list(dict.fromkeys(k for inner in values.values() for k in inner))
+    width = 0.8 / max(len(members), 1)
+    for j, member in enumerate(members):
+        x = np.arange(len(groups)) + (j - (len(members) - 1) / 2) * width
+        heights = [values[g].get(member, np.nan) for g in groups]
+        bars = ax.bar(x, heights, width=width, label=member)
+        ax.bar_label(bars, labels=[fmt.format(h) if np.isfinite(h) else "" for h in heights], fontsize=7)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def log_histograms(series: Mapping[str, Sequence[float]], boundaries: Sequence[float] = (), bins: int = 50,
+                   xlabel: str = "value (log scale)", title: str = "", ax=None):
+    """Histograms of the positive values of each series on a log x axis (zeros left out: show their share
+    elsewhere); optional vertical lines at `boundaries` (same units as the values)."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    positive = {name: np.asarray(v, dtype=float)[np.asarray(v, dtype=float) > 0] for name, v in series.items()}
+    everything = np.concatenate([v for v in positive.values()] + [np.zeros(0)])
+    if everything.size:
+        edges = np.logspace(np.log10(everything.min()), np.log10(everything.max()), bins + 1)
+        for name, v in positive.items():
+            ax.hist(v, bins=edges, histtype="step", lw=1.5, label=f"{name} (n={v.size})")
+    for i, b in enumerate(boundaries):
+        ax.axvline(b, color="k", ls=":", lw=1, label="bucket boundaries" if i == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("customers")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def density(x, y, xlabel: str = "", ylabel: str = "", title: str = "", ax=None, gridsize: int = 40):
+    """Joint density of two non-negative money columns as a hexbin of log1p(x) against log1p(y), log counts."""
+    ax = ax or plt.subplots(figsize=(5, 4))[1]
+    hb = ax.hexbin(np.log1p(np.asarray(x, dtype=float)), np.log1p(np.asarray(y, dtype=float)), gridsize=gridsize,
+                   bins="log", mincnt=1, cmap="viridis")
+    ax.set_xlabel(f"log1p({xlabel})")
+    ax.set_ylabel(f"log1p({ylabel})")
+    ax.set_title(title)
+    ax.figure.colorbar(hb, ax=ax, label="customers (log)")
     return ax
 
 

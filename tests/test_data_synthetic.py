@@ -104,4 +104,5 @@ def test_memory_stays_flat_from_100k_to_1m_rows(tmp_path):
                              capture_output=True, text=True, check=True, timeout=300)
         peaks[rows] = int(out.stdout.split()[-1])
     assert read_manifest(tmp_path / "s1000000").row_counts["train"] == 700_000
+    print(f"peak RSS (KB) by rows: {peaks}")
     assert peaks[1_000_000] < 1.5 * peaks[100_000], peaks

@@ -23,7 +23,8 @@ def test_loss_is_the_negative_log_likelihood_of_the_mixture():
     y = np.where(rng.random(50) < 0.5, 0.0, rng.lognormal(1.0, 1.0, 50)).astype(np.float32)
     p = 1 / (1 + np.exp(-logits[:, 0]))
     mu, sigma = logits[:, 1], np.log1p(np.exp(logits[:, 2]))
-    density = np.exp(-((np.log(np.where(y > 0, y, 1)) - mu) ** 2) / (2 * sigma**2)) / (np.where(y > 0, y, 1) * sigma * np.sqrt(2 * np.pi))
+    safe_y = np.where(y > 0, y, 1)
+    density = np.exp(-((np.log(safe_y) - mu) ** 2) / (2 * sigma**2)) / (safe_y * sigma * np.sqrt(2 * np.pi))
     expected = -np.where(y > 0, np.log(p) + np.log(density), np.log(1 - p))
     np.testing.assert_allclose(ziln_loss(y[:, None], logits).numpy(), expected, rtol=1e-4, atol=1e-4)
 

@@ -101,7 +101,7 @@ class ExampleEncoder:
     """Serialises rows as `tf.train.Example` with one-value float features and one-value bytes features.
 
     Float features (in the order given) form a fixed byte template with a 4-byte hole per value, filled
-    with NumPy; a bytes column whose values all have the same length joins the template too, so a table
+    through strided NumPy views; a bytes column whose values all have the same length joins the template too, so a table
     of only fixed-width strings (the synthetic generator's) is encoded without a per-row Python step
     except the CRC.
     """
@@ -109,24 +109,21 @@ class ExampleEncoder:
     def __init__(self, float_columns: Sequence[str], bytes_columns: Sequence[str]):
         self.float_columns = list(float_columns)
         self.bytes_columns = list(bytes_columns)
-        parts, offsets = [], []
-        pos = 0
+        parts = []
         for name in self.float_columns:
-            kp = _key_part(name)
-            entry = kp + b"\x12\x08\x12\x06\x0a\x04"  # value (2) -> Feature.float_list (2) -> FloatList.value (1, packed)
-            head = b"\x0a" + _varint(len(entry) + 4) + entry
-            parts.append(head + b"\x00\x00\x00\x00")
-            offsets.append(pos + len(head))
-            pos += len(head) + 4
-        self._float_template = np.frombuffer(b"".join(parts), dtype=np.uint8)
-        self._float_offsets = np.asarray(offsets, dtype=np.int64)
-        # Runs of equally long float entries (same key length): each is filled through a strided view.
-        self._float_runs = []  # (first column, last column + 1, byte start, entry length)
+            entry = _key_part(name) + b"\x12\x08\x12\x06\x0a\x04"  # value (2) -> Feature.float_list (2) -> FloatList.value (1, packed)
+            parts.append(b"\x0a" + _varint(len(entry) + 4) + entry)  # the 4 value bytes follow
+        self._float_width = sum(len(p) + 4 for p in parts)
+        # Runs of equally long float entries (same key length), each filled through one strided view:
+        # (first column, end column, byte start, entry length, key prefixes as a NumPy void array)
+        self._float_runs = []
         start_col, start_byte = 0, 0
         for j in range(1, len(parts) + 1):
             if j == len(parts) or len(parts[j]) != len(parts[start_col]):
-                self._float_runs.append((start_col, j, start_byte, len(parts[start_col])))
-                start_byte += (j - start_col) * len(parts[start_col])
+                e = len(parts[start_col]) + 4
+                prefixes = np.frombuffer(b"".join(parts[start_col:j]), dtype=f"V{e - 4}")
+                self._float_runs.append((start_col, j, start_byte, e, prefixes))
+                start_byte += (j - start_col) * e
                 start_col = j
         self._key_parts = [_key_part(n) for n in self.bytes_columns]
 
@@ -146,8 +143,7 @@ class ExampleEncoder:
                 fixed_cols.append((j, arr))
             else:
                 var_cols.append((j, arr))
-        F = len(self.float_columns)
-        width_f = self._float_template.size
+        width_f = self._float_width
         fixed_parts = []  # (template bytes, hole offset in part, width, array)
         for j, arr in fixed_cols:
             w = arr.dtype.itemsize
@@ -155,13 +151,12 @@ class ExampleEncoder:
             fixed_parts.append((np.frombuffer(head, dtype=np.uint8), len(head) - w, w, arr))
         width = width_f + sum(p[0].size for p in fixed_parts)
         body = np.empty((n, width), dtype=np.uint8)
-        if F:
-            for c0, c1, b0, e in self._float_runs:
-                # the run as a [n, k] structured array (key prefix, float value) laid over `body`
-                dt = np.dtype([("p", f"V{e - 4}"), ("v", "<f4")])
-                view = np.ndarray(shape=(n, c1 - c0), dtype=dt, buffer=body, offset=b0, strides=(width, e))
-                view["p"] = self._float_template[b0:b0 + (c1 - c0) * e].reshape(c1 - c0, e)[:, : e - 4].copy().view(f"V{e - 4}")[:, 0]
-                view["v"] = floats[:, c0:c1]
+        for c0, c1, b0, e, prefixes in self._float_runs:
+            # the run as a [n, k] structured array (key prefix, float value) laid over `body`
+            dt = np.dtype([("p", f"V{e - 4}"), ("v", "<f4")])
+            view = np.ndarray(shape=(n, c1 - c0), dtype=dt, buffer=body, offset=b0, strides=(width, e))
+            view["p"] = prefixes
+            view["v"] = floats[:, c0:c1]
         pos = width_f
         for tmpl, hole, w, arr in fixed_parts:
             dt = np.dtype([("p", f"V{hole}"), ("v", f"S{w}")])  # the value ends the entry

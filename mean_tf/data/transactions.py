@@ -78,6 +78,10 @@ MONEY_FEATURES = (
     "net_spend", "gross_spend", "avg_order_value", "max_order_value", "std_order_value", "first_order_value",
     "last_order_value", "return_amount", "spend_last_30d", "spend_last_90d", "spend_last_180d", "spend_last_365d",
     "spend_prev_90d", "spend_yago_90d", "bg_monetary_value", "avg_unit_price",
+    # Heavy-tailed counts (wholesalers buy 1000x the median): log1p before the z-score, like money.
+    "n_orders", "n_active_days", "n_returns", "orders_last_30d", "orders_last_90d", "orders_last_180d",
+    "orders_last_365d", "orders_prev_90d", "bg_frequency", "units_bought", "units_returned", "avg_units_per_order",
+    "n_distinct_products", "avg_lines_per_order",
 )
 QUANTITY_FEATURES = ("units_bought", "units_returned", "avg_unit_price", "avg_units_per_order")
 PRODUCT_FEATURES = ("n_distinct_products", "avg_lines_per_order")

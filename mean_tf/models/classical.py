@@ -86,7 +86,8 @@ class TwoStageGBDT(ClassicalModel):
             payer = y > 0
             classifier = (HistGradientBoostingClassifier(**common).fit(x, payer)
                           if 0 < payer.sum() < payer.size else float(payer.mean()))
-            regressor = HistGradientBoostingRegressor(loss="gamma", **common).fit(x[payer], y[payer]) if payer.any() else None
+            regressor = (HistGradientBoostingRegressor(loss="gamma", **common).fit(x[payer], y[payer])
+                         if payer.any() else None)
             self.stages[label] = (classifier, regressor)
         self._fitted = True
         return self
@@ -109,7 +110,8 @@ class TwoStageGBDT(ClassicalModel):
         columns = []
         for label in self.config.labels:
             classifier, regressor = self.stages[label]
-            p_payer = classifier.predict_proba(x)[:, 1] if not isinstance(classifier, float) else np.full(len(x), classifier)
+            p_payer = (np.full(len(x), classifier) if isinstance(classifier, float)
+                       else classifier.predict_proba(x)[:, 1])
             spend = regressor.predict(x) if regressor is not None else np.zeros(len(x))
             columns.append(p_payer * spend)
         return np.stack(columns, axis=1)

@@ -94,6 +94,7 @@ class MDAN(CLTVModel):
         regression = tf.reduce_sum(tf.reduce_mean(tf.square(outputs["cltv"] - scaled), axis=0))
         controller = tf.reduce_sum(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=segment, logits=outputs["channel_logits"]), axis=0))
-        ranksim = tf.add_n([ranksim_loss(outputs["hidden"][:, i], scaled[:, i]) for i in range(len(self.config.labels))])
+        ranksim = tf.add_n([ranksim_loss(outputs["hidden"][:, i], scaled[:, i])
+                            for i in range(len(self.config.labels))])
         return {"loss": regression + controller + self.config.mdan_ranksim_weight * ranksim,
                 "loss_regression": regression, "loss_controller": controller, "loss_ranksim": ranksim}

@@ -1,0 +1,106 @@
+"""Look inside a trained MEAN and a trained Transform: the quantities the notebooks plot.
+
+- `model_outputs`: a model's outputs (cltv, attention A, attention mean ϑ̂, DAM's b̂) and the targets,
+  as NumPy arrays over a dataset from `mean_tf.training.make_dataset`;
+- `mean_per_bucket`: any per-example array averaged over the examples of each true bucket
+  (A or ϑ̂ per true bucket: what the alignment of eq. 13-16 is meant to shape);
+- `confusion_matrix`: true bucket against DAM's most likely bucket (argmax b̂, eq. 10);
+- `bucket_boundaries`: the bucket boundaries a trained Transform graph picked (quantiles of the positive
+  scaled labels, docs/design.md "Transformed features"), read back by running the graph on a label grid.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from mean_tf import transform
+
+OUTPUT_KEYS = ("cltv", "attention", "attention_mean", "bucket_probs")
+BOUNDARY_GRID = 4001  # first pass over [0, label_clip]; each bracketed boundary is then refined
+BOUNDARY_REFINE = 1001
+
+
+def model_outputs(model: tf.keras.Model, dataset: tf.data.Dataset, keys: Sequence[str] = OUTPUT_KEYS) -> Dict[str, np.ndarray]:
+    """The model's outputs `keys` (those it has) and the targets `raw`, `scaled`, `bucket` ([N, H]), over
+    every batch of a (inputs, targets) dataset, concatenated along the examples."""
+    parts: Dict[str, list] = {}
+    for inputs, targets in dataset:
+        outputs = model(inputs, training=False)
+        for key in keys:
+            if key in outputs:
+                parts.setdefault(key, []).append(outputs[key].numpy())
+        for key, value in targets.items():
+            parts.setdefault(key, []).append(value.numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def mean_per_bucket(values, buckets, num_buckets: int) -> np.ndarray:
+    """values [N, ...] averaged over the examples of each bucket 0..num_buckets-1: [num_buckets, ...];
+    a bucket without examples is all NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    buckets = np.asarray(buckets).reshape(-1)
+    out = np.full((num_buckets,) + values.shape[1:], np.nan)
+    for b in range(num_buckets):
+        members = buckets == b
+        if members.any():
+            out[b] = values[members].mean(axis=0)
+    return out
+
+
+def confusion_matrix(true_buckets, predicted_buckets, num_buckets: int, normalize: bool = True) -> np.ndarray:
+    """[true, predicted] counts, or shares of each true bucket (rows sum to 1; an empty row is NaN)."""
+    true_buckets = np.asarray(true_buckets).reshape(-1)
+    predicted_buckets = np.asarray(predicted_buckets).reshape(-1)
+    counts = np.zeros((num_buckets, num_buckets))
+    np.add.at(counts, (true_buckets, predicted_buckets), 1)
+    if not normalize:
+        return counts
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / totals, np.nan)
+
+
+def _raw_batch(tf_transform_output, size: int, label: str, money: np.ndarray) -> dict:
+    """`size` raw examples with every feature at its default (0 or "") and `label` set to `money`."""
+    batch = {}
+    for name, spec in tf_transform_output.raw_feature_spec().items():
+        if isinstance(spec, tf.io.FixedLenFeature):
+            shape = [size] + list(spec.shape)
+            value = money.reshape(shape) if name == label else np.zeros(shape)
+            batch[name] = tf.constant(value, spec.dtype) if spec.dtype != tf.string else tf.fill(shape, "")
+        else:
+            indices = np.stack([np.arange(size), np.zeros(size, int)], axis=1) if name == label else np.zeros((0, 2), int)
+            values = money if name == label else np.zeros(0)
+            batch[name] = tf.SparseTensor(indices, tf.constant(values, spec.dtype), [size, 1])
+    return batch
+
+
+def bucket_boundaries(tf_transform_output, label: str, label_transform: transform.LabelTransform) -> np.ndarray:
+    """The boundaries between the positive buckets 1..n-1 of `label`, in the scaled label space.
+
+    A zero label is bucket 0; a positive scaled label s is in bucket i + 1 where boundaries[i-1] <= s <
+    boundaries[i]. Found by running the Transform graph on scaled labels over [0, label_clip] and
+    locating each bucket change (to about 1e-6 of label_clip). Convert to money with
+    `label_transform.to_money`.
+    """
+    layer = tf_transform_output.transform_features_layer()
+    output = label + transform.BUCKET_SUFFIX
+
+    def buckets(scaled: np.ndarray) -> np.ndarray:
+        money = label_transform.to_money(tf.constant(scaled[:, None], tf.float32), [label]).numpy().reshape(-1)
+        return layer(_raw_batch(tf_transform_output, scaled.size, label, money))[output].numpy().reshape(-1)
+
+    grid = np.linspace(0.0, label_transform.clip, BOUNDARY_GRID)
+    coarse = buckets(grid)
+    found = []
+    for i in np.flatnonzero(np.diff(coarse) > 0) + 1:
+        if coarse[i - 1] == 0:  # the 0 -> 1 step is zero vs positive, not a boundary
+            continue
+        fine = np.linspace(grid[i - 1], grid[i], BOUNDARY_REFINE)
+        fine_buckets = buckets(fine)
+        for j in np.flatnonzero(np.diff(fine_buckets) > 0) + 1:
+            found += [fine[j]] * int(fine_buckets[j] - fine_buckets[j - 1])
+    return np.asarray(found)
