@@ -1,0 +1,33 @@
+"""Defaults of the mean-tf TFX pipeline (the TFX template's configs module). The runners and
+`mean-tf pipeline ...` read these; every value can be overridden on the command line.
+
+Beam: components run on Beam's DirectRunner, in memory, by default. `beam_pipeline_args` pass through:
+- local, several processes: `--direct_running_mode=multi_processing --direct_num_workers=4`
+  (`--direct_num_workers=0` uses every core);
+- Dataflow: `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`
+  (add `--experiments=use_runner_v2` and `--sdk_container_image=IMAGE` with the mean-tf image);
+- Flink: `--runner=FlinkRunner --flink_master=HOST:8081 --environment_type=DOCKER`.
+"""
+from __future__ import annotations
+
+import os
+
+PIPELINE_NAME = "mean-tf"
+DEFAULT_MODEL = "mean"
+DEFAULT_LABEL = "cltv_365"
+# The output folder of `mean-tf pipeline run`: pipeline root, ML Metadata and serving dir live under it.
+DEFAULT_OUTPUT_DIR = os.path.join(".cache", "pipeline")
+PIPELINE_ROOT_SUBDIR = "pipeline_root"
+METADATA_FILE = "metadata.sqlite"
+SERVING_SUBDIR = "serving_model"
+
+# Blessing (Evaluator): the candidate's normalised Gini on the test split must reach GINI_FLOOR, and
+# may fall at most GINI_MAX_DROP below the last blessed model's.
+GINI_FLOOR = 0.3
+GINI_MAX_DROP = 0.01
+
+BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
+
+# Kubeflow Pipelines v2 / Vertex AI Pipelines.
+DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/mean-tf:0.1.0"
+DEFAULT_KFP_OUTPUT = "mean_tf_pipeline.json"

@@ -1,0 +1,141 @@
+"""`create_pipeline`: the mean-tf TFX pipeline, every setting an argument (the TFX taxi template's layout).
+
+ImportExampleGen (the dataset's own train/eval/test files) -> StatisticsGen -> schema (the curated,
+checked-in one for bundled data; else SchemaGen + CurateSchema) -> ExampleValidator -> ValidationGate
+(anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`) -> Trainer
+(`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
+the last blessed model) -> Pusher (to a serving folder, only when blessed).
+"""
+from __future__ import annotations
+
+import fnmatch
+from typing import Optional, Sequence
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from mean_tf import tfma_metrics, trainer, transform
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+from mean_tf.models import registry
+from pipeline import components, configs
+
+PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
+RUN_FN = "mean_tf.trainer.run_fn"
+SPLITS = ("train", "eval", "test")
+
+
+def split_pattern(manifest, split: str) -> str:
+    """ExampleGen's file pattern of one split: its file, or `<split>-*` when that matches exactly its files."""
+    files = list(manifest.splits.get(split) or [])
+    if not files:
+        raise MeanTFError(f"dataset {manifest.name!r} has no {split!r} split (the pipeline needs {list(SPLITS)})")
+    if len(files) == 1:
+        return files[0]
+    pattern = f"{split}-*"
+    every_file = [f for files_ in manifest.splits.values() for f in files_]
+    if sorted(fnmatch.filter(every_file, pattern)) != sorted(files) or any("/" in f for f in files):
+        raise MeanTFError(f"dataset {manifest.name!r}: the {split!r} files cannot be selected by one pattern "
+                          f"({pattern!r}); name them {split}-NNNNN-of-MMMMM.tfrecord.gz")
+    return pattern
+
+
+def eval_config(label: str, slice_features: Sequence[str], gini_floor: float, gini_max_drop: float) -> tfma.EvalConfig:
+    """TFMA: the paper's CLTV metrics on `label`, overall and per slice feature; blessing on normalised Gini."""
+    gini = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gini_floor}),
+        change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                     absolute={"value": -gini_max_drop}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=label,
+                                    prediction_key=trainer.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC,
+                                    preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in slice_features],
+        metrics_specs=[tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="ExampleCount")]
+            + tfma_metrics.metric_configs(thresholds={"normalized_gini": gini}),
+            example_weights=tfma.ExampleWeightOptions(unweighted=True))])
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    manifest,
+    serving_model_dir: str,
+    data_root: Optional[str] = None,
+    model_name: str = configs.DEFAULT_MODEL,
+    config: Optional[MEANConfig] = None,
+    label: str = configs.DEFAULT_LABEL,
+    schema_file: Optional[str] = None,
+    gini_floor: float = configs.GINI_FLOOR,
+    gini_max_drop: float = configs.GINI_MAX_DROP,
+    beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
+    metadata_connection_config=None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
+
+    data_root: the dataset folder as the components see it (default: the manifest's folder; a gs://
+    path on Vertex). schema_file: a curated schema; None infers one (SchemaGen + CurateSchema).
+    config: MEANConfig for the model; its `labels` become `(label,)` for single-horizon models.
+    """
+    config = (config or MEANConfig()).replace(labels=(label,))
+    if label not in manifest.labels:
+        raise MeanTFError(f"label {label!r} is not a label of dataset {manifest.name!r} ({manifest.labels})")
+    if registry.spec(model_name).kind != "keras":
+        raise MeanTFError(f"model {model_name!r} is classical: the pipeline serves Keras models only")
+
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=data_root or manifest.root,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=s, pattern=split_pattern(manifest, s))
+                                             for s in SPLITS]))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if schema_file:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+        schema = schema_gen.outputs["schema"]
+        schema_nodes = [schema_gen]
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+        curate = components.CurateSchema(schema=schema_gen.outputs["schema"], labels=",".join(manifest.labels),
+                                         id_columns=",".join(manifest.id_columns))
+        schema = curate.outputs["curated_schema"]
+        schema_nodes = [schema_gen, curate]
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    gate = components.ValidationGate(anomalies=example_validator.outputs["anomalies"], schema=schema)
+
+    transform_component = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
+        preprocessing_fn=PREPROCESSING_FN, custom_config=transform.transform_config(manifest, config),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)))
+    trainer_component = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform_component.outputs["transformed_examples"],
+        transform_graph=transform_component.outputs["transform_graph"],
+        schema=gate.outputs["validated_schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=trainer.trainer_config(model_name, config, label, manifest.features))
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer_component.outputs["model"],
+        baseline_model=model_resolver.outputs["model"], example_splits=["test"],
+        eval_config=eval_config(label, manifest.slice_features, gini_floor, gini_max_drop))
+    pusher = tfx.components.Pusher(
+        model=trainer_component.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, *schema_nodes, example_validator, gate, transform_component,
+                    trainer_component, model_resolver, evaluator, pusher],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args))
