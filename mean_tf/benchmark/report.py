@@ -126,8 +126,9 @@ def _sweep_figure(rows, dataset, study, param, values, figdir) -> List[str]:
                 mean, std, _ = _stats(t.get(label, {}).get(metric, []))
                 means.append(mean)
                 stds.append(std)
-            series[label], errors[label] = means, stds
-        if all(not np.isfinite(m).any() for m in map(np.asarray, series.values())):
+            if np.isfinite(means).any():
+                series[label], errors[label] = means, stds
+        if not series:
             continue
         ax = plots.sweep(values, series, errors, xlabel=param, ylabel=TITLES[metric],
                          title=f"MEAN on {dataset}: {TITLES[metric]} vs {param}", log_x=param == "huber_delta")

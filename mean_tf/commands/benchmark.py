@@ -54,7 +54,7 @@ def main(args) -> int:
     if args.action in ("run", "all"):
         if args.smoke:
             plan = plan_lib.Plan(datasets=("online_retail_ii",), seeds=(0,), labels=("cltv_365",),
-                                 study_seeds=(0,), sweep_seeds=(0,))
+                                 study_labels=("cltv_365",), study_seeds=(0,), sweep_seeds=(0,))
         else:
             plan = plan_lib.Plan()
         cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, args.datasets)
