@@ -2,7 +2,8 @@
 `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 
 Bad input raises MeanTFError: the CLI prints one line, `error: ...`, and exits with code 2
-(the traceback only with --debug).
+(the traceback only with --debug); so does an OSError on a user's path (missing, unreadable, disk full).
+A MeanTFWarning (e.g. an unexpected extra column) prints one line, `warning: ...`, and the run goes on.
 """
 import os
 
@@ -13,9 +14,21 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 from mean_tf import __version__, commands  # noqa: E402
-from mean_tf.errors import MeanTFError  # noqa: E402
+from mean_tf.errors import MeanTFError, MeanTFWarning  # noqa: E402
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """MeanTFWarning as one `warning: ...` line on stderr; other warnings as Python prints them."""
+    if issubclass(category, MeanTFWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,15 +50,25 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except MeanTFError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MeanTFWarning)
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
+    except (MeanTFError, OSError) as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: Exception) -> str:
+    """The error's message; an OSError as `<path>: <reason>`."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 if __name__ == "__main__":

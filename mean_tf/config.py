@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Dict, Optional, Tuple
 
 from mean_tf.errors import MeanTFError
@@ -91,13 +93,44 @@ class MEANConfig:
     optdist_alignment_weight: float = 1.0
     gbdt_max_iter: int = 200
 
+    # Reproducibility (mean_tf.determinism): True makes TensorFlow ops deterministic in training.fit, so
+    # the same seed gives the same metrics on the same machine and thread count (slower on GPU).
+    deterministic: bool = False
+
     def __post_init__(self):
+        self._check_types()
         for name in ("labels", "shared_units", "dam_units", "ziln_units", "odmn_tower_units", "mdan_channel_units",
                      "optdist_units"):
             setattr(self, name, tuple(getattr(self, name)))
         if self.bucket_boundaries is not None:
             self.bucket_boundaries = tuple(float(b) for b in self.bucket_boundaries)
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise MeanTFError naming the first value whose type does not match the field's default."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            if default is None and value is None:
+                continue
+            if isinstance(default, bool):
+                ok, what = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, what = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+                what = "a finite number"
+            elif isinstance(default, str):
+                ok, what = isinstance(value, str), "a string"
+            elif isinstance(default, dict):
+                ok, what = isinstance(value, dict), "a mapping"
+            else:  # tuples (and bucket_boundaries): a list of numbers, or of names for `labels`
+                item = str if field.name == "labels" else numbers.Real
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(x, item) and not isinstance(x, bool) for x in value)
+                what = "a list of label names" if item is str else "a list of numbers"
+            if not ok:
+                raise MeanTFError(f"config: {field.name}={value!r} must be {what}")
 
     def validate(self) -> None:
         """Raise MeanTFError naming the first out-of-range value."""
@@ -166,12 +199,17 @@ class MEANConfig:
                 text = f.read()
         except OSError as e:
             raise MeanTFError(f"config: cannot read {path}: {e.strerror}") from None
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+        is_yaml = path.endswith((".yaml", ".yml"))
+        try:
+            if is_yaml:
+                import yaml
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
+                values = yaml.safe_load(text) or {}
+            else:
+                values = json.loads(text)
+        except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
+            raise MeanTFError(f"config: {path} is not valid {'YAML' if is_yaml else 'JSON'}: "
+                              f"{str(e).splitlines()[0]}") from None
         if not isinstance(values, dict):
             raise MeanTFError(f"config: {path} must hold a mapping of keys to values")
         return cls.from_dict(values)

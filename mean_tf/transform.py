@@ -17,7 +17,7 @@ import dataclasses
 import glob
 import json
 import os
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
@@ -40,16 +40,21 @@ SPLITS = ("train", "eval", "test")
 
 
 # --- custom_config ------------------------------------------------------------------------------
-def transform_config(manifest, config: MEANConfig) -> dict:
+def transform_config(manifest, config: MEANConfig, labels: Optional[Sequence[str]] = None) -> dict:
     """The `custom_config` of the Transform: feature lists from the manifest, label settings from the config.
 
-    Every label of the manifest is transformed, so one Transform serves single- and multi-horizon models.
+    `labels`: the labels to transform; default every label of the manifest, so that one Transform
+    serves single- and multi-horizon models (the benchmark); the pipeline passes its model's labels.
     """
+    labels = list(manifest.labels if labels is None else labels)
+    unknown = [label for label in labels if label not in manifest.labels]
+    if unknown:
+        raise MeanTFError(f"label {unknown[0]!r} is not a label of dataset {manifest.name!r} ({list(manifest.labels)})")
     return {
         "numeric_features": list(manifest.numeric_features),
         "money_features": list(manifest.money_features),
         "categorical_features": list(manifest.categorical_features),
-        "labels": list(manifest.labels),
+        "labels": labels,
         "label_scaling": config.label_scaling,
         "label_clip": float(config.label_clip),
         "num_distributions": int(config.num_distributions),
@@ -225,8 +230,11 @@ def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: 
     """Analyze on train, transform train/eval/test to gzipped TFRecords under `out_dir`; skip when already done.
 
     The run is recorded in `out_dir/materialize.json` (the manifest folder and the custom_config); a
-    folder whose record matches is reused as is.
+    folder whose record matches is reused as is. The folder is written atomically (a temp folder next
+    to it, renamed at the end), so an interrupted run leaves nothing half-written.
     """
+    from mean_tf.data.manifest import atomic_output_dir
+
     custom_config = transform_config(manifest, config)
     record = {"manifest_dir": os.path.abspath(manifest.root), "custom_config": custom_config,
               "row_counts": dict(manifest.row_counts)}
@@ -235,9 +243,10 @@ def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: 
         with open(record_path, encoding="utf-8") as f:
             if json.load(f) == record:
                 return Materialized(out_dir, custom_config)
-    _run_transform(manifest, custom_config, out_dir, beam_pipeline_args)
-    with open(record_path, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
+    with atomic_output_dir(out_dir, dataset=False) as tmp:
+        _run_transform(manifest, custom_config, str(tmp), beam_pipeline_args)
+        with open(os.path.join(tmp, MATERIALIZE_RECORD), "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
     return Materialized(out_dir, custom_config)
 
 
@@ -254,8 +263,6 @@ def _run_transform(manifest, custom_config: dict, out_dir: str, beam_pipeline_ar
                                os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     transformed_dir = os.path.join(out_dir, TRANSFORMED_DIR)
     tf.io.gfile.makedirs(transformed_dir)
-    for old in tf.io.gfile.glob(os.path.join(transformed_dir, "*")):
-        tf.io.gfile.remove(old)
 
     def fn(inputs):
         return preprocessing_fn(inputs, custom_config)

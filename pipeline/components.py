@@ -3,9 +3,10 @@
 - `ValidationGate`: stops the pipeline before Transform when ExampleValidator found anomalies, with a
   message naming each split, feature and problem; otherwise passes the schema on (Transform reads
   the gate's output, so nothing downstream runs on data that failed validation).
+- `BundledSchema`: the curated schema of a bundled dataset, read from the installed mean_tf package
+  (so the same pipeline runs locally and in the Kubeflow/Vertex image);
 - `CurateSchema`: SchemaGen's inferred schema plus the project's rules (pipeline.schema).
 """
-from __future__ import annotations
 
 import os
 
@@ -57,6 +58,15 @@ def ValidationGate(anomalies: InputArtifact[ExampleAnomalies], schema: InputArti
     if lines:
         raise DataValidationError("data validation failed, training stopped: " + "; ".join(lines))
     schemas.write_schema(schemas.read_schema(_schema_path(schema)), os.path.join(validated_schema.uri, SCHEMA_FILE))
+
+
+@component
+def BundledSchema(dataset_name: Parameter[str], schema: OutputArtifact[Schema]) -> None:
+    """Copy mean_tf/schemas/<dataset_name>.pbtxt to the `schema` artifact."""
+    path = schemas.bundled_schema_file(dataset_name)
+    if path is None:
+        raise ValueError(f"mean_tf has no curated schema for dataset {dataset_name!r}")
+    schemas.write_schema(schemas.read_schema(path), os.path.join(schema.uri, SCHEMA_FILE))
 
 
 @component

@@ -1,7 +1,7 @@
 """`create_pipeline`: the mean-tf TFX pipeline, every setting an argument (the TFX taxi template's layout).
 
-ImportExampleGen (the dataset's own train/eval/test files) -> StatisticsGen -> schema (the curated,
-checked-in one for bundled data; else SchemaGen + CurateSchema) -> ExampleValidator -> ValidationGate
+ImportExampleGen (the dataset's own train/eval/test files) -> StatisticsGen -> schema (a given file,
+the curated one checked in for bundled data, or SchemaGen + CurateSchema) -> ExampleValidator -> ValidationGate
 (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`) -> Trainer
 (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
 the last blessed model) -> Pusher (to a serving folder, only when blessed).
@@ -19,6 +19,7 @@ from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 from pipeline import components, configs
+from pipeline import schema as schemas
 
 PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
 RUN_FN = "mean_tf.trainer.run_fn"
@@ -46,14 +47,17 @@ def eval_config(label: str, slice_features: Sequence[str], gini_floor: float, gi
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gini_floor}),
         change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                                                      absolute={"value": -gini_max_drop}))
+    metrics = tfma_metrics.metric_configs()
+    # The gate looks at the overall slice only: small slices have NaN or noisy metrics by design.
+    gated = next(m for m in metrics if m.class_name == tfma_metrics.METRIC_CLASSES["normalized_gini"].__name__)
+    gated.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=gini)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=label,
                                     prediction_key=trainer.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC,
                                     preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in slice_features],
         metrics_specs=[tfma.MetricsSpec(
-            metrics=[tfma.MetricConfig(class_name="ExampleCount")]
-            + tfma_metrics.metric_configs(thresholds={"normalized_gini": gini}),
+            metrics=[tfma.MetricConfig(class_name="ExampleCount"), *metrics],
             example_weights=tfma.ExampleWeightOptions(unweighted=True))])
 
 
@@ -77,7 +81,8 @@ def create_pipeline(
     """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
 
     data_root: the dataset folder as the components see it (default: the manifest's folder; a gs://
-    path on Vertex). schema_file: a curated schema; None infers one (SchemaGen + CurateSchema).
+    path on Vertex). schema_file: a curated schema file; None takes the bundled dataset's curated
+    schema from the mean_tf package, or, for user data, infers one (SchemaGen + CurateSchema).
     config: MEANConfig for the model; its `labels` become `(label,)` for single-horizon models.
     """
     config = (config or MEANConfig()).replace(labels=(label,))
@@ -95,6 +100,10 @@ def create_pipeline(
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
         schema = schema_gen.outputs["schema"]
         schema_nodes = [schema_gen]
+    elif schemas.bundled_schema_file(manifest.name):
+        schema_gen = components.BundledSchema(dataset_name=manifest.name)
+        schema = schema_gen.outputs["schema"]
+        schema_nodes = [schema_gen]
     else:
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
         curate = components.CurateSchema(schema=schema_gen.outputs["schema"], labels=",".join(manifest.labels),
@@ -106,8 +115,10 @@ def create_pipeline(
 
     transform_component = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config=transform.transform_config(manifest, config),
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)))
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=transform.transform_config(manifest, config, registry.model_config(model_name, config).labels),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
+        disable_statistics=True)
     trainer_component = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform_component.outputs["transformed_examples"],

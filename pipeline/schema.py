@@ -20,12 +20,13 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 CLOSED_DOMAIN_MAX = 12
 OPEN_DOMAIN_NEW_SHARE = 0.1
-SCHEMAS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mean_tf", "schemas")
 
 
 def bundled_schema_file(dataset_name: str) -> Optional[str]:
-    """The checked-in curated schema of a bundled dataset, or None for user data."""
-    path = os.path.join(SCHEMAS_DIR, f"{dataset_name}.pbtxt")
+    """The curated schema of a bundled dataset in the installed mean_tf package, or None for user data."""
+    import mean_tf
+
+    path = os.path.join(os.path.dirname(os.path.abspath(mean_tf.__file__)), "schemas", f"{dataset_name}.pbtxt")
     return path if os.path.isfile(path) else None
 
 

@@ -18,13 +18,14 @@ from mean_tf.config import MEANConfig
 from tiny_dataset import write_tiny_dataset
 
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-             batch_size=64, epochs=4, patience=4, embedding_dim=2)
+             batch_size=64, epochs=3, patience=3, embedding_dim=2)
 
 # One training run, as `mean-tf train` / the Trainer do it: training.fit picks the strategy from TF_CONFIG.
 WORKER = r"""
 import json, sys
 import numpy as np
 import mean_tf
+import tensorflow as tf
 import tensorflow_transform as tft
 from mean_tf import training
 from mean_tf.config import MEANConfig
@@ -37,7 +38,8 @@ pred = training.predict_money(result.model, ds, result.label_transform)
 weights = float(sum(np.sum(np.abs(w)) for w in result.model.get_weights()))
 with open(args["out"], "w") as f:
     json.dump({"history": result.history, "pred": pred[:, 0].tolist(), "weights": weights,
-               "strategy": type(training.strategy_from_env()).__name__}, f)
+               "multi_worker": isinstance(result.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy),
+               "replicas": result.model.distribute_strategy.num_replicas_in_sync}, f)
 """
 
 
@@ -88,17 +90,17 @@ def test_two_multi_worker_mirrored_workers_train_one_model_matching_single_worke
     single = _finish(_start(args, root / "single.json"), root / "single.json")
     multi = [_finish(w, root / f"worker{i}.json") for i, w in enumerate(workers)]
 
-    assert single["strategy"] != "MultiWorkerMirroredStrategy"
-    assert all(m["strategy"] == "MultiWorkerMirroredStrategy" for m in multi)
+    assert not single["multi_worker"] and single["replicas"] == 1
+    assert all(m["multi_worker"] and m["replicas"] == 2 for m in multi)
     # One model: both workers end with the same weights and predict the same values.
     assert multi[0]["weights"] == pytest.approx(multi[1]["weights"], rel=1e-5)
     np.testing.assert_allclose(multi[0]["pred"], multi[1]["pred"], rtol=1e-4, atol=1e-4)
     # ... and it matches single-worker training within noise: same global batches and steps, only the
     # reduction order, per-worker batch-norm statistics and float rounding differ.
     assert len(multi[0]["history"]["loss"]) == len(single["history"]["loss"])
-    np.testing.assert_allclose(multi[0]["history"]["val_loss"], single["history"]["val_loss"], rtol=0.15)
+    np.testing.assert_allclose(multi[0]["history"]["val_loss"], single["history"]["val_loss"], rtol=0.05)
     p_multi, p_single = np.asarray(multi[0]["pred"]), np.asarray(single["pred"])
-    assert np.corrcoef(np.log1p(p_multi), np.log1p(p_single))[0, 1] > 0.9
+    assert np.corrcoef(np.log1p(p_multi), np.log1p(p_single))[0, 1] > 0.99
 
 
 def _transformed_rows(done):

@@ -16,7 +16,7 @@ def _cutoffs(text: str):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow or synthetic",
+    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow, synthetic or your own table",
                               description="Build a dataset folder: train/eval/test gzipped TFRecords of tf.Example "
                                           "and manifest.json. Writes are atomic (a temp folder next to --out, "
                                           "renamed at the end); an existing dataset folder is replaced.")
@@ -50,7 +50,28 @@ def register(subparsers) -> None:
     sp.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     sp.add_argument("--compresslevel", type=int, default=1, help="gzip level 0..9 (default 1, the fastest)")
     sp.set_defaults(func=_synthetic)
+
+    sp = sub.add_parser("table", help="your own feature table (CSV or Parquet): one row per customer and cutoff",
+                        description="Columns: customer_id, cutoff (a date), the features, the labels cltv_<days> "
+                                    "(money, >= 0, non-decreasing in the horizon) and optionally split "
+                                    "(train/eval/test). Features are numeric unless named in --categorical.")
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help="the table: .csv, or .parquet")
+    sp.add_argument("--name", default=None, help="dataset name (default: the input file's name)")
+    sp.add_argument("--labels", type=_names, default=(), help="label columns (default: every cltv_<days> column)")
+    sp.add_argument("--categorical", type=_names, default=(), help="categorical feature columns")
+    sp.add_argument("--numeric", type=_names, default=None,
+                    help="numeric feature columns (default: every other column; with this list, others are ignored)")
+    sp.add_argument("--money", type=_names, default=(), help="heavy-tailed numeric columns: sign*log1p before the z-score")
+    sp.add_argument("--split", choices=("customer", "time"), default="customer",
+                    help="how to split rows without a split column (default customer)")
+    sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    sp.set_defaults(func=_table)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _names(text: str):
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def _summary(m, seconds: float, workers: bool = False) -> None:
@@ -78,6 +99,16 @@ def _cdnow(args) -> int:
 
     t0 = time.time()
     m = cdnow.build(args.out, args.input, args.cutoffs or cdnow.DEFAULT_CUTOFFS, args.split, args.seed)
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _table(args) -> int:
+    from mean_tf.data import table
+
+    t0 = time.time()
+    m = table.build(args.out, args.input, labels=args.labels, categorical=args.categorical, numeric=args.numeric,
+                    money=args.money, split_rule=args.split, seed=args.seed, name=args.name)
     _summary(m, time.time() - t0)
     return 0
 

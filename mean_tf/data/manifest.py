@@ -520,14 +520,16 @@ def _decode(v: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: Union[str, Path]) -> Iterator[Path]:
+def atomic_output_dir(out: Union[str, Path], dataset: bool = True) -> Iterator[Path]:
     """Yield a temporary folder next to `out`; on success it replaces `out` by rename, on error it is removed.
 
-    `out` may be missing, an empty folder or an earlier dataset (a folder with manifest.json); any other
-    non-empty folder is refused, so that a typo cannot wipe unrelated files.
+    With `dataset` (default), `out` may be missing, an empty folder or an earlier dataset (a folder with
+    manifest.json); any other non-empty folder is refused, so that a typo cannot wipe unrelated files.
+    `dataset=False` is for folders the code owns (e.g. a Transform cache): any earlier content is replaced.
     """
     out = Path(out).absolute()
-    check_output_dir(out)
+    if dataset:
+        check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -561,54 +563,83 @@ def zero_shares(frame, labels: Sequence[str]) -> Dict[str, float]:
 
 def check_table(frame, manifest: Manifest, source: str = "table") -> None:
     """Check a snapshot table against its manifest before writing: columns present, numeric columns
-    finite, labels >= 0 and monotone in the manifest's label order, no missing ids or categories."""
+    finite, labels >= 0 and monotone in the manifest's label order, no missing ids or categories, no
+    duplicate (id columns) row. Rows are named by index label: "line N" when the index is named "line"."""
+    import pandas as pd
+
+    def _where(frame, i):
+        return f"{'line' if frame.index.name == 'line' else 'row'} {frame.index[i]}"
+
     missing = [c for c in manifest.columns if c not in frame.columns]
     if missing:
         raise MeanTFError(f"{source}: missing column(s) {missing}")
+
     for c in manifest.float_columns:
-        v = frame[c].to_numpy(dtype=np.float64)
+        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(v)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise MeanTFError(f"{source}: column {c!r} has a non-finite value ({v[i]}) at row {frame.index[i]}")
+            raw = frame[c].iloc[i]
+            what = (f"a non-numeric value {raw!r}" if isinstance(raw, (str, bytes))
+                    else f"a non-finite value ({raw})")
+            raise MeanTFError(f"{source}: column {c!r} has {what} at {_where(frame, i)}")
     for c in manifest.bytes_columns:
         bad = frame[c].isna().to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise MeanTFError(f"{source}: column {c!r} is missing at row {frame.index[i]}")
+            raise MeanTFError(f"{source}: column {c!r} is missing at {_where(frame, i)}")
+    ids = [c for c in manifest.id_columns if c in frame.columns]
+    if ids:
+        dup = frame.duplicated(subset=ids).to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            key = ", ".join(f"{c}={frame[c].iloc[i]!r}" for c in ids)
+            raise MeanTFError(f"{source}: duplicate row for ({key}) at {_where(frame, i)}: "
+                              f"each ({', '.join(ids)}) must appear once")
     prev = None
     for lab in manifest.labels:
         v = frame[lab].to_numpy(dtype=np.float64)
         if (v < 0).any():
             i = int(np.flatnonzero(v < 0)[0])
-            raise MeanTFError(f"{source}: label {lab!r} is negative ({v[i]}) at row {frame.index[i]}")
+            raise MeanTFError(f"{source}: label {lab!r} is negative ({v[i]}) at {_where(frame, i)}")
         if prev is not None and (v < prev[1]).any():
             i = int(np.flatnonzero(v < prev[1])[0])
-            raise MeanTFError(f"{source}: label {lab!r} < {prev[0]!r} at row {frame.index[i]} "
+            raise MeanTFError(f"{source}: label {lab!r} < {prev[0]!r} at {_where(frame, i)} "
                               f"(labels must be cumulative in the horizon)")
         prev = (lab, v)
 
 
+def check_labels_have_payers(frame, labels: Sequence[str], source: str = "table") -> None:
+    """Refuse a label that is 0 in every row: a model has no payer to learn from (and no value buckets)."""
+    for lab in labels:
+        if len(frame) and not (frame[lab].to_numpy(dtype=np.float64) > 0).any():
+            raise MeanTFError(f"{source}: label {lab!r} is 0 in all {len(frame)} rows: no customer spent anything "
+                              f"in the label window, so there is nothing to learn (check the label column, or the cutoffs)")
+
+
 def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column: str = "split",
-                  compresslevel: int = 6, extra_files: Optional[Mapping[str, str]] = None) -> Manifest:
+                  compresslevel: int = 6, extra_files: Optional[Mapping[str, str]] = None,
+                  source: str = "table") -> Manifest:
     """Write a snapshot table as a dataset folder, atomically.
 
     `frame` holds every column of `manifest.columns` plus `split_column` (the split name of each row);
     `manifest` gives the name, feature lists, labels and split rule/seed (its `splits`, `row_counts`
     and `zero_shares` are filled in here). One file per split. `extra_files` maps file names to text
-    written next to the manifest (e.g. build_info.json). Returns the written manifest.
+    written next to the manifest (e.g. build_info.json). `source` names the table in error messages.
+    Returns the written manifest.
     """
     if split_column not in frame.columns:
-        raise MeanTFError(f"table: missing split column {split_column!r}")
+        raise MeanTFError(f"{source}: missing split column {split_column!r}")
     others = sorted(set(frame[split_column].astype(str)) - set(SPLITS))
     if others:
-        raise MeanTFError(f"table: unknown split name(s) {others} in column {split_column!r} (use {list(SPLITS)})")
+        raise MeanTFError(f"{source}: unknown split name(s) {others} in column {split_column!r} (use {list(SPLITS)})")
     if not len(frame):
-        raise MeanTFError("table: no rows to write")
+        raise MeanTFError(f"{source}: no rows to write")
     # All three splits are written, an empty one as an empty file, so downstream code can rely on them.
     splits = list(SPLITS)
     m = dataclasses.replace(manifest, splits={s: [shard_name(s, 0, 1)] for s in splits})
-    check_table(frame, m)
+    check_table(frame, m, source)
+    check_labels_have_payers(frame[frame[split_column] == "train"], m.labels, f"{source}: train split")
     with atomic_output_dir(out) as tmp:
         rows, zeros = {}, {}
         for s in splits:

@@ -10,6 +10,7 @@ slice. Default cutoffs: the first day of each month from 2010-01-01 to 2010-12-0
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -19,7 +20,7 @@ import pandas as pd
 from mean_tf.data import manifest as mf
 from mean_tf.data.splits import assign_splits
 from mean_tf.data.transactions import Snapshots, monthly_cutoffs, parse_numbers, snapshots_from_transactions
-from mean_tf.errors import MeanTFError
+from mean_tf.errors import MeanTFError, MeanTFWarning
 
 NAME = "online_retail_ii"
 COLUMNS = ("customer_id", "invoice_date", "description", "quantity", "unit_price", "country")
@@ -38,6 +39,8 @@ def load_lines(path: Optional[Union[str, Path]] = None) -> pd.DataFrame:
     p = Path(path) if path else default_input()
     if not p.is_file():
         raise MeanTFError(f"Online Retail II input {p} not found (pass --input PATH to the parquet file)")
+    if p.stat().st_size == 0:
+        raise MeanTFError(f"{p}: the file is empty")
     try:
         df = pd.read_parquet(p)
     except Exception as e:  # pyarrow raises several types for a corrupt file
@@ -51,6 +54,10 @@ def prepare_lines(df: pd.DataFrame, source: str = "online retail lines") -> pd.D
         raise MeanTFError(f"{source}: missing column(s) {missing} (has {list(df.columns)})")
     if len(df) == 0:
         raise MeanTFError(f"{source}: the table is empty")
+    extra = [c for c in df.columns if c not in COLUMNS]
+    if extra:
+        warnings.warn(f"{source}: ignoring unexpected column(s) {extra} (uses {list(COLUMNS)})", MeanTFWarning,
+                      stacklevel=2)
     qty = parse_numbers(df["quantity"], "quantity", source)
     price = parse_numbers(df["unit_price"], "unit_price", source, allow_negative=False)
     df = df.copy()

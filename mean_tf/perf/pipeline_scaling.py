@@ -1,12 +1,13 @@
 """Benchmark 4: the full local TFX pipeline at several data sizes: wall time per component and peak memory.
 
-Each size runs `mean-tf pipeline run` in a child process (Beam DirectRunner in multi-processing mode) on a
-fresh synthetic data set. Component wall times come from ML Metadata (each execution's create and last
+Each size runs `pipeline.local_runner.run` (LocalDagRunner, cache off) in a child process, with Beam's
+DirectRunner in multi-processing mode, on a synthetic data set of that size. Component wall times come from ML Metadata (each execution's create and last
 update times); peak resident memory is the largest sum over the child's process tree (runner and Beam
 workers), sampled every `SAMPLE_SECONDS`, overall and within each component's time window.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,30 +43,31 @@ def component_times(metadata_path: str) -> List[Dict]:
     return sorted(out, key=lambda e: e["start"])
 
 
-def find_metadata(root: str) -> Optional[str]:
-    """The ML Metadata SQLite file under a pipeline run's folder."""
-    for folder, _, files in os.walk(root):
-        for f in files:
-            if f.endswith(".sqlite") or f.endswith(".db"):
-                return os.path.join(folder, f)
-    return None
+# The child process: one LocalDagRunner run of the project's pipeline, every component executed (no cache).
+RUNNER = """
+import json, sys
+import mean_tf
+from mean_tf.config import MEANConfig
+from pipeline import local_runner
+a = json.loads(sys.argv[1])
+local_runner.run(a["data"], a["out"], model_name=a["model"], config=MEANConfig.from_dict(a["config"]),
+                 label=a["label"], beam_pipeline_args=a["beam"], enable_cache=False)
+"""
 
 
-def pipeline_command(manifest_path: str, root: str, model: str, label: str, beam_args: Sequence[str],
-                     overrides: Sequence[str]) -> List[str]:
-    """`mean-tf pipeline run` for one size, all output under `root`."""
-    cmd = [sys.executable, "-m", "mean_tf.cli", "pipeline", "run", "--data", manifest_path, "--label", label,
-           "--model", model, "--root", root]
-    cmd += [f"--beam-arg={a}" for a in beam_args]
-    for item in overrides:
-        cmd += ["--set", item]
-    return cmd
+def pipeline_command(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str,
+                     beam_args: Sequence[str]) -> List[str]:
+    payload = {"data": data_dir, "out": out_dir, "model": model, "config": config.to_dict(), "label": label,
+               "beam": list(beam_args)}
+    return [sys.executable, "-c", RUNNER, json.dumps(payload)]
 
 
-def run_once(manifest_path: str, root: str, model: str, label: str, beam_args: Sequence[str],
-             overrides: Sequence[str], log_path: str) -> Dict:
+def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str, beam_args: Sequence[str],
+             log_path: str) -> Dict:
     """Run the pipeline once in a child process; wall time, peak tree RSS, and per-component time and peak RSS."""
-    cmd = pipeline_command(manifest_path, root, model, label, beam_args, overrides)
+    from pipeline.local_runner import paths
+
+    cmd = pipeline_command(data_dir, out_dir, model, config, label, beam_args)
     start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -76,12 +78,10 @@ def run_once(manifest_path: str, root: str, model: str, label: str, beam_args: S
         with open(log_path, encoding="utf-8") as f:
             tail = f.read()[-2000:]
         raise RuntimeError(f"pipeline run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-    metadata = find_metadata(root)
-    components = component_times(metadata) if metadata else []
+    components = component_times(paths(out_dir)[1])
     for c in components:
         c["peak_rss_gib"] = sampler.peak(c["start"], c["end"]) / GIB
-    return {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components,
-            "command": " ".join(cmd[2:]).replace("mean_tf.cli", "mean-tf", 1), "log": log_path}
+    return {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
 
 
 def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int, config: MEANConfig, model: str,
@@ -93,10 +93,11 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
     from mean_tf.perf.data import synthetic_dir
 
     beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={direct_num_workers}"]
-    overrides = [f"{k}={v}" for k, v in (("epochs", epochs),) if v is not None]
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
     record = {"command": command, "environment": environment.describe(), "features": features, "model": model,
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
-              "not_run": not_run, "config_overrides": overrides, "runs": []}
+              "not_run": not_run, "epochs": config.epochs, "runs": []}
     started = time.time()
     for rows in sorted(sizes):
         data_dir = synthetic_dir(work_dir, rows, features, config.seed)
@@ -104,10 +105,9 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         if not os.path.exists(os.path.join(data_dir, MANIFEST_FILE)):
             synthetic.build(data_dir, rows, features, seed=config.seed)
         manifest = read_manifest(os.path.join(data_dir, MANIFEST_FILE))
-        root = os.path.join(work_dir, f"pipeline-{rows}x{features}-{int(time.time())}")
-        os.makedirs(root, exist_ok=True)
-        run = run_once(os.path.join(data_dir, MANIFEST_FILE), root, model, label, beam_args, overrides,
-                       os.path.join(root, "run.log"))
+        out_dir = os.path.join(work_dir, f"pipeline-{rows}x{features}-{int(time.time())}")
+        os.makedirs(out_dir, exist_ok=True)
+        run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"))
         run.update(rows=rows, train_rows=int(manifest.row_counts["train"]), generate_seconds=time.time() - gen_start
                    - run["wall_seconds"], load_average_after=environment.load_average())
         record["runs"].append(run)

@@ -1,0 +1,81 @@
+"""`mean-tf pipeline run` (LocalDagRunner, prints the Evaluator's table) and `mean-tf pipeline compile`
+(Kubeflow Pipelines v2 / Vertex AI JSON)."""
+from __future__ import annotations
+
+import os
+
+from mean_tf.commands._common import add_config_options, config_from_args
+
+
+def register(subparsers):
+    from pipeline import configs
+
+    p = subparsers.add_parser("pipeline", help="the TFX pipeline: run it locally or compile it for Kubeflow/Vertex")
+    sub = p.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    def common(sp):
+        sp.add_argument("--model", default=configs.DEFAULT_MODEL, help=f"registry model (default {configs.DEFAULT_MODEL})")
+        sp.add_argument("--label", default=configs.DEFAULT_LABEL, help=f"label to predict and serve (default {configs.DEFAULT_LABEL})")
+        sp.add_argument("--gini-floor", type=float, default=configs.GINI_FLOOR,
+                        help=f"blessing: lowest normalised Gini on the test split (default {configs.GINI_FLOOR})")
+        sp.add_argument("--gini-max-drop", type=float, default=configs.GINI_MAX_DROP,
+                        help=f"blessing: largest Gini drop vs the last blessed model (default {configs.GINI_MAX_DROP})")
+        sp.add_argument("--beam-arg", dest="beam_args", action="append", default=None, metavar="ARG",
+                        help="Beam pipeline argument, repeatable, e.g. --beam-arg=--direct_running_mode=multi_processing")
+        add_config_options(sp)
+
+    run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",
+                         description="Run ExampleGen ... Pusher locally; outputs, ML Metadata and the serving folder "
+                                     "go under --output-dir. Without --data, builds the bundled Online Retail II "
+                                     "dataset there first.")
+    run.add_argument("--data", help="dataset folder (manifest.json); default: the bundled Online Retail II")
+    run.add_argument("--output-dir", default=configs.DEFAULT_OUTPUT_DIR, help=f"default {configs.DEFAULT_OUTPUT_DIR}")
+    run.add_argument("--no-cache", action="store_true", help="rerun every component")
+    common(run)
+    run.set_defaults(func=run_main)
+
+    comp = sub.add_parser("compile", help="write the Kubeflow Pipelines v2 / Vertex AI pipeline JSON",
+                          description="Compile with KubeflowV2DagRunner; see pipeline/kubeflow_v2_runner.py for "
+                                      "submitting the JSON to Vertex AI Pipelines.")
+    comp.add_argument("--manifest", required=True, help="local dataset folder (read at compile time)")
+    comp.add_argument("--data-root", help="the dataset folder as the pipeline sees it (e.g. gs://...)")
+    comp.add_argument("--pipeline-root", required=True, help="artifact root, e.g. gs://BUCKET/pipeline_root")
+    comp.add_argument("--serving-dir", required=True, help="where Pusher writes blessed models")
+    comp.add_argument("--image", default=configs.DEFAULT_IMAGE, help="container image with mean-tf installed")
+    comp.add_argument("--out", default=configs.DEFAULT_KFP_OUTPUT, help=f"JSON file (default {configs.DEFAULT_KFP_OUTPUT})")
+    common(comp)
+    comp.set_defaults(func=compile_main)
+
+
+def _bundled_dataset(output_dir: str) -> str:
+    from mean_tf.data import online_retail
+
+    folder = os.path.join(output_dir, "data", online_retail.NAME)
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        print(f"building the bundled Online Retail II dataset in {folder}")
+        online_retail.build(folder)
+    return folder
+
+
+def run_main(args) -> int:
+    from pipeline import configs, local_runner
+
+    data = args.data or _bundled_dataset(args.output_dir)
+    summary = local_runner.run(
+        data, args.output_dir, model_name=args.model, config=config_from_args(args), label=args.label,
+        gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
+        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache)
+    print(local_runner.format_summary(summary))
+    return 0
+
+
+def compile_main(args) -> int:
+    from pipeline import configs, kubeflow_v2_runner
+
+    path = kubeflow_v2_runner.compile_pipeline(
+        args.manifest, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
+        output_file=args.out, data_root=args.data_root, model_name=args.model, config=config_from_args(args),
+        label=args.label, gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
+        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS)
+    print(f"wrote {path}")
+    return 0

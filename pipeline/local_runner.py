@@ -1,0 +1,182 @@
+"""Run the mean-tf pipeline locally (LocalDagRunner, sqlite ML Metadata) and print what it produced.
+
+    python -m pipeline.local_runner [--data DATASET_DIR] [--output-dir .cache/pipeline] [--label cltv_365]
+    (the same as `mean-tf pipeline run ...`)
+
+Everything lands under the output folder: `pipeline_root/` (artifacts), `metadata.sqlite` (ML
+Metadata, which also drives the cache) and `serving_model/<version>/` (pushed models). The summary:
+the Evaluator's metrics per slice, whether the model was blessed, and where it was pushed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
+from pipeline import configs
+from pipeline.components import DataValidationError
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What one pipeline run did, read back from ML Metadata."""
+
+    executions: Dict[str, str]  # node id -> last state (COMPLETE, CACHED, FAILED, ...)
+    metrics: Dict[str, Dict[str, float]]  # slice ("Overall", "country:France", ...) -> metric -> value
+    blessed: Optional[bool]
+    pushed_model: Optional[str]
+    evaluation_uri: Optional[str]
+    model_uri: Optional[str]
+
+
+def paths(output_dir: str) -> Tuple[str, str, str]:
+    """(pipeline root, metadata sqlite path, serving dir) under the output folder."""
+    output_dir = os.path.abspath(output_dir)
+    return (os.path.join(output_dir, configs.PIPELINE_ROOT_SUBDIR), os.path.join(output_dir, configs.METADATA_FILE),
+            os.path.join(output_dir, configs.SERVING_SUBDIR))
+
+
+def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_MODEL,
+          config: Optional[MEANConfig] = None, label: str = configs.DEFAULT_LABEL,
+          gini_floor: float = configs.GINI_FLOOR, gini_max_drop: float = configs.GINI_MAX_DROP,
+          beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS, enable_cache: bool = True,
+          pipeline_name: str = configs.PIPELINE_NAME):
+    """The local pipeline object for a dataset folder."""
+    from tfx import v1 as tfx
+
+    from mean_tf.data.manifest import read_manifest
+    from pipeline.pipeline import create_pipeline
+
+    manifest = read_manifest(data_dir)
+    pipeline_root, metadata_path, serving_dir = paths(output_dir)
+    os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
+    return create_pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, serving_model_dir=serving_dir,
+        model_name=model_name, config=config, label=label,
+        gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        enable_cache=enable_cache)
+
+
+def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
+    """Build and run the pipeline with LocalDagRunner; MeanTFError when data validation stops it."""
+    from tfx import v1 as tfx
+
+    pipeline = build(data_dir, output_dir, **kwargs)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except DataValidationError as e:
+        raise MeanTFError(str(e)) from None
+    return summarize(output_dir, pipeline.pipeline_info.pipeline_name)
+
+
+def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> RunSummary:
+    """Read the latest run of `pipeline_name` back from the output folder's ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+
+    _, metadata_path, _ = paths(output_dir)
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_context is None:
+        raise MeanTFError(f"no run of pipeline {pipeline_name!r} in {metadata_path}")
+    in_pipeline = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+            if in_pipeline & {e.id for e in store.get_executions_by_context(c.id)}]
+    latest = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = sorted(store.get_executions_by_context(latest.id), key=lambda e: e.id)
+    states, outputs = {}, {}
+    for execution in executions:
+        node = _node_id(store, execution.id, pipeline_name)
+        states[node] = _state_name(execution.last_known_state)
+        outputs[node] = _output_artifacts(store, execution.id)
+    evaluation = outputs.get("Evaluator", {}).get("evaluation")
+    blessing = outputs.get("Evaluator", {}).get("blessing")
+    pushed = outputs.get("Pusher", {}).get("pushed_model")
+    model = outputs.get("Trainer", {}).get("model")
+    return RunSummary(
+        executions=states,
+        metrics=_evaluation_metrics(evaluation.uri) if evaluation else {},
+        blessed=bool(blessing.custom_properties["blessed"].int_value) if blessing else None,
+        pushed_model=(pushed.custom_properties["pushed_destination"].string_value
+                      if pushed and pushed.custom_properties["pushed"].int_value else None),
+        evaluation_uri=evaluation.uri if evaluation else None,
+        model_uri=model.uri if model else None)
+
+
+def _node_id(store, execution_id: int, pipeline_name: str) -> str:
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.name.startswith(pipeline_name + "."):
+            return context.name[len(pipeline_name) + 1:]
+    return str(execution_id)
+
+
+def _state_name(state: int) -> str:
+    from ml_metadata.proto import metadata_store_pb2
+
+    return metadata_store_pb2.Execution.State.Name(state)
+
+
+def _output_artifacts(store, execution_id: int) -> Dict:
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events if e.path.steps}
+
+
+def _evaluation_metrics(uri: str) -> Dict[str, Dict[str, float]]:
+    """slice name -> {metric: value} of a TFMA evaluation (the candidate model's values)."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(uri)
+    table = {}
+    for slice_key, by_output in result.slicing_metrics:
+        name = tfma.slicer.stringify_slice_key(slice_key) or "Overall"
+        values = by_output.get("", {}).get("", {})
+        table[name] = {metric: _number(value) for metric, value in values.items()}
+    return dict(sorted(table.items(), key=lambda item: (item[0] != "Overall", item[0])))
+
+
+def _number(value) -> float:
+    if isinstance(value, dict):
+        if "doubleValue" in value:
+            return float(value["doubleValue"])
+        if "int64Value" in value:
+            return float(value["int64Value"])
+    return float("nan")
+
+
+def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None) -> str:
+    """Text report: component states, the metrics table, blessed or not, the pushed model's path."""
+    from mean_tf.metrics import METRIC_NAMES
+
+    names = metric_names or ["example_count", *METRIC_NAMES]
+    lines = ["components: " + ", ".join(f"{node} {state}" for node, state in summary.executions.items()), ""]
+    if summary.metrics:
+        width = max(len(s) for s in summary.metrics) + 2
+        lines.append("Evaluator (test split)".ljust(width) + "".join(f"{n:>17}" for n in names))
+        for slice_name, values in summary.metrics.items():
+            cells = "".join(f"{values.get(n, float('nan')):>17.4f}" if n != "example_count"
+                            else f"{values.get(n, float('nan')):>17.0f}" for n in names)
+            lines.append(slice_name.ljust(width) + cells)
+        lines.append("")
+    lines.append(f"blessed: {'yes' if summary.blessed else 'no'}")
+    lines.append(f"pushed model: {summary.pushed_model or 'none (not blessed)'}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """`python -m pipeline.local_runner ARGS` is `mean-tf pipeline run ARGS`."""
+    from mean_tf.cli import main as cli
+
+    return cli(["pipeline", "run", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The whole TFX pipeline, locally, on a slice of the bundled Online Retail II data (a few thousand rows).
+
+Runs `mean-tf pipeline run` three times in one output folder: the first run executes every
+component, blesses and pushes; the second is served from the cache; the third raises the Gini floor
+above 1, so the Evaluator refuses the blessing and Pusher pushes nothing.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow as tf
+
+from mean_tf import cli, metrics, trainer
+from mean_tf.data import online_retail
+from mean_tf.data.manifest import read_split
+from pipeline import local_runner
+
+CUSTOMERS = 400
+SMALL_MODEL = ["--set", "shared_units=[32,16]", "--set", "expert_units=16", "--set", "attention_units=16",
+               "--set", "dam_shared_units=16", "--set", "dam_units=[16]", "--set", "embedding_dim=4",
+               "--set", "batch_size=256", "--set", "epochs=2"]
+NODES = {"ImportExampleGen", "StatisticsGen", "BundledSchema", "ExampleValidator", "ValidationGate", "Transform",
+         "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Online Retail II snapshots of a random sample of customers, built by the real builder."""
+    root = tmp_path_factory.mktemp("pipeline_e2e")
+    lines = pd.read_parquet(online_retail.default_input())
+    customers = np.random.default_rng(0).choice(np.sort(lines["customer_id"].dropna().unique()), CUSTOMERS, replace=False)
+    lines[lines["customer_id"].isin(customers)].to_parquet(root / "lines.parquet")
+    return online_retail.build(root / "data", input_path=root / "lines.parquet"), root
+
+
+def run_cli(data, out, *extra):
+    return cli.main(["pipeline", "run", "--data", str(data), "--output-dir", str(out), "--gini-floor", "0.0",
+                     *SMALL_MODEL, *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(dataset):
+    manifest, root = dataset
+    out = root / "out"
+    assert run_cli(manifest.root, out) == 0
+    return manifest, out, local_runner.summarize(str(out))
+
+
+def test_every_component_runs_and_the_model_is_blessed_and_pushed(first_run, capsys):
+    _, _, summary = first_run
+    assert set(summary.executions) == NODES
+    assert all(state == "COMPLETE" for state in summary.executions.values()), summary.executions
+    assert summary.blessed is True
+    assert summary.pushed_model and os.path.isfile(os.path.join(summary.pushed_model, "saved_model.pb"))
+    assert {"Overall", "country:United Kingdom", "active_90d:0", "active_90d:1"} <= set(summary.metrics)
+    printed = capsys.readouterr().out
+    assert "normalized_gini" in printed and "blessed: yes" in printed and summary.pushed_model in printed
+
+
+def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluator(first_run):
+    manifest, _, summary = first_run
+    records = [r.numpy() for r in tf.data.TFRecordDataset(manifest.files("test"), compression_type="GZIP")]
+    answer = trainer.predict_serialized(summary.pushed_model, records)
+    predictions = answer["cltv"].astype(np.float64)
+    assert predictions.shape == (len(records),) and np.all(predictions >= 0)
+    assert answer["bucket_probs"].shape == (len(records), 5)
+    y = read_split(manifest, "test")["cltv_365"].to_numpy(dtype=np.float64)
+    order = np.lexsort((predictions, y))  # the TFMA metrics score pairs sorted by (label, prediction)
+    expected = metrics.evaluate(y[order], predictions[order])
+    overall = summary.metrics["Overall"]
+    assert overall["example_count"] == len(records)
+    for name in metrics.METRIC_NAMES:
+        np.testing.assert_allclose(overall[name], expected[name], rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_second_run_is_served_from_the_cache(first_run):
+    manifest, out, first = first_run
+    assert run_cli(manifest.root, out) == 0
+    summary = local_runner.summarize(str(out))
+    assert {node for node, state in summary.executions.items() if state != "CACHED"} == {"latest_blessed_model_resolver"}
+    assert summary.metrics["Overall"] == first.metrics["Overall"]
+
+
+def test_gini_floor_above_one_blocks_the_blessing_and_the_push(first_run):
+    manifest, out, first = first_run
+    assert run_cli(manifest.root, out, "--gini-floor", "1.01") == 0
+    summary = local_runner.summarize(str(out))
+    assert summary.executions["Evaluator"] == "COMPLETE" and summary.executions["Trainer"] == "CACHED"
+    assert summary.blessed is False and summary.pushed_model is None
+    assert os.listdir(os.path.dirname(first.pushed_model)) == [os.path.basename(first.pushed_model)]
