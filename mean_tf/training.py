@@ -92,6 +92,13 @@ def make_dataset(files: Sequence[str], feature_spec: Dict, labels: Sequence[str]
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def count_batches(files: Sequence[str], batch_size: int) -> int:
+    """Batches of `batch_size` in gzipped TFRecord files (one pass over the records, no parsing)."""
+    records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(list(files))), compression_type="GZIP")
+    count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
+    return -(-count // batch_size)
+
+
 def categorical_vocab_sizes(tf_transform_output) -> Dict[str, int]:
     """Embedding input sizes (vocabulary + OOV buckets) of every `cat__<name>` output of the Transform."""
     names = [k[len(CATEGORICAL_PREFIX):] for k in tf_transform_output.transformed_feature_spec()
@@ -243,6 +250,11 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
     batch = model_config.batch_size
     train = make_dataset(train_files, spec, labels, batch, shuffle=True, seed=model_config.seed)
     evaluation = make_dataset(eval_files, spec, labels, batch)
+    if num_workers_from_env() == 1:
+        # A known epoch length: without one, tf_keras ends a fit's first epoch with an empty step that still
+        # advances the optimizer's iteration count (Adam's bias correction), once per process: a resumed
+        # run would then differ from an uninterrupted one. (Multi-worker input is sharded: not counted.)
+        train = train.apply(tf.data.experimental.assert_cardinality(count_batches(train_files, batch)))
     # Keras makes one iterator of `train` per epoch, and each new iterator reshuffles: replay the
     # iterators of the epochs an interrupted run already finished, so that every epoch keeps its order.
     for _ in range(completed_epochs(backup_dir) if backup_dir else 0):

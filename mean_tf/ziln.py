@@ -8,7 +8,9 @@ BCE(1[y > 0], logit) + 1[y > 0] * (-log LogNormal(y; mu, sigma)), the log-densit
 
 ZILN works on the raw (money) label. Two production guards, off by default so that the outputs
 equal Google's: `max_sigma` caps sigma (a large sigma makes exp(sigma^2 / 2) explode) and
-`max_log_prediction` caps mu + sigma^2 / 2 before the exp (float32 overflows at exp(88)).
+`max_log_prediction` caps mu + sigma^2 / 2 before the exp. Without them, the log of the mean is still
+capped at `FLOAT32_SAFE_LOG` (float32's exp overflows to inf above ~88.7), so a prediction is always a
+finite amount of money; the cap is far above any real value and never changes Google's outputs there.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from mean_tf.config import MEANConfig
 SIGMA_CAP = 5.0
 # exp(20) ~ 4.9e8 money units: above any single customer's spend, far below float32's overflow.
 LOG_PREDICTION_CAP = 20.0
+# exp(80) ~ 5.5e34: float32-safe (exp overflows above ~88.7), and a weighted sum of such means stays finite.
+FLOAT32_SAFE_LOG = 80.0
 # Google's floor on sigma, so that log(sigma) stays finite.
 _MIN_SIGMA = math.sqrt(1e-7)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -67,6 +71,5 @@ def ziln_predict(logits, max_sigma: Optional[float] = None, max_log_prediction: 
     logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
     sigma = _sigma(logits[..., 2:], max_sigma)
     log_mean = logits[..., 1:2] + 0.5 * tf.square(sigma)
-    if max_log_prediction is not None:
-        log_mean = tf.minimum(log_mean, max_log_prediction)
+    log_mean = tf.minimum(log_mean, FLOAT32_SAFE_LOG if max_log_prediction is None else max_log_prediction)
     return tf.sigmoid(logits[..., :1]) * tf.exp(log_mean)

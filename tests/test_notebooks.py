@@ -5,6 +5,7 @@ full-run outputs) with MEAN_TF_NOTEBOOK_SMALL=1, which their first cell reads: s
 layers. The notebooks share one work folder (datasets and Transform outputs), as they do in a full run. Notebook
 03 reads a results file that this test writes through the benchmark's own Runner.
 """
+import concurrent.futures
 import os
 import shutil
 from pathlib import Path
@@ -18,17 +19,48 @@ CELL_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """(folder the notebooks run in, kernel environment)."""
+def executed(tmp_path_factory):
+    """{notebook name: executed notebook, or the exception it raised}.
+
+    01 -> 02 -> 03 run in order (02 reuses 01's Transform output, 03 reads results written by the benchmark's
+    Runner on 01's dataset); 04 (the TFX pipeline, its own slice and output folder) runs beside them in a thread:
+    each chain keeps about one core busy, so the two together take about as long as the slower one.
+    """
     root = tmp_path_factory.mktemp("notebooks")
     env = dict(os.environ, MEAN_TF_NOTEBOOK_SMALL="1", MEAN_TF_NOTEBOOK_WORK=str(root / "work"),
                MEAN_TF_RESULTS=str(root / "results.jsonl"), TF_USE_LEGACY_KERAS="1")
-    return root, env
+    results = {}
+
+    def attempt(name, before=None):
+        try:
+            if before:
+                before(env)
+            results[name] = execute(name, root, env)
+        except Exception as e:  # reported by the notebook's own test
+            results[name] = e
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pipeline = pool.submit(attempt, "04_pipeline.ipynb")
+        attempt("01_data.ipynb")
+        attempt("02_train_mean.ipynb")
+        attempt("03_compare.ipynb", before=write_benchmark_results)
+        pipeline.result()
+    return results
 
 
-def execute(name: str, workspace) -> nbformat.NotebookNode:
-    """Run a copy of notebooks/<name> in the workspace; nbclient raises CellExecutionError on the first failing cell."""
-    root, env = workspace
+def write_benchmark_results(env) -> None:
+    """A small results file for 03, written by the benchmark's Runner (classical models: seconds, no Transform)."""
+    from mean_tf.benchmark import plan, run
+
+    cells = plan.narrow(plan.cells(plan.Plan(datasets=("online_retail_ii",), seeds=(0,), labels=("cltv_365",),
+                                             studies=("table1",))),
+                        models=("last_period", "two_stage_gbdt"))
+    rows = run.Runner(env["MEAN_TF_NOTEBOOK_WORK"], env["MEAN_TF_RESULTS"], smoke=True, verbose=False).run(cells)
+    assert [r["status"] for r in rows] == ["ok", "ok"], rows
+
+
+def execute(name: str, root: Path, env: dict) -> nbformat.NotebookNode:
+    """Run a copy of notebooks/<name> in `root`; nbclient raises CellExecutionError on the first failing cell."""
     copy = root / name
     shutil.copy(NOTEBOOKS / name, copy)
     notebook = nbformat.read(copy, as_version=4)
@@ -39,6 +71,13 @@ def execute(name: str, workspace) -> nbformat.NotebookNode:
     finally:
         nbformat.write(notebook, copy)  # the executed copy stays in the temp folder for inspection
     return notebook
+
+
+def result(executed, name: str) -> nbformat.NotebookNode:
+    outcome = executed[name]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def figures(notebook) -> int:
@@ -72,31 +111,31 @@ def test_committed_notebooks_carry_outputs():
         assert "small=False" in text(notebook), f"{path.name}: outputs are not from a full run"
 
 
-def test_01_data(workspace):
-    notebook = execute("01_data.ipynb", workspace)
+def test_01_data(executed):
+    notebook = result(executed, "01_data.ipynb")
     assert figures(notebook) >= 6  # zero shares, histograms, concentration, buckets, Spearman, joint density
     out = text(notebook)
     for expected in ("small=True", "boundaries (money)", "bucket 4", "P(365 > 0 | 30 > 0)"):
         assert expected in out
 
 
-def test_02_train_mean(workspace):
-    notebook = execute("02_train_mean.ipynb", workspace)
+def test_02_train_mean(executed):
+    notebook = result(executed, "02_train_mean.ipynb")
     assert figures(notebook) >= 6  # losses, deciles, gain, ϑ̂/b̂ per bucket, A per bucket, confusion
     out = text(notebook)
     assert "best epoch" in out and "accuracy" in out and "on the test split" in out
 
 
-def test_03_compare(workspace):
-    from mean_tf.benchmark import plan, run
-
-    root, env = workspace
-    cells = plan.narrow(plan.cells(plan.Plan(datasets=("online_retail_ii",), seeds=(0,), labels=("cltv_365",),
-                                             studies=("table1",))),
-                        models=("last_period", "two_stage_gbdt"))
-    rows = run.Runner(env["MEAN_TF_NOTEBOOK_WORK"], env["MEAN_TF_RESULTS"], smoke=True, verbose=False).run(cells)
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    notebook = execute("03_compare.ipynb", workspace)
+def test_03_compare(executed):
+    notebook = result(executed, "03_compare.ipynb")
     out = text(notebook)
     assert "| Period | Method |" in out and "two_stage_gbdt" in out and "last_period" in out
     assert figures(notebook) >= 2  # Table 1 bars, gain curves
+
+
+def test_04_pipeline(executed):
+    notebook = result(executed, "04_pipeline.ipynb")
+    out = text(notebook)
+    assert "Pusher" in out and "blessed: True" in out
+    assert "largest difference between the two loaders: 0.0" in out
+    assert figures(notebook) >= 2  # label statistics per split, TFMA slices

@@ -97,7 +97,7 @@ def test_train_benchmark_records_throughput_flops_and_roofline(perf_results):
         assert m["train_flops_per_example"] > m["forward_flops_per_example"] > 0
         assert m["roofline"]["matmul_seconds_per_step"] > 0 and m["in_memory"]["roofline_share"] > 0
     assert by["mean"]["in_memory"]["vs_dnn_ziln"] > 0 and by["dnn_ziln"]["in_memory"]["vs_dnn_ziln"] == 1.0
-    assert train["profiles"]["mean"]["op_seconds_per_step"] > 0
+    assert by["mean"]["profile"]["op_seconds_per_step"] > 0 and by["mean"]["profile"]["top_op_types"]
     assert train["environment"]["cores"] >= 1 and train["environment"]["versions"]["tensorflow"]
 
 

@@ -4,6 +4,8 @@ Runs `mean-tf pipeline run` three times in one output folder: the first run exec
 component, blesses and pushes; the second is served from the cache; the third raises the Gini floor
 above 1, so the Evaluator refuses the blessing and Pusher pushes nothing.
 """
+import contextlib
+import io
 import os
 
 import numpy as np
@@ -36,32 +38,36 @@ def dataset(tmp_path_factory):
     return online_retail.build(root / "data", input_path=root / "lines.parquet"), root
 
 
-def run_cli(data, out, *extra):
-    return cli.main(["pipeline", "run", "--data", str(data), "--output-dir", str(out), "--gini-floor", "0.0",
-                     *SMALL_MODEL, *extra])
+def run_cli(data, out, *extra) -> str:
+    """`mean-tf pipeline run` in-process; returns what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["pipeline", "run", "--data", str(data), "--output-dir", str(out), "--gini-floor", "0.0",
+                         *SMALL_MODEL, *extra])
+    assert code == 0
+    return printed.getvalue()
 
 
 @pytest.fixture(scope="module")
 def first_run(dataset):
     manifest, root = dataset
     out = root / "out"
-    assert run_cli(manifest.root, out) == 0
-    return manifest, out, local_runner.summarize(str(out))
+    printed = run_cli(manifest.root, out)
+    return manifest, out, local_runner.summarize(str(out)), printed
 
 
-def test_every_component_runs_and_the_model_is_blessed_and_pushed(first_run, capsys):
-    _, _, summary = first_run
+def test_every_component_runs_and_the_model_is_blessed_and_pushed(first_run):
+    _, _, summary, printed = first_run
     assert set(summary.executions) == NODES
     assert all(state == "COMPLETE" for state in summary.executions.values()), summary.executions
     assert summary.blessed is True
     assert summary.pushed_model and os.path.isfile(os.path.join(summary.pushed_model, "saved_model.pb"))
     assert {"Overall", "country:United Kingdom", "active_90d:0", "active_90d:1"} <= set(summary.metrics)
-    printed = capsys.readouterr().out
     assert "normalized_gini" in printed and "blessed: yes" in printed and summary.pushed_model in printed
 
 
 def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluator(first_run):
-    manifest, _, summary = first_run
+    manifest, _, summary, _ = first_run
     records = [r.numpy() for r in tf.data.TFRecordDataset(manifest.files("test"), compression_type="GZIP")]
     answer = trainer.predict_serialized(summary.pushed_model, records)
     predictions = answer["cltv"].astype(np.float64)
@@ -77,16 +83,16 @@ def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluato
 
 
 def test_second_run_is_served_from_the_cache(first_run):
-    manifest, out, first = first_run
-    assert run_cli(manifest.root, out) == 0
+    manifest, out, first, _ = first_run
+    run_cli(manifest.root, out)
     summary = local_runner.summarize(str(out))
     assert {node for node, state in summary.executions.items() if state != "CACHED"} == {"latest_blessed_model_resolver"}
     assert summary.metrics["Overall"] == first.metrics["Overall"]
 
 
 def test_gini_floor_above_one_blocks_the_blessing_and_the_push(first_run):
-    manifest, out, first = first_run
-    assert run_cli(manifest.root, out, "--gini-floor", "1.01") == 0
+    manifest, out, first, _ = first_run
+    assert "blessed: no" in run_cli(manifest.root, out, "--gini-floor", "1.01")
     summary = local_runner.summarize(str(out))
     assert summary.executions["Evaluator"] == "COMPLETE" and summary.executions["Trainer"] == "CACHED"
     assert summary.blessed is False and summary.pushed_model is None

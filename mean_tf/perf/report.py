@@ -113,7 +113,7 @@ def _train_section(train: Optional[Dict], experiments: List[Dict]) -> List[str]:
             out.append(f"| `{row['op']}` | {row['count']} | {row['gflops_per_s']:.1f} | "
                        f"{row['count'] * row['seconds'] * 1e3:.2f} |")
         out.append("")
-    for name, prof in (train.get("profiles") or {}).items():
+    for name, prof in ((m["model"], m.get("profile") or {}) for m in train["models"]):
         if "top_op_types" not in prof:
             continue
         out += [f"Profile of {name} (TensorFlow profiler, {prof['steps']} in-memory steps; op time summed over "

@@ -46,7 +46,6 @@ def run_train(command: str, work_dir: str, rows: int, features: int, config: MEA
               roofline_min_seconds: float = 0.05, peak_size: int = 1024, note: str = "") -> Dict:
     """Benchmark 1: throughput, FLOPs and roofline share of each model; peak matmul rate; profiles."""
     from mean_tf.perf import throughput
-    from mean_tf.perf.profile import profile_steps
     from mean_tf.perf.roofline import peak_matmul_rate
 
     record = _start(command)
@@ -56,21 +55,10 @@ def run_train(command: str, work_dir: str, rows: int, features: int, config: MEA
     record.update(data=_data_record(data, rows, features), note=note, jit_compile=jit_compile,
                   batch_size=config.batch_size)
     record.update(throughput.train_throughput(list(models), config, tft_output, files, data.train_rows, steps, warmup,
-                                              jit_compile, roofline_min_seconds))
+                                              jit_compile, roofline_min_seconds, profile_models))
     record["roofline_min_seconds"] = roofline_min_seconds
     record["peak_matmul_size"] = peak_size
     record["peak_matmul_gflops_per_s"] = peak_matmul_rate(peak_size, min_seconds=4 * roofline_min_seconds)
-    profiles = {}
-    for name in [m for m in profile_models if m in models]:
-        cfg = throughput.model_config_for(name, config, tft_output)
-        model = throughput.compiled_model(name, cfg, jit_compile)
-        dataset = throughput.streamed_dataset(files, tft_output, list(cfg.labels), cfg.batch_size, 2)
-        cached = dataset.take(throughput.IN_MEMORY_BATCHES).cache().repeat()
-        step, iterator = model.make_train_function(), iter(cached)
-        for _ in range(3):
-            step(iterator)
-        profiles[name] = profile_steps(step, iterator, steps=5)
-    record["profiles"] = profiles
     return _finish(record)
 
 

@@ -1,0 +1,160 @@
+"""Pipeline wiring without running it: Kubeflow V2 compile, split patterns, the Evaluator config, schemas, the gate."""
+import dataclasses
+import importlib
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow_data_validation as tfdv
+from tfx.types import artifact_utils, standard_artifacts
+
+from mean_tf.data import online_retail
+from mean_tf.data.manifest import Manifest, read_split
+from mean_tf.errors import MeanTFError
+from pipeline import components, kubeflow_v2_runner, pipeline as mean_pipeline, schema as schemas
+from tiny_dataset import write_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def retail_slice(tmp_path_factory):
+    """The bundled Online Retail II builder on 60 customers: a real dataset of the bundled kind, fast."""
+    root = tmp_path_factory.mktemp("retail_slice")
+    lines = pd.read_parquet(online_retail.default_input())
+    customers = np.sort(lines["customer_id"].dropna().unique())[:60]
+    lines[lines["customer_id"].isin(customers)].to_parquet(root / "lines.parquet")
+    manifest = online_retail.build(root / "data", input_path=root / "lines.parquet")
+    return manifest, pd.concat([read_split(manifest, s) for s in manifest.splits], ignore_index=True)
+
+
+def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dotted_paths(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", rows=100)
+    path = kubeflow_v2_runner.compile_pipeline(
+        str(tmp_path / "data"), data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test", output_file=str(tmp_path / "p.json"),
+        beam_pipeline_args=["--runner=DataflowRunner", "--region=europe-west4"])
+    text = open(path).read()
+    spec = json.loads(text)["pipelineSpec"]
+    tasks = set(spec["root"]["dag"]["tasks"])
+    assert {"ImportExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "ValidationGate",
+            "Transform", "Trainer", "Evaluator", "Pusher"} <= tasks
+    assert any(t.startswith("latest_blessed_model_resolver") for t in tasks)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
+    assert images == {"gcr.io/project/mean-tf:test"}
+    for needle in ("gs://bucket/data", "gs://bucket/root", "gs://bucket/serving", "--runner=DataflowRunner",
+                   mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "mean_tf.tfma_metrics",
+                   "pipeline.components.ValidationGate_Executor"):
+        assert needle in text, needle
+    for dotted in (mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "pipeline.components.ValidationGate_Executor",
+                   "pipeline.components.CurateSchema_Executor"):
+        module, name = dotted.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), name))
+    assert manifest.name == "tiny"
+
+
+def bundled_like(tmp_path) -> Manifest:
+    return Manifest(name="online_retail_ii", splits={"train": ["train-00000-of-00001.tfrecord.gz"],
+                                                     "eval": ["eval-00000-of-00001.tfrecord.gz"],
+                                                     "test": ["test-00000-of-00001.tfrecord.gz"]},
+                    numeric_features=["x"], categorical_features=["country"], labels=["cltv_365"],
+                    slice_features=["country"], root=str(tmp_path))
+
+
+def test_bundled_dataset_uses_the_checked_in_schema_and_the_pipeline_validates_its_arguments(tmp_path):
+    manifest = bundled_like(tmp_path)
+    built = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"), manifest=manifest,
+                                          serving_model_dir=str(tmp_path / "serving"))
+    ids = [c.id for c in built.components]
+    assert "BundledSchema" in ids and "SchemaGen" not in ids
+    assert ids.index("ValidationGate") < ids.index("Transform") < ids.index("Trainer") < ids.index("Pusher")
+    with pytest.raises(MeanTFError, match="cltv_7"):
+        mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root="r", manifest=manifest,
+                                      serving_model_dir="s", label="cltv_7")
+    with pytest.raises(MeanTFError, match="classical"):
+        mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root="r", manifest=manifest,
+                                      serving_model_dir="s", model_name="two_stage_gbdt")
+
+
+def test_split_patterns_keep_the_datasets_own_splits(tmp_path):
+    manifest = bundled_like(tmp_path)
+    assert mean_pipeline.split_pattern(manifest, "eval") == "eval-00000-of-00001.tfrecord.gz"
+    sharded = dataclasses.replace(manifest, splits={**manifest.splits, "train": [
+        "train-00000-of-00002.tfrecord.gz", "train-00001-of-00002.tfrecord.gz"]})
+    assert mean_pipeline.split_pattern(sharded, "train") == "train-*"
+    odd = dataclasses.replace(manifest, splits={**manifest.splits, "train": ["a.gz", "b.gz"]})
+    with pytest.raises(MeanTFError, match="one pattern"):
+        mean_pipeline.split_pattern(odd, "train")
+
+
+def test_eval_config_gates_overall_gini_and_slices_by_the_slice_features():
+    config = mean_pipeline.eval_config("cltv_365", ["country", "active_90d"], gini_floor=0.4, gini_max_drop=0.02)
+    assert config.model_specs[0].label_key == "cltv_365" and config.model_specs[0].prediction_key == "cltv"
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["country"], ["active_90d"]]
+    metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    assert {"ExampleCount", "NormalizedGini", "PercentileMape", "Spearman", "PayerAuc"} <= set(metrics)
+    (gate,) = metrics["NormalizedGini"].per_slice_thresholds
+    assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]  # overall slice only
+    assert gate.threshold.value_threshold.lower_bound.value == pytest.approx(0.4)
+    assert gate.threshold.change_threshold.absolute.value == pytest.approx(-0.02)
+    assert not any(m.HasField("threshold") for m in metrics.values())
+
+
+def test_checked_in_schema_matches_the_bundled_data(retail_slice):
+    manifest, frame = retail_slice
+    schema = schemas.read_schema(schemas.bundled_schema_file("online_retail_ii"))
+    assert [f.name for f in schema.feature] == list(manifest.id_columns) + list(manifest.numeric_features) + \
+        list(manifest.labels) + list(manifest.categorical_features)
+    labels = {f.name: f for f in schema.feature if f.name in manifest.labels}
+    assert all(f.float_domain.min == 0.0 for f in labels.values())
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame), schema)
+    assert not anomalies.anomaly_info, anomalies
+
+
+def anomalies_artifact(tmp_path, frame, schema):
+    """An ExampleAnomalies artifact as ExampleValidator writes it, for one split."""
+    artifact = standard_artifacts.ExampleAnomalies()
+    artifact.uri = str(tmp_path / "anomalies")
+    artifact.split_names = artifact_utils.encode_split_names(["eval"])
+    os.makedirs(os.path.join(artifact.uri, "Split-eval"))
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame), schema)
+    with open(os.path.join(artifact.uri, "Split-eval", components.ANOMALIES_FILE), "wb") as f:
+        f.write(anomalies.SerializeToString())
+    return artifact
+
+
+def test_validation_gate_stops_on_anomalies_naming_the_feature(retail_slice, tmp_path):
+    manifest, frame = retail_slice
+    schema_artifact = standard_artifacts.Schema()
+    schema_artifact.uri = str(tmp_path / "schema")
+    os.makedirs(schema_artifact.uri)
+    schema = schemas.read_schema(schemas.bundled_schema_file("online_retail_ii"))
+    schemas.write_schema(schema, os.path.join(schema_artifact.uri, components.SCHEMA_FILE))
+    bad = frame.copy()
+    bad.loc[bad.index[0], "cltv_365"] = -5.0
+    with pytest.raises(components.DataValidationError, match=r"split 'eval': feature 'cltv_365'"):
+        components.ValidationGate.test_call(anomalies=anomalies_artifact(tmp_path / "bad", bad, schema),
+                                            schema=schema_artifact, validated_schema=standard_artifacts.Schema())
+    passed = standard_artifacts.Schema()
+    passed.uri = str(tmp_path / "validated")
+    os.makedirs(passed.uri)
+    components.ValidationGate.test_call(anomalies=anomalies_artifact(tmp_path / "good", frame, schema),
+                                        schema=schema_artifact, validated_schema=passed)
+    assert schemas.read_schema(os.path.join(passed.uri, components.SCHEMA_FILE)) == schema
+
+
+def test_inferred_schema_is_curated_with_non_negative_labels(retail_slice):
+    manifest, frame = retail_slice
+    inferred = tfdv.infer_schema(tfdv.generate_statistics_from_dataframe(frame))
+    curated = schemas.curate_inferred_schema(inferred, manifest.labels, manifest.id_columns)
+    by_name = {f.name: f for f in curated.feature}
+    assert all(by_name[label].float_domain.min == 0.0 for label in manifest.labels)
+    assert not by_name["customer_id"].HasField("domain") and not by_name["customer_id"].HasField("string_domain")
+    bad = frame.copy()
+    bad.loc[bad.index[0], "cltv_30"] = -1.0
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(bad), curated)
+    assert "cltv_30" in anomalies.anomaly_info
+    with pytest.raises(MeanTFError, match="cltv_999"):
+        schemas.curate_inferred_schema(inferred, ["cltv_999"], [])

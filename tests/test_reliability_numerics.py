@@ -1,0 +1,140 @@
+"""Numerical safety: seeded fuzz of every Keras model in the registry (MEAN, its variants and the baselines).
+
+120 batches mix extreme labels (0, 1e-6, 1e12), all-zero and all-positive label batches, and constant,
+normal, huge (up to 1e12) and mixed-extreme features. For each batch and model: every output (inference and
+training mode), every loss term and every gradient is finite; the money prediction (the path
+`training.predict_money` takes) is finite and >= 0. Then a short fit on the same extreme batches must
+keep the model finite.
+"""
+import numpy as np
+import pytest
+
+import mean_tf  # noqa: F401
+import tensorflow as tf
+
+from mean_tf import training, transform
+from mean_tf.config import ALL_LABELS, MEANConfig
+from mean_tf.models import registry
+
+BATCHES = 120
+BATCH = 16
+FEATURES = 5
+VOCAB = 3
+BOUNDARIES = np.array([1.0, 3.0, 6.0])  # n = 5: bucket 0 for zero, 1..4 for positive scaled labels
+KERAS_MODELS = [name for name in registry.MODEL_NAMES if registry.spec(name).kind == "keras"]
+TINY = dict(shared_units=(8, 4), num_experts=2, expert_units=4, attention_units=4, dam_shared_units=4, dam_units=(4,),
+            ziln_units=(4,), odmn_tower_units=(4,), mdan_channel_units=(4,), optdist_units=(4,), embedding_dim=2,
+            categorical_vocab_sizes={"country": VOCAB}, labels=("cltv_365",))
+EXTREME_LABELS = np.array([0.0, 1e-6, 1e12])
+
+
+def _labels(rng, mode):
+    """[B, 4] money labels, non-decreasing in the horizon."""
+    if mode == "zero":
+        return np.zeros((BATCH, 4))
+    if mode == "extreme":
+        base = rng.choice(EXTREME_LABELS, BATCH)
+    elif mode == "positive":
+        base = rng.choice([1e-6, 1e12, 1.0], BATCH) * rng.lognormal(0, 1, BATCH)
+    else:  # mixed: zero-inflated lognormal with a few extremes
+        base = np.where(rng.random(BATCH) < 0.6, 0.0, rng.lognormal(3, 2, BATCH))
+        base[rng.integers(0, BATCH, 2)] = rng.choice(EXTREME_LABELS, 2)
+    growth = np.cumprod(np.c_[np.ones(BATCH), 1 + rng.random((BATCH, 3))], axis=1)
+    return np.minimum(base[:, None] * growth, 1e12)
+
+
+def _features(rng, mode):
+    if mode == "constant":
+        return np.full((BATCH, FEATURES), rng.choice([0.0, 1.0, -3.0, 1e6]))
+    if mode == "huge":
+        return rng.choice([-1.0, 1.0], (BATCH, FEATURES)) * 10.0 ** rng.uniform(3, 12, (BATCH, FEATURES))
+    if mode == "extreme":
+        return rng.choice([0.0, 1e-6, -1e12, 1e12, 5.0], (BATCH, FEATURES))
+    return rng.normal(0, 1, (BATCH, FEATURES))
+
+
+def fuzz_batches():
+    """The seeded batches: (inputs, targets) with every label mode crossed with every feature mode."""
+    label_modes = ("zero", "extreme", "positive", "mixed")
+    feature_modes = ("normal", "constant", "huge", "extreme")
+    batches = []
+    for seed in range(BATCHES):
+        rng = np.random.default_rng(seed)
+        raw = _labels(rng, label_modes[seed % 4])
+        scaled = np.clip(np.log1p(raw), 0.0, 20.0)
+        bucket = np.where(raw > 0, 1 + np.searchsorted(BOUNDARIES, scaled, side="right"), 0)
+        inputs = {"numeric": tf.constant(_features(rng, feature_modes[(seed // 4) % 4]), tf.float32),
+                  "cat__country": tf.constant(rng.integers(0, VOCAB + 2, BATCH) % VOCAB, tf.int64)}
+        targets = {"raw": tf.constant(raw, tf.float32), "scaled": tf.constant(scaled, tf.float32),
+                   "bucket": tf.constant(bucket, tf.int64)}
+        batches.append((inputs, targets))
+    return batches
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return fuzz_batches()
+
+
+def _finite(tensor):
+    return tf.reduce_all(tf.math.is_finite(tf.cast(tensor, tf.float32)))
+
+
+def _check_fn(model):
+    """One traced function: finiteness of every output, loss term and gradient for one batch."""
+
+    @tf.function
+    def check(inputs, targets):
+        flags = {}
+        for key, value in model(inputs, training=False).items():
+            flags[f"output {key} (inference)"] = _finite(value)
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            terms = model.loss_terms(targets, outputs)
+        for key, value in outputs.items():
+            flags[f"output {key} (training)"] = _finite(value)
+        for key, value in terms.items():
+            flags[f"loss term {key}"] = _finite(value)
+        grads = tape.gradient(terms["loss"], model.trainable_variables)
+        for variable, grad in zip(model.trainable_variables, grads):
+            if grad is not None:
+                flags[f"gradient of {variable.name}"] = _finite(tf.convert_to_tensor(grad))
+        return flags
+
+    return check
+
+
+def _money_dataset(batches, labels):
+    return tf.data.Dataset.from_tensor_slices(
+        ({k: tf.concat([b[0][k] for b in batches], 0) for k in batches[0][0]},
+         {k: tf.concat([b[1][k] for b in batches], 0)[:, -len(labels):] for k in batches[0][1]})).batch(BATCH)
+
+
+@pytest.mark.parametrize("name", KERAS_MODELS)
+def test_no_nan_or_inf_in_outputs_losses_gradients_and_money(name, batches):
+    tf.keras.utils.set_random_seed(0)
+    config = registry.model_config(name, MEANConfig(**TINY))
+    horizons = len(config.labels)
+    assert horizons in (1, len(ALL_LABELS))
+    model = registry.build(name, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    check = _check_fn(model)
+    failures = []
+    for seed, (inputs, targets) in enumerate(batches):
+        sliced = {k: v[:, -horizons:] for k, v in targets.items()}  # single horizon: cltv_365
+        flags = check(inputs, sliced)
+        failures += [f"batch {seed}: {what}" for what, ok in flags.items() if not bool(ok)]
+    assert not failures, f"{name}: {len(failures)} non-finite values, first: {failures[:5]}"
+
+    data = _money_dataset(batches, config.labels)
+    for scaling in ("log1p", "scale"):
+        label_transform = transform.LabelTransform(scaling, 20.0, {label: 1234.5 for label in config.labels})
+        money = training.predict_money(model, data, label_transform)
+        assert money.shape == (BATCHES * BATCH, horizons)
+        assert np.all(np.isfinite(money)) and np.all(money >= 0), f"{name}: money prediction out of range"
+
+    # A few optimizer steps on the extreme batches keep the model finite.
+    history = model.fit(data, epochs=1, verbose=0).history
+    assert all(np.isfinite(v[-1]) for v in history.values()), f"{name}: {history}"
+    money = training.predict_money(model, data, transform.LabelTransform("log1p", 20.0, {}))
+    assert np.all(np.isfinite(money)) and np.all(money >= 0)
