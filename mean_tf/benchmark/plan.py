@@ -97,11 +97,12 @@ def cells(plan: Plan) -> List[Cell]:
 
 def _priority(cell: Cell):
     """Run order, so an interrupted run leaves the most useful results: every Table 1 model once on
-    every dataset first, then more seeds, then the studies."""
+    every dataset for cltv_365 (the targeting horizon) first, then the other horizons, then the
+    studies, then more seeds."""
     studies = ("table1", "variant", "delta", "n")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
-    return (cell.seed > 0, cell.study != "table1", cell.seed, studies.index(cell.study),
-            datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets))
+    return (cell.seed > 0, cell.study != "table1", "cltv_365" not in cell.labels, cell.seed,
+            studies.index(cell.study), datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets))
 
 
 def narrow(all_cells: Sequence[Cell], only: Sequence[str] = (), models: Sequence[str] = (),
