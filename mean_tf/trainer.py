@@ -103,11 +103,6 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     return export_dir
 
 
-def load_serving_fn(export_dir: str):
-    """The `serving_default` signature of an exported model, loaded with TF2's loader (notebooks, tests)."""
-    return tf.saved_model.load(export_dir).signatures["serving_default"]
-
-
 def predict_serialized(export_dir: str, serialized: Sequence[bytes]) -> Dict[str, "object"]:
     """Run `serving_default` the way TF Serving does: TF1 loader in a Session. Returns numpy outputs."""
     graph = tf.Graph()

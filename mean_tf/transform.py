@@ -217,6 +217,7 @@ class Materialized:
 
     @property
     def transform_dir(self) -> str:
+        """The Transform graph folder (for `tft.TFTransformOutput` and `training.fit`)."""
         return self.out_dir
 
     def files(self, split: str) -> List[str]:
@@ -272,14 +273,13 @@ def _run_transform(manifest, custom_config: dict, out_dir: str, beam_pipeline_ar
         return (pipeline | f"Read{split}" >> source.BeamSource()), source.TensorAdapterConfig()
 
     def write(dataset, split):
-        data, metadata = dataset
-        _ = (data
-             | f"Encode{split}" >> beam.Map(tft.coders.ExampleProtoCoder(metadata.schema).encode)
+        _ = (dataset
+             | f"Encode{split}" >> tft_beam.EncodeTransformedDataset()
              | f"Write{split}" >> beam.io.WriteToTFRecord(os.path.join(transformed_dir, split),
                                                          file_name_suffix=".tfrecord.gz"))
 
     with beam.Pipeline(argv=["--runner=DirectRunner", *beam_pipeline_args]) as pipeline:
-        with tft_beam.Context(temp_dir=tempfile.mkdtemp(prefix="mean_tf_tft_")):
+        with tft_beam.Context(temp_dir=tempfile.mkdtemp(prefix="mean_tf_tft_"), output_record_batches=True):
             train = read(pipeline, "train")
             transformed_train, transform_fn = train | tft_beam.AnalyzeAndTransformDataset(fn)
             write(transformed_train, "train")

@@ -2,11 +2,12 @@
 
 Each notebook is copied to a temporary folder and executed there by nbclient (the committed copies keep their
 full-run outputs) with MEAN_TF_NOTEBOOK_SMALL=1, which their first cell reads: small datasets, two epochs, small
-layers. The notebooks share one work folder (datasets and Transform outputs), as they do in a full run. Notebook
-03 reads a results file that this test writes through the benchmark's own Runner.
+layers. 01-03 share one work folder (datasets and Transform outputs), as they do in a full run; 03 reads a results
+file that this test writes through the benchmark's own Runner; 04 (the TFX pipeline) runs beside them.
 """
 import concurrent.futures
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -137,5 +138,6 @@ def test_04_pipeline(executed):
     notebook = result(executed, "04_pipeline.ipynb")
     out = text(notebook)
     assert "Pusher" in out and "blessed: True" in out
-    assert "largest difference between the two loaders: 0.0" in out
+    difference = re.search(r"largest difference between the two loaders: (\S+)", out)
+    assert difference and float(difference.group(1)) < 1e-3
     assert figures(notebook) >= 2  # label statistics per split, TFMA slices

@@ -19,7 +19,7 @@ VARIANTS: Dict[str, Dict] = {
     "kl_grad_to_dam": {"kl_stop_gradient_dam": False},
     "distill_grad_to_attention": {"distill_stop_gradient_attention": False},
     "no_stop_gradients": {"kl_stop_gradient_dam": False, "distill_stop_gradient_attention": False},
-    "label_scale_constant": {"label_scaling": "scale"},
+    "label_log1p": {"label_scaling": "log1p"},
 }
 DELTAS = (0.1, 0.5, 1.0, 2.0, 5.0)
 NUM_DISTRIBUTIONS = (2, 3, 4, 5, 6, 7)

@@ -202,7 +202,7 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         if variant_rows:
             md += ["### Stop-gradient choices and label scaling (MEAN)", "",
                    "Default (first row): L_kl reaches the attention only, the soft L_dis term reaches DAM only, "
-                   "labels log1p-scaled.", "",
+                   "labels divided by the mean positive train label (label_scaling=scale).", "",
                    "| Variant | Metric | " + " | ".join(ALL_LABELS) + " |", "|---|---|" + "---|" * len(ALL_LABELS)]
             for name, v in [("default", t.get("mean", {}))] + variant_rows:
                 for metric in ("percentile_mape", "normalized_gini", "payer_auc"):

@@ -80,7 +80,8 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
         raise RuntimeError(f"pipeline run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
     components = component_times(paths(out_dir)[1])
     for c in components:
-        c["peak_rss_gib"] = sampler.peak(c["start"], c["end"]) / GIB
+        # Widened by one sampling interval, so that a component shorter than the interval still gets a sample.
+        c["peak_rss_gib"] = sampler.peak(c["start"] - SAMPLE_SECONDS, c["end"] + SAMPLE_SECONDS) / GIB
     return {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
 
 

@@ -5,6 +5,7 @@ import math
 from typing import Dict, List, Optional
 
 PAPER_ROWS = 22_000_000
+PAPER_FEATURES = 720
 # Cloud sizing used by the projection (stated on the page next to the numbers).
 DATAFLOW_VCPUS_PER_WORKER = 8  # n2-standard-8
 VERTEX_VCPUS_PER_REPLICA = 16  # n2-standard-16
@@ -22,7 +23,9 @@ PROJECTION_ASSUMPTIONS = (
     f"bound when a component used less than both cores); Dataflow workers n2-standard-{DATAFLOW_VCPUS_PER_WORKER}, "
     f"Vertex replicas n2-standard-{VERTEX_VCPUS_PER_REPLICA}, {PARALLEL_EFFICIENCY:.0%} parallel efficiency; "
     f"{TRAIN_EPOCHS} epochs on the {TRAIN_SHARE:.0%} train split; fixed costs (Beam graph, start-up) counted once; "
-    "no data skew, no shuffle-bound stages beyond those measured.")
+    "no data skew, no shuffle-bound stages beyond those measured; when the runs used fewer than 720 features, "
+    "per-row costs are scaled by 720 / features (cost proportional to the feature values per row) and the fixed "
+    "costs, which also grow with the number of features, are taken as measured.")
 
 
 def fit_line(rows: List[float], seconds: List[float]):
@@ -65,10 +68,12 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
     flat = mem_growth <= FLAT_MEMORY_TOLERANCE
     verdict = (f"rows ×{row_growth:.1f} → wall time ×{time_growth:.2f} ({'at most linear' if linear else 'faster than linear'}), "
                f"peak memory ×{mem_growth:.2f} ({'flat' if flat else 'growing'})")
-    local_hours = sum(c["fixed_seconds"] + c["per_row_s"] * PAPER_ROWS for c in comps) / 3600
-    lines = [f"On this 2-core machine the whole pipeline would take about {local_hours:,.0f} h at 22M rows "
-             "(the fitted lines, extrapolated)."]
-    beam_cpu_s = sum(c["per_row_s"] * LOCAL_CORES * PAPER_ROWS for c in comps if c["beam"])
+    scale = PAPER_FEATURES / float(pipe.get("features") or PAPER_FEATURES)
+    local_hours = sum(c["fixed_seconds"] + c["per_row_s"] * scale * PAPER_ROWS for c in comps) / 3600
+    scaled = f", per-row costs × {scale:g} for 720 features" if scale != 1 else ""
+    lines = [f"On this 2-core machine the whole pipeline would take about {local_hours:,.0f} h at 22M rows × 720 "
+             f"features (the fitted lines, extrapolated{scaled})."]
+    beam_cpu_s = sum(c["per_row_s"] * scale * LOCAL_CORES * PAPER_ROWS for c in comps if c["beam"])
     workers = max(1, math.ceil(beam_cpu_s / (DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY * TARGET_HOURS * 3600)))
     beam_hours = beam_cpu_s / (workers * DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY) / 3600
     beam_fixed = sum(c["fixed_seconds"] for c in comps if c["beam"]) / 3600
