@@ -279,12 +279,14 @@ def _run_transform(manifest, custom_config: dict, out_dir: str, beam_pipeline_ar
                                                          file_name_suffix=".tfrecord.gz"))
 
     with beam.Pipeline(argv=["--runner=DirectRunner", *beam_pipeline_args]) as pipeline:
-        with tft_beam.Context(temp_dir=tempfile.mkdtemp(prefix="mean_tf_tft_"), output_record_batches=True):
+        with tft_beam.Context(temp_dir=tempfile.mkdtemp(prefix="mean_tf_tft_")):
             train = read(pipeline, "train")
-            transformed_train, transform_fn = train | tft_beam.AnalyzeAndTransformDataset(fn)
+            analyze = tft_beam.AnalyzeAndTransformDataset(fn, output_record_batches=True)
+            transformed_train, transform_fn = train | analyze
             write(transformed_train, "train")
             for split in SPLITS[1:]:
                 if split in manifest.splits:
-                    transformed = (read(pipeline, split), transform_fn) | f"Transform{split}" >> tft_beam.TransformDataset()
+                    transform_split = tft_beam.TransformDataset(output_record_batches=True)
+                    transformed = (read(pipeline, split), transform_fn) | f"Transform{split}" >> transform_split
                     write(transformed, split)
             _ = transform_fn | tft_beam.WriteTransformFn(out_dir)

@@ -73,6 +73,6 @@ def BundledSchema(dataset_name: Parameter[str], schema: OutputArtifact[Schema]) 
 def CurateSchema(schema: InputArtifact[Schema], curated_schema: OutputArtifact[Schema], labels: Parameter[str],
                  id_columns: Parameter[str]) -> None:
     """Apply pipeline.schema.curate_inferred_schema; `labels`, `id_columns`: comma-separated names."""
-    curated = schemas.curate_inferred_schema(schemas.read_schema(_schema_path(schema)),
-                                             [x for x in labels.split(",") if x], [x for x in id_columns.split(",") if x])
+    names = [[x for x in text.split(",") if x] for text in (labels, id_columns)]
+    curated = schemas.curate_inferred_schema(schemas.read_schema(_schema_path(schema)), *names)
     schemas.write_schema(curated, os.path.join(curated_schema.uri, SCHEMA_FILE))

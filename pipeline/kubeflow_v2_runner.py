@@ -27,8 +27,9 @@ from mean_tf.config import MEANConfig
 from pipeline import configs
 
 
-def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir: str, image: str = configs.DEFAULT_IMAGE,
-                     output_file: str = configs.DEFAULT_KFP_OUTPUT, data_root: Optional[str] = None,
+def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir: str,
+                     image: str = configs.DEFAULT_IMAGE, output_file: str = configs.DEFAULT_KFP_OUTPUT,
+                     data_root: Optional[str] = None,
                      model_name: str = configs.DEFAULT_MODEL, config: Optional[MEANConfig] = None,
                      label: str = configs.DEFAULT_LABEL, gini_floor: float = configs.GINI_FLOOR,
                      gini_max_drop: float = configs.GINI_MAX_DROP,

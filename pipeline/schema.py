@@ -62,7 +62,8 @@ def curated_schema(manifest, frames: Sequence) -> schema_pb2.Schema:
     return schema
 
 
-def curate_inferred_schema(schema: schema_pb2.Schema, labels: Iterable[str], id_columns: Iterable[str]) -> schema_pb2.Schema:
+def curate_inferred_schema(schema: schema_pb2.Schema, labels: Iterable[str],
+                           id_columns: Iterable[str]) -> schema_pb2.Schema:
     """SchemaGen's inferred schema with the project's rules: labels >= 0, ids free, open categorical domains."""
     curated = schema_pb2.Schema()
     curated.CopyFrom(schema)

@@ -34,7 +34,8 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
     manifest = write_tiny_dataset(tmp_path / "data", rows=100)
     path = kubeflow_v2_runner.compile_pipeline(
         str(tmp_path / "data"), data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
-        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test", output_file=str(tmp_path / "p.json"),
+        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test",
+        output_file=str(tmp_path / "p.json"),
         beam_pipeline_args=["--runner=DataflowRunner", "--region=europe-west4"])
     text = open(path).read()
     spec = json.loads(text)["pipelineSpec"]

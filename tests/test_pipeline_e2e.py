@@ -34,7 +34,8 @@ def dataset(tmp_path_factory):
     """Online Retail II snapshots of a random sample of customers, built by the real builder."""
     root = tmp_path_factory.mktemp("pipeline_e2e")
     lines = pd.read_parquet(online_retail.default_input())
-    customers = np.random.default_rng(0).choice(np.sort(lines["customer_id"].dropna().unique()), CUSTOMERS, replace=False)
+    every_customer = np.sort(lines["customer_id"].dropna().unique())
+    customers = np.random.default_rng(0).choice(every_customer, CUSTOMERS, replace=False)
     lines[lines["customer_id"].isin(customers)].to_parquet(root / "lines.parquet")
     return online_retail.build(root / "data", input_path=root / "lines.parquet"), root
 

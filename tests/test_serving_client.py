@@ -15,6 +15,7 @@ from mean_tf import serving_client
 from mean_tf.errors import MeanTFError
 
 RAW = {"recency_days": 3.0, "net_spend": 120, "country": "France"}
+EXPECTED = serving_client.make_example(RAW).SerializeToString(deterministic=True)
 
 
 def test_make_example_parses_back_with_the_raw_spec():
@@ -33,7 +34,7 @@ def test_rest_body_holds_base64_serialized_examples():
     body = serving_client.rest_request_body([RAW, serving_client.make_example(RAW)])
     assert body["signature_name"] == "serving_default" and len(body["instances"]) == 2
     decoded = [base64.b64decode(i["b64"]) for i in json.loads(json.dumps(body))["instances"]]
-    assert decoded[0] == decoded[1] == serving_client.make_example(RAW).SerializeToString(deterministic=True)
+    assert decoded[0] == decoded[1] == EXPECTED
 
 
 def test_grpc_request_has_a_string_tensor_of_examples():
@@ -42,7 +43,7 @@ def test_grpc_request_has_a_string_tensor_of_examples():
     tensor = request.inputs["examples"]
     assert tensor.dtype == tf.string.as_datatype_enum
     assert [d.size for d in tensor.tensor_shape.dim] == [2]
-    assert tf.make_ndarray(tensor).tolist() == [serving_client.make_example(RAW).SerializeToString(deterministic=True)] * 2
+    assert tf.make_ndarray(tensor).tolist() == [EXPECTED] * 2
 
 
 def test_predict_rest_posts_the_body_to_the_url():

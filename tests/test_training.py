@@ -12,8 +12,9 @@ from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from tiny_dataset import write_tiny_dataset
 
+# log1p here (the trainer and pipeline tests cover the default, "scale").
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-             ziln_units=(8,), batch_size=64, epochs=3, patience=1, embedding_dim=2)
+             ziln_units=(8,), batch_size=64, epochs=3, patience=1, embedding_dim=2, label_scaling="log1p")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,7 @@ def test_classical_models_fit_on_raw_splits(materialized):
 def test_strategy_is_multi_worker_only_with_a_cluster(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert training.strategy_from_env() is tf.distribute.get_strategy()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
     monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", lambda: "multi-worker")
     assert training.strategy_from_env() == "multi-worker"

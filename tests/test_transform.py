@@ -37,7 +37,8 @@ ROWS = [
 
 def analyze_and_transform(custom, rows, new_rows=None, out_dir=None):
     """Transformed train rows, transformed `new_rows` (with the train transform) and the transform_fn dir."""
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom)))
+    schema = schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom))
+    metadata = dataset_metadata.DatasetMetadata(schema)
     out_dir = out_dir or tempfile.mkdtemp()
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         (train, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
@@ -117,7 +118,8 @@ def test_to_money_inverts_log1p_and_is_non_negative():
 
 
 def test_split_targets_stacks_labels_in_order():
-    batch = {"numeric": tf.zeros([2, 3]), "cat__country": tf.constant([0, 1], tf.int64), "cltv_90": tf.constant([1.0, 0.0]),
+    batch = {"numeric": tf.zeros([2, 3]), "cat__country": tf.constant([0, 1], tf.int64),
+             "cltv_90": tf.constant([1.0, 0.0]),
              "cltv_90__scaled": tf.constant([0.5, 0.0]), "cltv_90__bucket": tf.constant([1, 0], tf.int64),
              "cltv_365": tf.constant([2.0, 0.0]), "cltv_365__scaled": tf.constant([0.7, 0.0]),
              "cltv_365__bucket": tf.constant([2, 0], tf.int64), "cltv_365__scale": tf.constant([3.0, 3.0])}

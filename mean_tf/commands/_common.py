@@ -15,7 +15,7 @@ def add_config_options(parser) -> None:
 
 
 def config_from_args(args, **changes) -> MEANConfig:
-    """The config file (or defaults), then each --set, then `changes`; validated."""
+    """The config file (or defaults), then each --set, then `changes` (which win over --set); validated."""
     config = MEANConfig.from_file(args.config) if args.config else MEANConfig()
     values = {}
     fields = {f.name for f in dataclasses.fields(MEANConfig)}
@@ -29,4 +29,4 @@ def config_from_args(args, **changes) -> MEANConfig:
             values[key] = json.loads(text)
         except json.JSONDecodeError:
             values[key] = text
-    return config.replace(**values, **changes)
+    return config.replace(**{**values, **changes})

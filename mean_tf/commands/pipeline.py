@@ -14,14 +14,17 @@ def register(subparsers):
     sub = p.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
 
     def common(sp):
-        sp.add_argument("--model", default=configs.DEFAULT_MODEL, help=f"registry model (default {configs.DEFAULT_MODEL})")
-        sp.add_argument("--label", default=configs.DEFAULT_LABEL, help=f"label to predict and serve (default {configs.DEFAULT_LABEL})")
+        sp.add_argument("--model", default=configs.DEFAULT_MODEL,
+                        help=f"registry model (default {configs.DEFAULT_MODEL})")
+        sp.add_argument("--label", default=configs.DEFAULT_LABEL,
+                        help=f"label to predict and serve (default {configs.DEFAULT_LABEL})")
         sp.add_argument("--gini-floor", type=float, default=configs.GINI_FLOOR,
                         help=f"blessing: lowest normalised Gini on the test split (default {configs.GINI_FLOOR})")
         sp.add_argument("--gini-max-drop", type=float, default=configs.GINI_MAX_DROP,
                         help=f"blessing: largest Gini drop vs the last blessed model (default {configs.GINI_MAX_DROP})")
         sp.add_argument("--beam-arg", dest="beam_args", action="append", default=None, metavar="ARG",
-                        help="Beam pipeline argument, repeatable, e.g. --beam-arg=--direct_running_mode=multi_processing")
+                        help="Beam pipeline argument, repeatable, "
+                             "e.g. --beam-arg=--direct_running_mode=multi_processing")
         add_config_options(sp)
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",
@@ -42,7 +45,8 @@ def register(subparsers):
     comp.add_argument("--pipeline-root", required=True, help="artifact root, e.g. gs://BUCKET/pipeline_root")
     comp.add_argument("--serving-dir", required=True, help="where Pusher writes blessed models")
     comp.add_argument("--image", default=configs.DEFAULT_IMAGE, help="container image with mean-tf installed")
-    comp.add_argument("--out", default=configs.DEFAULT_KFP_OUTPUT, help=f"JSON file (default {configs.DEFAULT_KFP_OUTPUT})")
+    comp.add_argument("--out", default=configs.DEFAULT_KFP_OUTPUT,
+                      help=f"JSON file (default {configs.DEFAULT_KFP_OUTPUT})")
     common(comp)
     comp.set_defaults(func=compile_main)
 
