@@ -103,15 +103,18 @@ def test_two_multi_worker_mirrored_workers_train_one_model_matching_single_worke
     assert np.corrcoef(np.log1p(p_multi), np.log1p(p_single))[0, 1] > 0.99
 
 
-def _transformed_rows(done):
+def _transformed_rows(done) -> np.ndarray:
+    """Every transformed example as one row of numbers (features in name order), rows sorted: Beam's output
+    order is not part of the contract. Each column is the same monotone function of the raw values in both
+    runs (z-scores differ only in their last digits), so the sorted order is the same."""
     spec = done.tf_transform_output().transformed_feature_spec()
     rows = []
     for record in tf.data.TFRecordDataset(done.files("train") + done.files("eval") + done.files("test"),
                                           compression_type="GZIP"):
         parsed = tf.io.parse_single_example(record, spec)
-        rows.append(tuple(np.round(np.concatenate([np.reshape(parsed[k].numpy(), [-1]).astype(np.float64)
-                                                   for k in sorted(parsed)]), 5)))
-    return sorted(rows)
+        rows.append(np.concatenate([np.reshape(parsed[k].numpy(), [-1]).astype(np.float64) for k in sorted(parsed)]))
+    rows = np.asarray(rows)
+    return rows[np.lexsort(rows.T[::-1])]
 
 
 def test_transform_on_multi_processing_direct_runner_equals_single_process(data):
@@ -119,7 +122,8 @@ def test_transform_on_multi_processing_direct_runner_equals_single_process(data)
     multi = transform.materialize(manifest, config, str(root / "multi"), beam_pipeline_args=[
         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert len(single.files("train")) >= 1 and len(multi.files("train")) >= 1
-    assert _transformed_rows(multi) == _transformed_rows(single)
+    # Equal up to float rounding: the workers combine partial means and variances in another order.
+    np.testing.assert_allclose(_transformed_rows(multi), _transformed_rows(single), rtol=1e-5, atol=1e-4)
     vocab = transform.VOCAB_PREFIX + "country"
     assert (multi.tf_transform_output().vocabulary_by_name(vocab)
             == single.tf_transform_output().vocabulary_by_name(vocab))

@@ -1,4 +1,4 @@
-"""Numerical safety: seeded fuzz of every Keras model in the registry (MEAN, its variants and the baselines).
+"""Numerical safety: seeded fuzz of MEAN, MTL-MEAN and every Keras baseline of the registry.
 
 100 batches mix extreme labels (0, 1e-6, 1e12), all-zero and all-positive label batches, and normal,
 constant, huge (up to 1e12) and mixed-extreme features. Per batch and model: every output (inference and
@@ -21,7 +21,10 @@ BATCH = 16
 FEATURES = 5
 VOCAB = 3
 BOUNDARIES = np.array([1.0, 3.0, 6.0])  # n = 5: bucket 0 for zero, 1..4 for positive scaled labels
-KERAS_MODELS = [name for name in registry.MODEL_NAMES if registry.spec(name).kind == "keras"]
+# MEAN, MTL-MEAN and every Keras baseline. The ablations (mean_no_kl, mean_no_distill, mvfe_only) run a
+# subset of MEAN's own computation with switches and are left out to keep the test short.
+KERAS_MODELS = [name for name in registry.MODEL_NAMES
+                if registry.spec(name).kind == "keras" and not registry.spec(name).overrides]
 TINY = dict(shared_units=(8, 4), num_experts=2, expert_units=4, attention_units=4, dam_shared_units=4, dam_units=(4,),
             ziln_units=(4,), odmn_tower_units=(4,), mdan_channel_units=(4,), optdist_units=(4,), embedding_dim=2,
             categorical_vocab_sizes={"country": VOCAB}, labels=("cltv_365",))
@@ -125,6 +128,7 @@ def test_no_nan_or_inf_in_outputs_losses_gradients_and_money(name, batches):
         failures += [f"batch {seed}: {what}" for what, ok in flags.items() if not bool(ok)]
     assert not failures, f"{name}: {len(failures)} non-finite values, first: {failures[:5]}"
 
-    money = training.predict_money(model, _money_dataset(batches), transform.LabelTransform("log1p", 20.0, {}))
+    label_transform = transform.LabelTransform("scale", 20.0, {label: 1234.5 for label in config.labels})
+    money = training.predict_money(model, _money_dataset(batches), label_transform)
     assert money.shape == (BATCHES * BATCH, horizons)
     assert np.all(np.isfinite(money)) and np.all(money >= 0), f"{name}: money prediction out of range"
