@@ -36,7 +36,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
     def call(self, inputs):
         parts = []
         if NUMERIC_KEY in inputs:
-            parts.append(tf.clip_by_value(tf.cast(inputs[NUMERIC_KEY], tf.float32), -self.numeric_clip, self.numeric_clip))
+            numeric = tf.cast(inputs[NUMERIC_KEY], tf.float32)
+            parts.append(tf.clip_by_value(numeric, -self.numeric_clip, self.numeric_clip))
         for name, embedding in self.embeddings.items():
             ids = tf.reshape(tf.cast(inputs[CATEGORICAL_PREFIX + name], tf.int64), [-1])
             parts.append(embedding(ids))

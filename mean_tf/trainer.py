@@ -4,7 +4,9 @@ The exported SavedModel (a plain tf.Module, so TF Serving's TF1 loader and TFMA'
 both read it) has two signatures:
 - `serving_default(examples)`: serialized raw tf.Example without label -> Transform graph -> model ->
   `cltv` [B], the pipeline label's CLTV in money (inverse label transform, >= 0), and
-  `bucket_probs` [B, n] when the model has a DAM head;
+  `bucket_probs` [B, n] when the model has a DAM head. A feature missing from an example takes its
+  serving default (`serving_feature_spec`); a malformed example fails the request with
+  InvalidArgumentError (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (for TFMA).
 """
 from __future__ import annotations
@@ -59,6 +61,22 @@ def _is_chief() -> bool:
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
 
 
+def serving_feature_spec(raw_spec: Dict, raw_features: Sequence[str]) -> Dict:
+    """Parsing spec of the served features: the Transform's raw spec, with a default for a missing feature.
+
+    The default is 0 for a numeric feature (no orders, no spend: a customer without that history) and
+    "" for a categorical one (the out-of-vocabulary bucket); the Transform then treats it like any value.
+    """
+    spec = {}
+    for name in raw_features:
+        feature = raw_spec[name]
+        if isinstance(feature, tf.io.FixedLenFeature):
+            default = "" if feature.dtype == tf.string else 0
+            feature = tf.io.FixedLenFeature(feature.shape, feature.dtype, default_value=default)
+        spec[name] = feature
+    return spec
+
+
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
                          export_dir: str) -> str:
     """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels."""
@@ -71,7 +89,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     missing = [name for name in raw_features if name not in raw_spec]
     if missing:
         raise MeanTFError(f"raw feature {missing[0]!r} is not in the Transform's raw schema")
-    serving_spec = {name: raw_spec[name] for name in raw_features}
+    serving_spec = serving_feature_spec(raw_spec, raw_features)
 
     module = tf.Module()
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer

@@ -264,7 +264,8 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
         model = registry.build(model_name, model_config)
         model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
     if backup_dir:
-        stopper = ResumableEarlyStopping(os.path.join(backup_dir, EARLY_STOPPING_STATE), patience=model_config.patience)
+        stopper = ResumableEarlyStopping(os.path.join(backup_dir, EARLY_STOPPING_STATE),
+                                         patience=model_config.patience)
     else:
         stopper = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=model_config.patience,
                                                    restore_best_weights=True)

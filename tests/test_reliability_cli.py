@@ -120,8 +120,8 @@ def test_cutoff_outside_the_data_or_not_a_date(cutoffs, expected, tmp_path, caps
 def test_empty_files_are_named(tmp_path, capsys):
     (tmp_path / "empty.parquet").write_bytes(b"")
     (tmp_path / "empty.txt").write_text("")
-    code, err = _run(["data", "online-retail", "--input", str(tmp_path / "empty.parquet"), "--out", str(tmp_path / "a")],
-                     capsys)
+    code, err = _run(["data", "online-retail", "--input", str(tmp_path / "empty.parquet"),
+                      "--out", str(tmp_path / "a")], capsys)
     _assert_one_error_line(code, err, f"{tmp_path / 'empty.parquet'}: the file is empty")
     code, err = _run(["data", "cdnow", "--input", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "b")], capsys)
     _assert_one_error_line(code, err, f"{tmp_path / 'empty.txt'}: the file is empty")
@@ -150,7 +150,8 @@ TABLE_CASES = {
     "infinite feature": (lambda f: _edit(f, net_spend=(6, np.inf)),
                          ["column 'net_spend' has a non-finite value (inf) at line 8"]),
     "negative label": (lambda f: _edit(f, cltv_30=(7, -3.0)), ["label 'cltv_30' is negative (-3.0) at line 9"]),
-    "all-zero label": (lambda f: f.assign(cltv_30=0.0), ["train split: label 'cltv_30' is 0 in all", "nothing to learn"]),
+    "all-zero label": (lambda f: f.assign(cltv_30=0.0),
+                       ["train split: label 'cltv_30' is 0 in all", "nothing to learn"]),
     "duplicate customer and cutoff": (lambda f: _edit(f, customer_id=(8, "c3")),
                                       ["duplicate row for (customer_id='c3', cutoff='2011-01-01') at line 10"]),
     "unparseable cutoff date": (lambda f: _edit(f, cutoff=(9, "2011-02-30")),

@@ -15,7 +15,8 @@ from mean_tf.config import MEANConfig
 from test_reliability_resume import shared_workspace
 
 CONFIG = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-              optdist_units=(8,), embedding_dim=2, batch_size=32, epochs=2, patience=1, deterministic=True)
+              optdist_units=(8,), embedding_dim=2, batch_size=32, epochs=2, patience=1, deterministic=True,
+              label_scaling="log1p")  # the Transform of test_reliability_resume: one materialization
 
 
 def _run(name, manifest, work, seed):

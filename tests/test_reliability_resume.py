@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 CONFIG = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-              embedding_dim=2, batch_size=32, epochs=6, patience=2, learning_rate=0.03, deterministic=True)
+              embedding_dim=2, batch_size=32, epochs=6, patience=2, learning_rate=0.03, deterministic=True,
+              label_scaling="log1p")
 KILL_AFTER_EPOCH = 1  # 0-based: two epochs are done (and backed up) when the process is killed
 TIMEOUT = 300
 
@@ -59,7 +60,8 @@ def train_and_record(manifest_path: str, work: str, out: str, backup: str = None
 
 def _worker(manifest, work, out, backup, pause=None):
     """The script in a new process; its output goes to `<out>.log` (read by `_log` when it fails)."""
-    argv = [sys.executable, __file__, str(manifest), work, str(out), str(backup)] + ([str(pause)] if pause is not None else [])
+    argv = [sys.executable, __file__, str(manifest), work, str(out), str(backup)]
+    argv += [str(pause)] if pause is not None else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
     with open(f"{out}.log", "wb") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -31,43 +31,52 @@ def exported(tmp_path_factory):
                      serving_model_dir=str(root / "serving"), model_run_dir=str(root / "run"),
                      custom_config=trainer.trainer_config("mtl_mean", config, "cltv_30", manifest.features))
     os.makedirs(fn_args.model_run_dir)
-    trainer.run_fn(fn_args)
+    exported_models = []
+    export = trainer.export_serving_model
+
+    def keep_model(model, *args):  # the trained Keras model, for the comparison below
+        exported_models.append(model)
+        return export(model, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "export_serving_model", keep_model)
+        trainer.run_fn(fn_args)
     records = [r.numpy() for r in tf.data.TFRecordDataset(manifest.files("test"), compression_type="GZIP").take(8)]
-    return manifest, done, fn_args, records
+    return manifest, done, fn_args, records, exported_models[0]
 
 
-def expected_money(done, export_dir, records, column):
-    """The same prediction computed outside the serving graph: TFT layer, model, LabelTransform."""
+def expected_money(done, model, records, column):
+    """The same prediction computed outside the serving graph: TFT layer, Keras model, LabelTransform."""
     output = done.tf_transform_output()
-    spec = {k: v for k, v in output.raw_feature_spec().items()}
-    transformed = output.transform_features_layer()(tf.io.parse_example(tf.constant(records), spec))
-    inputs, _ = transform.split_targets(transformed, ["cltv_30", "cltv_90", "cltv_180", "cltv_365"])
-    model = tf.saved_model.load(export_dir).model
+    raw = tf.io.parse_example(tf.constant(records), output.raw_feature_spec())
+    transformed = output.transform_features_layer()(raw)
+    inputs, _ = transform.split_targets(transformed, model.config.labels)
     scaled = model(inputs, training=False)["cltv"]
-    labels = ["cltv_30", "cltv_90", "cltv_180", "cltv_365"]
-    return training.label_transform_for(output, MEANConfig(**SMALL)).to_money(scaled, labels).numpy()[:, column]
+    money = training.label_transform_for(output, model.config).to_money(scaled, model.config.labels)
+    return money.numpy()[:, column]
 
 
 def test_run_fn_exports_a_model_tf_serving_can_load(exported):
-    _, done, fn_args, records = exported
+    _, done, fn_args, records, model = exported
+    assert list(model.config.labels) == ["cltv_30", "cltv_90", "cltv_180", "cltv_365"]
     answer = trainer.predict_serialized(fn_args.serving_model_dir, records)  # TF1 loader in a Session
     assert answer["cltv"].shape == (8,) and np.all(answer["cltv"] >= 0)
     assert answer["bucket_probs"].shape == (8, 5)
     np.testing.assert_allclose(answer["bucket_probs"].sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(answer["cltv"], expected_money(done, fn_args.serving_model_dir, records, 0), rtol=1e-4)
+    np.testing.assert_allclose(answer["cltv"], expected_money(done, model, records, 0), rtol=1e-4, atol=1e-6)
     summary = json.load(open(os.path.join(fn_args.model_run_dir, "fit_summary.json")))
     assert summary["best_epoch"] == 0 and "val_loss" in summary["history"]
 
 
 def test_transform_features_signature_returns_transformed_labels(exported):
-    _, _, fn_args, records = exported
+    _, _, fn_args, records, _ = exported
     signature = tf.saved_model.load(fn_args.serving_model_dir).signatures["transform_features"]
     transformed = signature(examples=tf.constant(records))
     assert {"numeric", "cat__country", "cltv_365__scaled", "cltv_365__bucket"} <= set(transformed)
 
 
 def test_saved_model_cli_runs_serving_default_on_raw_examples(exported):
-    manifest, _, fn_args, _ = exported
+    _, _, fn_args, _, _ = exported
     example = {"recency_days": [3.0], "frequency": [2.0], "net_spend": [120.0], "spend_last_30d": [10.0],
                "country": ["France"]}
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -79,7 +88,7 @@ def test_saved_model_cli_runs_serving_default_on_raw_examples(exported):
 
 
 def test_run_fn_requires_the_trainer_config(exported):
-    _, done, fn_args, _ = exported
+    _, _, fn_args, _, _ = exported
     broken = FnArgs(**{**fn_args.__dict__, "custom_config": {"model_name": "mean"}})
     with pytest.raises(MeanTFError, match="custom_config lacks"):
         trainer.run_fn(broken)

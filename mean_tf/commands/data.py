@@ -62,7 +62,8 @@ def register(subparsers) -> None:
     sp.add_argument("--categorical", type=_names, default=(), help="categorical feature columns")
     sp.add_argument("--numeric", type=_names, default=None,
                     help="numeric feature columns (default: every other column; with this list, others are ignored)")
-    sp.add_argument("--money", type=_names, default=(), help="heavy-tailed numeric columns: sign*log1p before the z-score")
+    sp.add_argument("--money", type=_names, default=(),
+                    help="heavy-tailed numeric columns: sign*log1p before the z-score")
     sp.add_argument("--split", choices=("customer", "time"), default="customer",
                     help="how to split rows without a split column (default customer)")
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")

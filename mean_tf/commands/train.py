@@ -1,6 +1,7 @@
 """`mean-tf train --model NAME --data MANIFEST --label cltv_365`: fit one model, print its test metrics."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -17,7 +18,9 @@ def register(subparsers):
     p.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=", ".join(MODEL_NAMES))
     p.add_argument("--data", required=True, help="the dataset's manifest.json (from `mean-tf data ...`)")
     p.add_argument("--label", default="cltv_365", help="label of single-horizon models (default cltv_365)")
-    p.add_argument("--work", default=os.path.join(".cache", "train"), help="folder for the cached Transform output")
+    p.add_argument("--work", default=os.path.join(".cache", "train"),
+                   help="folder for the cached Transform output and the training backup (an interrupted run "
+                        "restarted with the same arguments resumes from its last finished epoch)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
     add_config_options(p)
@@ -42,11 +45,14 @@ def main(args) -> int:
         changes["seed"] = args.seed
     config = config_from_args(args, **changes)
     manifest = read_manifest(args.data)
-    outcome = experiment.run(args.model, config, manifest, args.work, verbose=2)
+    run_key = json.dumps([args.model, manifest.root, config.to_dict()], sort_keys=True).encode()
+    backup = os.path.join(args.work, "backup", f"{args.model}-{hashlib.sha1(run_key).hexdigest()[:12]}")
+    outcome = experiment.run(args.model, config, manifest, args.work, verbose=2, backup_dir=backup)
     results = outcome.evaluate()
     print(f"{args.model} on {manifest.name}, test split ({len(outcome.y)} rows):")
     print(format_metrics(results))
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as f:
+    if args.json_out:  # written next to the target and renamed: never a half-written file
+        with open(args.json_out + ".tmp", "w", encoding="utf-8") as f:
             json.dump({"model": args.model, "dataset": manifest.name, "metrics": results}, f, indent=2)
+        os.replace(args.json_out + ".tmp", args.json_out)
     return 0

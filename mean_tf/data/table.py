@@ -42,7 +42,8 @@ def load_table(path: Union[str, Path]) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise MeanTFError(f"{p}: the file is empty") from None
     except Exception as e:  # pandas and pyarrow raise many types for a malformed file
-        raise MeanTFError(f"{p}: cannot read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise MeanTFError(f"{p}: cannot read ({type(e).__name__}: {reason})") from None
     if len(df) == 0:
         raise MeanTFError(f"{p}: the table has no rows")
     return df
@@ -68,7 +69,8 @@ def build(out: Union[str, Path], input_path: Union[str, Path], *, labels: Sequen
     ids = list(mf.ID_COLUMNS)
     reserved = set(ids) | set(labels) | {SPLIT_COLUMN}
     if numeric is None:
-        numeric = [c for c in df.columns if c not in reserved and c not in categorical and not LABEL_PATTERN.match(str(c))]
+        numeric = [c for c in df.columns
+                   if c not in reserved and c not in categorical and not LABEL_PATTERN.match(str(c))]
     listed = set(numeric) | set(categorical) | reserved
     missing = [c for c in [*ids, *labels, *numeric, *categorical, *money] if c not in df.columns]
     if missing:

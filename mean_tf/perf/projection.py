@@ -11,10 +11,12 @@ DATAFLOW_VCPUS_PER_WORKER = 8  # n2-standard-8
 VERTEX_VCPUS_PER_REPLICA = 16  # n2-standard-16
 PARALLEL_EFFICIENCY = 0.7  # share of ideal speed-up kept when spreading work over many cores
 LOCAL_CORES = 2
-TARGET_HOURS = 1.0  # size each Beam component to finish in about an hour
+DATAFLOW_WORKERS = 100  # the projection's Dataflow pool (800 vCPUs)
 TRAIN_EPOCHS = 10  # epochs until early stopping (patience 3; the paper gives 30 as the cap)
 TRAIN_SHARE = 0.7  # rows of the train split
 BEAM_COMPONENTS = ("ExampleGen", "StatisticsGen", "Transform", "Evaluator", "ExampleValidator", "BulkInferrer")
+MIN_COMPONENT_SECONDS = 5.0  # shorter components are bookkeeping: fixed cost only
+RESOLVED_SHARE = 0.1  # a fitted per-row cost must explain >= 10 % of the largest run's time to be used
 LINEAR_TOLERANCE = 1.15  # time may grow at most 15 % faster than rows
 FLAT_MEMORY_TOLERANCE = 1.3  # peak memory may grow at most 30 % over the size range
 
@@ -60,8 +62,15 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         s = dict(points)
         growth = (f"×{row_growth:.1f} → ×{s[large['rows']] / s[small['rows']]:.2f}"
                   if s.get(small["rows"]) and s.get(large["rows"]) else "—")
+        last_rows, last_seconds = points[-1]
+        if last_seconds < MIN_COMPONENT_SECONDS:
+            basis, per_row, fixed = "fixed only", 0.0, last_seconds
+        elif per_row * last_rows >= RESOLVED_SHARE * last_seconds:
+            basis = "fit"
+        else:  # time did not grow measurably: bound the per-row cost by all of the largest run's time
+            basis, per_row, fixed = "upper bound", last_seconds / last_rows, 0.0
         comps.append({"name": name, "fixed_seconds": fixed, "per_row_ms": per_row * 1e3, "per_row_s": per_row,
-                      "growth": growth, "beam": _is_beam(name)})
+                      "growth": growth, "beam": _is_beam(name), "basis": basis})
     time_growth = large["wall_seconds"] / small["wall_seconds"]
     mem_growth = large["peak_rss_gib"] / small["peak_rss_gib"]
     linear = time_growth <= row_growth * LINEAR_TOLERANCE
@@ -71,16 +80,22 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
     scale = PAPER_FEATURES / float(pipe.get("features") or PAPER_FEATURES)
     local_hours = sum(c["fixed_seconds"] + c["per_row_s"] * scale * PAPER_ROWS for c in comps) / 3600
     scaled = f", per-row costs × {scale:g} for 720 features" if scale != 1 else ""
+    bounded = [c["name"] for c in comps if c["basis"] == "upper bound"]
     lines = [f"On this 2-core machine the whole pipeline would take about {local_hours:,.0f} h at 22M rows × 720 "
              f"features (the fitted lines, extrapolated{scaled})."]
+    if bounded:
+        lines.append(f"{', '.join(bounded)}: time did not grow measurably between the runs (fixed costs and machine "
+                     "load dominate at these sizes), so their per-row cost is an upper bound (all of the largest "
+                     "run's time counted per row), and so are the hours below.")
     beam_cpu_s = sum(c["per_row_s"] * scale * LOCAL_CORES * PAPER_ROWS for c in comps if c["beam"])
-    workers = max(1, math.ceil(beam_cpu_s / (DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY * TARGET_HOURS * 3600)))
+    workers = DATAFLOW_WORKERS
     beam_hours = beam_cpu_s / (workers * DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY) / 3600
     beam_fixed = sum(c["fixed_seconds"] for c in comps if c["beam"]) / 3600
     lines.append(f"Beam components ({', '.join(c['name'] for c in comps if c['beam'])}): "
                  f"{beam_cpu_s / 3600:,.0f} CPU-hours at 22M rows; on Dataflow with {workers} n2-standard-"
-                 f"{DATAFLOW_VCPUS_PER_WORKER} workers ≈ {beam_hours:.1f} h of processing plus ≈ {beam_fixed:.1f} h of "
-                 "fixed cost (graph construction, worker start-up), in sequence.")
+                 f"{DATAFLOW_VCPUS_PER_WORKER} workers ≈ {beam_hours:.1f} h of processing"
+                 + (f" plus ≈ {beam_fixed:.1f} h of fixed cost (graph construction, worker start-up)" if beam_fixed >= 0.05
+                    else "") + ", the components in sequence.")
     trainer = next((c for c in comps if "trainer" in c["name"].lower()), None)
     rate = train_examples_per_s or pipe.get("train_examples_per_s")
     if rate:

@@ -218,11 +218,12 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
         out += ["### Per-row cost and the 22M-row projection", "",
                 "Per component, a straight line seconds = fixed + per_row × rows through the measured sizes "
                 "(fixed: start-up and the Beam graph; per_row: the part that grows with the data).", "",
-                f"| component | fixed s | per-row ms ({pipe['features']} features, 2 local cores) | growth between the "
-                "two largest runs (× rows → × time) |",
-                "|---|---|---|---|"]
+                f"| component | fixed s | per-row ms ({pipe['features']} features, 2 local cores) | basis | growth "
+                "between the two largest runs (× rows → × time) |",
+                "|---|---|---|---|---|"]
         for c in proj["components"]:
-            out.append(f"| {c['name']} | {c['fixed_seconds']:.0f} | {c['per_row_ms']:.3f} | {c['growth']} |")
+            out.append(f"| {c['name']} | {c['fixed_seconds']:.0f} | {c['per_row_ms']:.3f} | {c['basis']} | "
+                       f"{c['growth']} |")
         out += ["", proj["text"], "", "Assumptions: " + PROJECTION_ASSUMPTIONS, ""]
     return out
 
