@@ -42,7 +42,8 @@ def _stats(values: Sequence[float]):
 def _fmt(mean, std, n, bold=False):
     if not np.isfinite(mean):
         return "n/a"
-    text = f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+    number = "{:.3g}" if abs(mean) >= 1e4 else "{:.4f}"
+    text = f"{number.format(mean)} ± {number.format(std)}" if n > 1 else number.format(mean)
     return f"**{text}**" if bold else text
 
 
@@ -68,11 +69,13 @@ def best_models(table, label: str, metric: str) -> set:
     for model, by_label in table.items():
         mean, std, n = _stats(by_label.get(label, {}).get(metric, []))
         if np.isfinite(mean):
-            scored.append((mean if metrics.HIGHER_IS_BETTER[metric] else -mean, std, model))
+            scored.append((mean if metrics.HIGHER_IS_BETTER[metric] else -mean, std, model, n))
     if len(scored) < 2:
         return set()
     scored.sort(reverse=True)
-    (top, top_std, model), (second, second_std, _) = scored[0], scored[1]
+    if min(scored[0][3], scored[1][3]) < 2:  # one seed: no spread to beat
+        return set()
+    (top, top_std, model, _), (second, second_std, _, _) = scored[0], scored[1]
     return {model} if top - second > max(top_std, second_std) else set()
 
 
@@ -81,11 +84,13 @@ def table1(table, models: Sequence[str], labels=ALL_LABELS, shown=SHOWN) -> str:
     lines = [head, "|" + "---|" * (len(shown) + 2)]
     for label in labels:
         bests = {m: best_models({k: v for k, v in table.items() if k in models}, label, m) for m in shown}
-        for i, model in enumerate(models):
+        first = True
+        for model in models:
             if label not in table.get(model, {}):
                 continue
             cells = [_fmt(*_stats(table[model][label][m]), bold=model in bests[m]) for m in shown]
-            lines.append(f"| {label if i == 0 else ''} | {model} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label if first else ''} | {model} | " + " | ".join(cells) + " |")
+            first = False
     return "\n".join(lines)
 
 
@@ -126,7 +131,7 @@ def _sweep_figure(rows, dataset, study, param, values, figdir) -> List[str]:
                 mean, std, _ = _stats(t.get(label, {}).get(metric, []))
                 means.append(mean)
                 stds.append(std)
-            if np.isfinite(means).any():
+            if np.isfinite(means).sum() >= 2:  # a sweep needs two points
                 series[label], errors[label] = means, stds
         if not series:
             continue

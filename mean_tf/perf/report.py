@@ -210,6 +210,8 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
             cells.append(f"{c['seconds']:.0f} / {c['peak_rss_gib']:.2f}" if c else "—")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     out.append("| **total** | " + " | ".join(f"{r['wall_seconds']:.0f} / {r['peak_rss_gib']:.2f}" for r in runs) + " |")
+    out.append("| load average after the run | " + " | ".join(", ".join(map(str, r.get("load_average_after", [])))
+                                                           for r in runs) + " |")
     out.append("")
     if pipe.get("not_run"):
         out += [f"Not run in this session: {pipe['not_run']}", ""]
