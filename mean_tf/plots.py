@@ -17,9 +17,10 @@ def gain_curves(curves: Mapping[str, Sequence[float]], title: str = "Gain curve"
     `mean_tf.metrics.gain_curve`, resampled). A dashed diagonal shows random targeting.
     """
     ax = ax or plt.subplots(figsize=(6, 4.5))[1]
-    for name, values in curves.items():
+    for i, (name, values) in enumerate(curves.items()):
         values = np.asarray(values, dtype=float)
-        ax.plot(np.linspace(0, 1, len(values)), values, label=name, lw=1.5)
+        style = ("-", "--", "-.")[min(i // 10, 2)]  # the colour cycle has 10 colours
+        ax.plot(np.linspace(0, 1, len(values)), values, label=name, lw=1.5, ls=style)
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="random")
     ax.axvline(0.1, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("share of customers targeted (ranked by prediction)")
@@ -63,19 +64,22 @@ def decile_chart(y_true, y_pred, n_bins: int = 10, title: str = "Mean predicted 
 
 
 def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "", ax=None,
-            fmt: str = "{:.2f}", cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None):
-    """An annotated heat map (attention averaged per true bucket, confusion matrices); `vmin`/`vmax` fix the
-    colour scale so that several maps compare."""
+            fmt: str = "{:.2f}", cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+            aspect: str = "equal"):
+    """An annotated heat map (attention averaged per true bucket, confusion matrices, model x horizon tables);
+    `vmin`/`vmax` fix the colour scale so that several maps compare; aspect="auto" fills the axes."""
     matrix = np.asarray(matrix, dtype=float)
     ax = ax or plt.subplots(figsize=(5, 4))[1]
-    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect)
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if np.isfinite(matrix[i, j]):
+                red, green, blue, _ = im.cmap(im.norm(matrix[i, j]))
+                dark_cell = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
                 ax.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if matrix[i, j] < np.nanmean(matrix) else "black")
+                        color="white" if dark_cell else "black")
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return ax
@@ -83,13 +87,15 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], title:
 
 def loss_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str] = ("loss_cltv", "loss_kl", "loss_dis"),
                 title: str = "MEAN loss terms", ax=None):
-    """Training (solid) and validation (dashed) curves of the named loss terms from a Keras History dict."""
+    """Training (solid) and validation (dashed) curves of the named loss terms from a Keras History dict,
+    against the epoch number (1 = first)."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     for key in keys:
         if key in history:
-            line, = ax.plot(history[key], label=key)
+            epochs = np.arange(1, len(history[key]) + 1)
+            line, = ax.plot(epochs, history[key], label=key)
             if f"val_{key}" in history:
-                ax.plot(history[f"val_{key}"], ls="--", color=line.get_color(), label=f"val_{key}")
+                ax.plot(epochs, history[f"val_{key}"], ls="--", color=line.get_color(), label=f"val_{key}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(title)

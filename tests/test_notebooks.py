@@ -116,7 +116,7 @@ def test_01_data(executed):
     notebook = result(executed, "01_data.ipynb")
     assert figures(notebook) >= 6  # zero shares, histograms, concentration, buckets, Spearman, joint density
     out = text(notebook)
-    for expected in ("small=True", "boundaries (money)", "bucket 4", "P(365 > 0 | 30 > 0)"):
+    for expected in ("small=True", "boundaries (money)", "bucket 4", "P(buys in days 31-365 | bought in days 0-30)"):
         assert expected in out
 
 

@@ -163,12 +163,11 @@ def _gate_on(frame, tmp_path):
     return validated
 
 
-def test_anomalies_stop_the_run_at_the_gate_before_transform_naming_each_one(datasets, runs, tmp_path,
-                                                                             monkeypatch, capsys):
+def test_anomalies_stop_the_run_at_the_gate_before_transform_naming_each_one(datasets, tmp_path, monkeypatch, capsys):
     good, _, frame, _ = datasets
     columns = [c for c in frame.columns if c != "split"]
-    eval_rows = frame[frame["split"] == "eval"][columns]
-    assert os.listdir(_gate_on(eval_rows, tmp_path / "clean"))  # the good data passes the gate
+    eval_rows = frame[frame["split"] == "eval"][columns].reset_index(drop=True)
+    assert os.listdir(_gate_on(eval_rows, tmp_path / "clean").uri)  # the good data passes the gate
 
     odd = eval_rows.drop(columns=["weekend_order_share"])  # a feature missing
     odd["cutoff_month"] = "13"  # out of the schema's domain

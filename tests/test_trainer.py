@@ -14,19 +14,18 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from mean_tf import trainer, training, transform
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
-from tiny_dataset import write_tiny_dataset
+from tiny_dataset import materialized_tiny
 
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-             batch_size=64, epochs=1, embedding_dim=2, label_scaling="scale")
+             batch_size=64, epochs=1, embedding_dim=2)  # label_scaling: the default, "scale"
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """run_fn on a multi-horizon MEAN with label_scaling="scale", serving cltv_30 (the first of four labels)."""
+    """run_fn on a multi-horizon MEAN (label_scaling "scale"), serving cltv_30 (the first of four labels)."""
     root = tmp_path_factory.mktemp("trainer")
-    manifest = write_tiny_dataset(root / "data")
+    manifest, done = materialized_tiny()
     config = MEANConfig(**SMALL)
-    done = transform.materialize(manifest, config, str(root / "transformed"))
     fn_args = FnArgs(train_files=done.files("train"), eval_files=done.files("eval"), transform_output=done.out_dir,
                      serving_model_dir=str(root / "serving"), model_run_dir=str(root / "run"),
                      custom_config=trainer.trainer_config("mtl_mean", config, "cltv_30", manifest.features))

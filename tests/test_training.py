@@ -7,21 +7,18 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import training, transform
+from mean_tf import training
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
-from tiny_dataset import write_tiny_dataset
+from tiny_dataset import materialized_tiny
 
-# log1p here (the trainer and pipeline tests cover the default, "scale").
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
-             ziln_units=(8,), batch_size=64, epochs=3, patience=1, embedding_dim=2, label_scaling="log1p")
+             ziln_units=(8,), batch_size=64, epochs=3, patience=1, embedding_dim=2)
 
 
 @pytest.fixture(scope="module")
-def materialized(tmp_path_factory):
-    root = tmp_path_factory.mktemp("training")
-    manifest = write_tiny_dataset(root / "data")
-    return manifest, transform.materialize(manifest, MEANConfig(**SMALL), str(root / "transformed"))
+def materialized():
+    return materialized_tiny()
 
 
 def test_dataset_batches_inputs_and_targets_deterministically(materialized):
@@ -64,7 +61,7 @@ def test_fit_mean_early_stops_restores_best_and_predicts_money(materialized, tmp
 def test_fit_refuses_a_label_scaling_the_transform_did_not_use(materialized):
     _, done = materialized
     with pytest.raises(MeanTFError, match="label_scaling"):
-        training.fit("mean", MEANConfig(**{**SMALL, "label_scaling": "scale"}), done.out_dir, done.files("train"),
+        training.fit("mean", MEANConfig(**{**SMALL, "label_scaling": "log1p"}), done.out_dir, done.files("train"),
                      done.files("eval"), verbose=0)
     with pytest.raises(MeanTFError, match="classical"):
         training.fit("last_period", MEANConfig(), done.out_dir, done.files("train"), done.files("eval"))

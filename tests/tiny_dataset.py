@@ -1,4 +1,9 @@
 """A tiny synthetic dataset folder (manifest + gzipped TFRecords) for the transform, training and trainer tests."""
+import atexit
+import functools
+import shutil
+import tempfile
+
 import numpy as np
 import pandas as pd
 
@@ -37,3 +42,16 @@ def write_tiny_dataset(folder, rows: int = 300, seed: int = 0) -> Manifest:
     return write_dataset(tiny_frame(rows, seed), folder, Manifest(
         name="tiny", splits={}, numeric_features=NUMERIC, money_features=MONEY, categorical_features=["country"],
         slice_features=["country"], labels=LABELS, last_period_features={"cltv_30": "spend_last_30d"}))
+
+
+@functools.lru_cache(maxsize=None)
+def materialized_tiny():
+    """(manifest, Materialized) of the tiny dataset with the default Transform settings (label_scaling
+    "scale", n = 5, all four labels), made once per test process and shared by the test modules."""
+    from mean_tf import transform
+    from mean_tf.config import MEANConfig
+
+    root = tempfile.mkdtemp(prefix="mean_tf_tiny_")
+    atexit.register(shutil.rmtree, root, True)
+    manifest = write_tiny_dataset(f"{root}/data")
+    return manifest, transform.materialize(manifest, MEANConfig(), f"{root}/transformed")
