@@ -97,6 +97,10 @@ def _train_section(train: Optional[Dict], experiments: List[Dict]) -> List[str]:
                    f"{_fmt(s['examples_per_s'])} | {_fmt(mem['examples_per_s'])} | {_fmt(mem['achieved_gflops_per_s'])} | "
                    f"{_fmt(roof['gflops_per_s'])} | {s['roofline_share']:.0%} / {mem['roofline_share']:.0%} | "
                    f"{_fmt(s.get('vs_dnn_ziln'), 2)} |")
+    if any(m["in_memory"]["roofline_share"] > 1.0 for m in train["models"]):
+        out += ["", "A share above 100 % cannot be real: the ops were timed alone at a moment when the shared machine "
+                    "was busier than while the model trained, so on this machine the roofline itself is uncertain "
+                    "by that much (compare the three models' roofline GFLOP/s, measured minutes apart)."]
     out += ["", f"Peak dense matmul rate of this machine in the same run ({train.get('peak_matmul_size', 1024)}³ float32): "
                 f"{_fmt(train['peak_matmul_gflops_per_s'])} GFLOP/s.", "",
             "FLOPs are counted from the traced training step (`mean_tf.perf.flops`): 2 × the product of the index "
@@ -159,7 +163,8 @@ def _input_section(inp: Optional[Dict], train: Optional[Dict]) -> List[str]:
         out.append(f"| `{name}` | {_fmt(v['examples_per_s'])} | {_fmt(ratio, 1)} |")
     out += ["", "`training` is `mean_tf.training.make_dataset` as training uses it (shuffle buffer, batch, then one "
                 "`parse_example` per batch on parallel map calls, prefetch); `no_shuffle` is the same without the "
-                "shuffle buffer (evaluation); `parallel_reads` reads the files through a parallel interleave.", ""]
+                "shuffle buffer (evaluation); `parallel_reads` reads the files through a parallel interleave (not "
+                "deterministic; training keeps the ordered pipeline, which already outruns the model).", ""]
     return out
 
 
@@ -180,7 +185,7 @@ def _serving_section(srv: Optional[Dict]) -> List[str]:
             f"Loaded with `tf.compat.v1.saved_model.loader.load` into a Session (TF Serving's path; load took "
             f"{srv['load_seconds']:.1f} s); one `Session.run` per request through a callable made once.", "",
             "| batch | requests | p50 ms | p99 ms | examples/s at p50 |", "|---|---|---|---|---|"]
-    for b, r in srv["batch_sizes"].items():
+    for b, r in sorted(srv["batch_sizes"].items(), key=lambda kv: int(kv[0])):
         out.append(f"| {b} | {r['requests']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {_fmt(r['examples_per_s'])} |")
     out.append("")
     return out
