@@ -97,12 +97,19 @@ def cells(plan: Plan) -> List[Cell]:
 
 def _priority(cell: Cell):
     """Run order, so an interrupted run leaves the most useful results: every Table 1 model once on
-    every dataset for cltv_365 (the targeting horizon) first, then the other horizons, then the
-    studies, then more seeds."""
+    every dataset for cltv_365 (the targeting horizon) first, then its other seeds (the spread that
+    decides whether a lead counts), then the other horizons, then the studies, then the rest."""
     studies = ("table1", "variant", "delta", "n")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
-    return (cell.seed > 0, cell.study != "table1", "cltv_365" not in cell.labels, cell.seed,
-            studies.index(cell.study), datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets))
+    if cell.study == "table1" and "cltv_365" in cell.labels:
+        tier = 0 if cell.seed == 0 else 1
+    elif cell.seed == 0:
+        tier = 2 if cell.study == "table1" else 3
+    else:
+        tier = 4
+    dataset = datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets)
+    # After the first pass, the large synthetic dataset waits for the two real ones.
+    return (tier, tier > 0 and cell.dataset == "synthetic", cell.seed, studies.index(cell.study), dataset)
 
 
 def narrow(all_cells: Sequence[Cell], only: Sequence[str] = (), models: Sequence[str] = (),
