@@ -1,5 +1,7 @@
 """The benchmark plan: coverage of Table 1 and the run order."""
-from mean_tf.benchmark import plan
+import numpy as np
+
+from mean_tf.benchmark import plan, report
 from mean_tf.config import ALL_LABELS
 
 
@@ -23,3 +25,34 @@ def test_run_order_puts_cltv_365_with_all_its_seeds_first_then_horizons_then_stu
     assert {c.seed for c in cells[: last_365 + 1]} == {0, 1, 2}
     other_horizons = [i for i, c in enumerate(cells) if c.study == "table1" and not is_365[i] and c.seed == 0]
     assert max(other_horizons) < min(i for i, c in enumerate(cells) if c.study != "table1")
+
+
+def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, capsys):
+    from mean_tf import cli
+
+    work = tmp_path / "smoke"
+    assert cli.main(["benchmark", "--smoke", "--work", str(work)]) == 0
+    rows = report.read_results(str(work / "results.jsonl"))
+    planned = plan.cells(plan.SMOKE)
+    assert {r["key"] for r in rows} == {c.key for c in planned}
+    # Synthetic customers have no transaction histories: BG/NBD + GG is skipped with the reason, not run.
+    skipped = [r for r in rows if r["status"] != "ok"]
+    assert [r["model"] for r in skipped] == ["bgnbd_gg"], [r.get("error") for r in skipped]
+    assert "no bgnbd_features" in skipped[0]["error"]
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        for values in r["metrics"].values():
+            assert -1.0 <= values["normalized_gini"] <= 1.0
+            assert np.isfinite(values["percentile_mape"])
+    text = (work / "docs" / "results.md").read_text()
+    for model in set(plan.SMOKE.models + ("oracle",)) - {"bgnbd_gg"}:
+        assert f"| {model} |" in text
+    assert "- bgnbd_gg: dataset 'synthetic' has no bgnbd_features" in text
+    assert f"{len(planned) - 1} of {len(planned)} planned cells finished" in text
+    assert (work / "docs" / "figures" / "synthetic_gain_cltv_365.png").stat().st_size > 0
+    assert (work / "docs" / "figures" / "synthetic_delta_normalized_gini.png").exists()
+
+    capsys.readouterr()
+    assert cli.main(["benchmark", "run", "--smoke", "--work", str(work)]) == 0  # resumes: nothing left
+    assert f"{len(planned)} already done, 0 to run" in capsys.readouterr().err

@@ -62,6 +62,16 @@ class Plan:
     study_seeds: Tuple[int, ...] = (0, 1, 2)
     sweep_seeds: Tuple[int, ...] = (0,)
     studies: Tuple[str, ...] = ("table1", "variant", "delta", "n")
+    variants: Tuple[str, ...] = tuple(VARIANTS)
+    deltas: Tuple[float, ...] = DELTAS
+    num_distributions: Tuple[int, ...] = NUM_DISTRIBUTIONS
+
+
+# The smoke run (CI): the tiny synthetic dataset, one seed, cltv_365, a model of each kind (single- and
+# multi-horizon network, tree, probabilistic, heuristic) plus the oracle, and one cell of each study.
+SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "two_stage_gbdt", "bgnbd_gg"),
+             seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",), study_labels=("cltv_365",),
+             study_seeds=(0,), variants=("kl_grad_to_dam",), deltas=(0.5,), num_distributions=(3,))
 
 
 def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="") -> List[Cell]:
@@ -82,14 +92,15 @@ def cells(plan: Plan) -> List[Cell]:
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
     for dataset in (d for d in plan.datasets if d in plan.study_datasets):
         if "variant" in plan.studies and "mean" in plan.models:
-            for name, changes in VARIANTS.items():
+            for name in plan.variants:
+                changes = VARIANTS[name]
                 out += _model_cells("variant", dataset, "mean", plan.study_labels, plan.study_seeds, changes.items(), name)
         if "delta" in plan.studies and "mean" in plan.models:
-            for delta in DELTAS:
+            for delta in plan.deltas:
                 if delta != 1.0:  # δ = 1 is the default: Table 1's cells
                     out += _model_cells("delta", dataset, "mean", plan.study_labels, plan.sweep_seeds, [("huber_delta", delta)])
         if "n" in plan.studies and "mean" in plan.models:
-            for n in NUM_DISTRIBUTIONS:
+            for n in plan.num_distributions:
                 if n != 5:
                     out += _model_cells("n", dataset, "mean", plan.study_labels, plan.sweep_seeds, [("num_distributions", n)])
     return sorted(out, key=_priority)

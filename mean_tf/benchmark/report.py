@@ -153,10 +153,27 @@ def _gain_figure(rows, dataset, figdir):
     return plots.save(ax, os.path.join(figdir, f"{dataset}_gain_{TARGET_LABEL}.png"))
 
 
-def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussion: str | None = None) -> str:
+def coverage(rows, planned) -> List[str]:
+    """How much of the plan the results hold, per study and dataset (an unfinished run says so)."""
+    done = {r["key"] for r in rows if r["status"] == "ok"}
+    counts = defaultdict(lambda: [0, 0])
+    for cell in planned:
+        counts[(cell.study, cell.dataset)][1] += 1
+        counts[(cell.study, cell.dataset)][0] += cell.key in done
+    ran = sum(c[0] for c in counts.values())
+    out = [f"Plan coverage: {ran} of {len(planned)} planned cells finished"
+           + (" (the run is complete)." if ran == len(planned) else "; `mean-tf benchmark run` resumes the rest."), "",
+           "| study | dataset | cells finished / planned |", "|---|---|---|"]
+    out += [f"| {study} | {dataset} | {a} / {b} |" for (study, dataset), (a, b) in sorted(counts.items())]
+    return out + [""]
+
+
+def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussion: str | None = None,
+           planned: Sequence = (), settings: Dict | None = None) -> str:
     """Write `<docs_dir>/results.md` and `<docs_dir>/figures/`; returns the report path.
 
     `discussion`: a hand-written Markdown file (the reading of the numbers) included as its own section.
+    `planned`: the plan's cells, for the coverage table; `settings`: the config changes every cell used.
     """
     rows = read_results(results_path)
     figdir = os.path.join(docs_dir, "figures")
@@ -173,10 +190,15 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
            "↑ higher is better. Multi-horizon models (mtl_ziln, odmn, mtl_mean) are trained once and scored per "
            "horizon. Hyperparameters are the paper's (Adam 1e-3, batch 1024, early stopping on the eval split, "
            "labels clipped to [0, 20]) unless a row below says otherwise.", ""]
+    if settings:
+        md += ["Settings of every cell (changes to `MEANConfig`'s defaults, chosen before the run): "
+               + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".", ""]
     statuses = defaultdict(int)
     for r in rows:
         statuses[r["status"]] += 1
-    md += [f"Cells: {dict(statuses)}.", ""]
+    md += [f"Cells in the results file: {dict(statuses)}.", ""]
+    if planned:
+        md += coverage(rows, planned)
     for dataset in datasets:
         t = collect(rows, "table1", dataset)
         models = [m for m in TABLE1_MODELS + ("oracle",) if m in t]
@@ -189,7 +211,8 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         skipped = sorted({(r["model"], r.get("error", "")) for r in rows
                           if r["dataset"] == dataset and r["status"] != "ok"})
         if skipped:
-            md += ["Not run or failed here:", ""] + [f"- {m}: {e}" for m, e in skipped] + [""]
+            md += ["Not run or failed here:", ""] + [f"- {e}" if e.startswith(f"{m}: ") else f"- {m}: {e}"
+                                                     for m, e in skipped] + [""]
         ablation = [m for m in ("mean",) + ABLATION_MODELS if m in t]
         if len(ablation) > 1:
             for number, metric in ((2, "percentile_mape"), (3, "payer_auc")):

@@ -43,12 +43,20 @@ def _build_cdnow(out: str, smoke: bool):
 def _build_synthetic(out: str, smoke: bool):
     from mean_tf.data import synthetic
 
-    synthetic.build(out, n_rows=4_000 if smoke else SYNTHETIC_ROWS, n_features=40 if smoke else SYNTHETIC_FEATURES,
-                    seed=0)
+    synthetic.build(out, n_rows=SMOKE_SYNTHETIC[0] if smoke else SYNTHETIC_ROWS,
+                    n_features=SMOKE_SYNTHETIC[1] if smoke else SYNTHETIC_FEATURES, seed=0)
 
 
 SYNTHETIC_ROWS = 40_000
+SMOKE_SYNTHETIC = (4_000, 40)
 SYNTHETIC_FEATURES = 720
+def settings(smoke: bool) -> Dict[str, object]:
+    """What the report states about the run's configuration."""
+    changes = dict(SMOKE_CONFIG if smoke else FULL_CONFIG)
+    rows, features = SMOKE_SYNTHETIC if smoke else (SYNTHETIC_ROWS, SYNTHETIC_FEATURES)
+    return {**changes, "synthetic size": f"{rows:,} rows x {features} features"}
+
+
 BUILDERS: Dict[str, Callable[[str, bool], None]] = {
     "online_retail_ii": _build_online_retail, "cdnow": _build_cdnow, "synthetic": _build_synthetic}
 

@@ -22,7 +22,8 @@ def register(subparsers):
                     "Without an action: run, then report.")
     p.add_argument("action", nargs="?", choices=("run", "report", "all"), default="all")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny data, one seed, two epochs, cltv_365 only; results and report go under --work")
+                   help="tiny synthetic data, one seed, two epochs, cltv_365, a model of each kind and one cell per study; "
+                        "results and report go under --work")
     p.add_argument("--results", help=f"results file (JSON lines); default {DEFAULT_RESULTS}, or under --work with --smoke")
     p.add_argument("--work", default=None, help=f"scratch folder for datasets and Transform caches (default {DEFAULT_WORK})")
     p.add_argument("--docs", default=None, help="where results.md and figures/ go (default docs, or under --work with --smoke)")
@@ -52,11 +53,7 @@ def main(args) -> int:
             registry.spec(name)
     meta_path = os.path.splitext(results)[0] + ".meta.json"
     if args.action in ("run", "all"):
-        if args.smoke:
-            plan = plan_lib.Plan(datasets=("online_retail_ii",), seeds=(0,), labels=("cltv_365",),
-                                 study_labels=("cltv_365",), study_seeds=(0,), sweep_seeds=(0,))
-        else:
-            plan = plan_lib.Plan()
+        plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
         cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, args.datasets)
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
@@ -83,6 +80,8 @@ def main(args) -> int:
         if os.path.exists(meta_path):
             with open(meta_path, encoding="utf-8") as f:
                 meta = json.load(f)
-        path = report.render(results, docs, meta, discussion=DISCUSSION if not args.smoke else None)
+        plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
+        path = report.render(results, docs, meta, discussion=DISCUSSION if not args.smoke else None,
+                             planned=plan_lib.cells(plan), settings=run.settings(args.smoke))
         print(f"benchmark: report written to {path}")
     return 0

@@ -129,16 +129,20 @@ def _train_section(train: Optional[Dict], experiments: List[Dict]) -> List[str]:
     if experiments:
         out += ["### Experiments (before / after)", "",
                 "Each row is one run of `mean-tf perf train` with one setting changed; the baseline is the table "
-                "above. A change is kept only if it is faster.", "",
-                "| experiment | command | MEAN in-memory ex/s | DNN-ZILN in-memory ex/s | MEAN streamed ex/s | note |",
-                "|---|---|---|---|---|---|"]
+                "above. Rates from runs at different machine loads are not comparable; the ratio within a run is. "
+                "A change is kept only if it is faster at the same load.", "",
+                "| experiment | command | MEAN in-memory ex/s | DNN-ZILN in-memory ex/s | MEAN / DNN-ZILN (in-memory) | "
+                "MEAN streamed ex/s | load before → after | note |",
+                "|---|---|---|---|---|---|---|---|"]
         base = {m["model"]: m for m in train["models"]}
         rows = [("baseline", train)] + [(e.get("tag", "?"), e) for e in experiments]
         for tag, e in rows:
             by = {m["model"]: m for m in e["models"]}
-            out.append(f"| {tag} | `{e['command']}` | {_fmt(_get(by, 'mean', 'in_memory'))} | "
-                       f"{_fmt(_get(by, 'dnn_ziln', 'in_memory'))} | {_fmt(_get(by, 'mean', 'streamed'))} | "
-                       f"{e.get('note', '')} |")
+            mean_rate, ziln_rate = _get(by, 'mean', 'in_memory'), _get(by, 'dnn_ziln', 'in_memory')
+            ratio = mean_rate / ziln_rate if mean_rate and ziln_rate else None
+            loads = f"{e['environment']['load_average'][:1]} → {e.get('load_average_after', [])[:1]}"
+            out.append(f"| {tag} | `{e['command']}` | {_fmt(mean_rate)} | {_fmt(ziln_rate)} | {_fmt(ratio, 2)} | "
+                       f"{_fmt(_get(by, 'mean', 'streamed'))} | {loads} | {e.get('note', '')} |")
         del base
         out.append("")
     return out
