@@ -183,3 +183,51 @@ def test_no_nan_or_inf_on_extreme_batches(labels):
         for value in [*outputs.values(), *terms.values(), *grads]:
             assert np.isfinite(tf.convert_to_tensor(value).numpy()).all(), name
         assert all(np.isfinite(v).all() for v in _outputs(model, features).values()), name
+
+
+# One SGD step on two mirrored replicas (two logical CPUs) must equal one step on one device on the same
+# global batch: each replica's gradient is of its half-batch mean, so the summed gradients need 1/2. The model
+# is DNN-ZILN, which shares MEAN's train_step (CLTVModel) but has no batch normalisation: MEAN's experts
+# normalise with each replica's own batch statistics, which differ from the global batch's by design.
+MIRRORED_STEP = r"""
+import json, sys
+import numpy as np
+import mean_tf
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mean_tf.config import MEANConfig
+from mean_tf.models import build
+config = MEANConfig.from_dict(json.loads(sys.argv[1]))
+rng = np.random.default_rng(0)
+features = {"numeric": rng.normal(size=(64, 5)).astype("float32"), "cat__segment": rng.integers(0, 3, 64)}
+raw = np.where(rng.random(64) < 0.5, np.exp(rng.normal(size=64) + 2), 0.0)[:, None].astype("float32")
+scaled = np.log1p(raw)
+targets = {"raw": raw, "scaled": scaled, "bucket": np.minimum((scaled * 1.2).astype("int64"), 4)}
+weights = {}
+for name, strategy in (("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(0)
+        model = build("dnn_ziln", config)
+        model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
+    model.fit(tf.data.Dataset.from_tensor_slices((features, targets)).batch(64), epochs=1, verbose=0)
+    weights[name] = model.get_weights()
+print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                  "max_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(weights["one"], weights["two"])),
+                  "max_step": max(float(np.max(np.abs(a))) for a in weights["one"])}))
+"""
+
+
+def test_mirrored_replicas_take_the_same_sgd_step_as_one_device():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", MIRRORED_STEP, json.dumps(_config().to_dict())], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["max_diff"] < 1e-4, result  # unscaled, the two-replica step is about twice as long

@@ -52,6 +52,9 @@ class CLTVModel(tf.keras.Model):
             outputs = self(features, training=True)
             terms = self.loss_terms(targets, outputs)
             total = terms["loss"] + tf.add_n(self.losses) if self.losses else terms["loss"]
+            # Each replica's loss is its own batch mean, and the optimizer sums the replicas' gradients:
+            # dividing by their number gives the gradient of the global batch mean (as Keras's compiled loss does).
+            total = total / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(total, self.trainable_variables)
         self.optimizer.apply_gradients(
             (g, v) for g, v in zip(grads, self.trainable_variables) if g is not None

@@ -34,6 +34,11 @@ image; in TFX, pass them as `custom_config[tfx.extensions.google_cloud_ai_platfo
 {"project": P, "worker_pool_specs": [...]}` to the Vertex Trainer component. Locally, `tests/test_distributed.py`
 starts two worker processes on 127.0.0.1 with free ports and checks that they train one model whose metrics match
 single-worker training; `config.batch_size` is the global batch (each of k workers computes batch/k).
+Each replica's loss is the mean over its share of the batch, and the replicas' gradients are summed, so
+`CLTVModel.train_step` divides the loss by the number of replicas: the step is the one-device step on the global
+batch (`tests/test_mean_model.py` checks one SGD step on two mirrored replicas against one device). MEAN's experts
+normalise with each replica's own batch statistics (plain BatchNormalization), as data-parallel Keras does by
+default; with k replicas that is batch/k rows per statistic.
 """
 
 
