@@ -41,6 +41,22 @@ def _paths(args):
     return work, results, docs
 
 
+def _record_command(meta_path: str) -> None:
+    """Append this command line to the results' metadata (every run that added cells), with the machine."""
+    from mean_tf.benchmark import run
+
+    command = "mean-tf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "mean-tf benchmark"
+    meta = {}
+    if os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    meta = {"commands": meta.get("commands", []) + [command], **run.environment()}
+    os.makedirs(os.path.dirname(os.path.abspath(meta_path)), exist_ok=True)
+    with open(meta_path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(meta_path + ".tmp", meta_path)
+
+
 def main(args) -> int:
     from mean_tf.benchmark import plan as plan_lib
     from mean_tf.benchmark import report, run
@@ -57,20 +73,8 @@ def main(args) -> int:
         cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, args.datasets)
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
-        runner = run.Runner(work, results, smoke=args.smoke)
-        rows = runner.run(cells)
-        meta = {"command": "mean-tf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "mean-tf benchmark",
-                **run.environment()}
-        if os.path.exists(meta_path):
-            with open(meta_path, encoding="utf-8") as f:
-                old = json.load(f)
-            meta["cell wall time (all runs, s)"] = round(old.get("cell wall time (all runs, s)", 0)
-                                                         + sum(r["wall_s"] for r in rows), 1)
-        else:
-            meta["cell wall time (all runs, s)"] = round(sum(r["wall_s"] for r in rows), 1)
-        os.makedirs(os.path.dirname(os.path.abspath(meta_path)), exist_ok=True)
-        with open(meta_path, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
+        _record_command(meta_path)  # first, so a run that is stopped midway is still on record
+        rows = run.Runner(work, results, smoke=args.smoke).run(cells)
         failed = [r for r in rows if r["status"] != "ok"]
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):
