@@ -142,10 +142,13 @@ def _label_outputs(label: str, raw, cfg: Mapping, batch_anchor) -> dict:
     out[label + SCALED_SUFFIX] = scaled
     if cfg.get("bucket_boundaries"):
         boundaries = tf.constant([list(cfg["bucket_boundaries"])], tf.float32)
+        positive_bucket = tft.apply_buckets(scaled, boundaries) + 1
+    elif cfg["num_distributions"] == 2:  # one positive range: every buyer is bucket 1, no quantile to learn
+        positive_bucket = tf.ones_like(scaled, dtype=tf.int64)
     else:
         boundaries = tft.quantiles(scaled, num_buckets=cfg["num_distributions"] - 1, epsilon=QUANTILE_EPSILON,
                                    weights=tf.cast(positive, tf.float32))
-    positive_bucket = tft.apply_buckets(scaled, boundaries) + 1
+        positive_bucket = tft.apply_buckets(scaled, boundaries) + 1
     out[label + BUCKET_SUFFIX] = tf.where(positive, positive_bucket, tf.zeros_like(positive_bucket))
     return out
 

@@ -1,4 +1,6 @@
-"""The benchmark plan: coverage of Table 1 and the run order."""
+"""The benchmark: the plan and its run order, a crashing cell, and the smoke run end to end."""
+import types
+
 import numpy as np
 
 from mean_tf.benchmark import plan, report
@@ -56,3 +58,29 @@ def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, ca
     capsys.readouterr()
     assert cli.main(["benchmark", "run", "--smoke", "--work", str(work)]) == 0  # resumes: nothing left
     assert f"{len(planned)} already done, 0 to run" in capsys.readouterr().err
+
+
+def test_a_cell_that_crashes_is_recorded_the_run_goes_on_and_a_rerun_retries_it(tmp_path, monkeypatch):
+    from mean_tf.benchmark import run
+
+    cells = plan.cells(plan.Plan(datasets=("cdnow",), models=("last_period", "mean"), labels=("cltv_365",),
+                                 seeds=(0,), studies=("table1",)))
+    crash = {"mean": True}
+
+    def predict(self, cell, manifest):
+        if crash.get(cell.model):
+            raise RuntimeError("INVALID_ARGUMENT: a TensorFlow error\nwith its last line")
+        return np.ones((4, 1)), np.arange(4.0)[:, None], {}
+
+    manifest = types.SimpleNamespace(row_counts={}, numeric_features=(), categorical_features=())
+    monkeypatch.setattr(run.Runner, "manifest", lambda self, dataset: manifest)
+    monkeypatch.setattr(run.Runner, "_predict", predict)
+    runner = run.Runner(str(tmp_path), str(tmp_path / "results.jsonl"), verbose=False)
+    first = {r["model"]: r for r in runner.run(cells)}
+    assert first["mean"]["status"] == "failed" and first["mean"]["error"] == "RuntimeError: with its last line"
+    assert first["last_period"]["status"] == "ok"
+
+    crash.clear()
+    again = runner.run(cells)
+    assert [r["model"] for r in again] == ["mean"] and again[0]["status"] == "ok"
+    assert {r["status"] for r in report.read_results(str(tmp_path / "results.jsonl"))} == {"ok"}

@@ -85,6 +85,12 @@ def test_label_scaled_log1p_and_buckets_from_positive_quantiles(log1p_run):
     assert "cltv_90__scale" not in train[0]
 
 
+def test_two_distributions_put_every_buyer_in_bucket_1():
+    train, _, _ = analyze_and_transform({**CUSTOM, "num_distributions": 2}, ROWS)
+    labels = [row["cltv_90"] for row in ROWS]
+    assert [int(t["cltv_90__bucket"]) for t in train] == [int(v > 0) for v in labels]
+
+
 def test_scale_divides_by_mean_positive_label_clips_and_inverts_at_serving():
     custom = {**CUSTOM, "label_scaling": "scale", "label_clip": 3.0, "bucket_boundaries": [0.3]}
     train, _, out_dir = analyze_and_transform(custom, ROWS)

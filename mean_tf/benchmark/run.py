@@ -90,10 +90,12 @@ class Runner:
 
     # --- cells ------------------------------------------------------------------------------------
     def done_keys(self) -> set:
+        """Cells that finished (ok) or cannot run on their dataset (skipped)."""
         if not os.path.exists(self.results_path):
             return set()
         with open(self.results_path, encoding="utf-8") as f:
-            return {json.loads(line)["key"] for line in f if line.strip()}
+            rows = [json.loads(line) for line in f if line.strip()]
+        return {r["key"] for r in rows if r["status"] in ("ok", "skipped")}  # failed cells run again
 
     def run(self, cells: Sequence[Cell]) -> List[dict]:
         done = self.done_keys()
@@ -126,8 +128,10 @@ class Runner:
             row["dataset_info"] = {"rows (train/eval/test)": "/".join(str(manifest.row_counts.get(s, "?"))
                                                                      for s in ("train", "eval", "test")),
                                    "features": len(manifest.numeric_features) + len(manifest.categorical_features)}
-        except MeanTFError as e:
+        except MeanTFError as e:  # the model does not apply to this dataset: recorded, not retried
             row.update(status="skipped", error=str(e))
+        except Exception as e:  # noqa: BLE001 - a bug in one cell must not stop the run; retried on rerun
+            row.update(status="failed", error=f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}")
         row["wall_s"] = round(time.time() - t0, 2)
         return row
 
