@@ -84,3 +84,21 @@ def test_a_cell_that_crashes_is_recorded_the_run_goes_on_and_a_rerun_retries_it(
     again = runner.run(cells)
     assert [r["model"] for r in again] == ["mean"] and again[0]["status"] == "ok"
     assert {r["status"] for r in report.read_results(str(tmp_path / "results.jsonl"))} == {"ok"}
+
+
+def test_a_cell_finished_meanwhile_by_another_run_is_not_run_again(tmp_path, monkeypatch):
+    from mean_tf.benchmark import run
+
+    cells = plan.cells(plan.Plan(datasets=("cdnow",), models=("last_period", "bgnbd_gg"), labels=("cltv_365",),
+                                 seeds=(0,), studies=("table1",)))
+    runner = run.Runner(str(tmp_path), str(tmp_path / "results.jsonl"), verbose=False)
+    other = cells[1]
+
+    def predict(self, cell, manifest):
+        runner._append({"key": other.key, **other.to_dict(), "status": "ok", "metrics": {}})  # the other run
+        return np.ones((4, 1)), np.arange(4.0)[:, None], {}
+
+    manifest = types.SimpleNamespace(row_counts={}, numeric_features=(), categorical_features=())
+    monkeypatch.setattr(run.Runner, "manifest", lambda self, dataset: manifest)
+    monkeypatch.setattr(run.Runner, "_predict", predict)
+    assert [r["key"] for r in runner.run(cells)] == [cells[0].key]

@@ -103,6 +103,8 @@ class Runner:
         self._log(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
         results, start = [], time.time()
         for i, cell in enumerate(todo, 1):
+            if cell.key in self.done_keys():  # finished meanwhile by another run on the same results file
+                continue
             row = self.run_cell(cell)
             self._append(row)
             results.append(row)
