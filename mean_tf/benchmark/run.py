@@ -48,8 +48,10 @@ def _build_synthetic(out: str, smoke: bool):
 
 
 SYNTHETIC_ROWS = 40_000
-SMOKE_SYNTHETIC = (4_000, 40)
 SYNTHETIC_FEATURES = 720
+SMOKE_SYNTHETIC = (4_000, 40)  # rows, features
+
+
 def settings(smoke: bool) -> Dict[str, object]:
     """What the report states about the run's configuration."""
     changes = dict(SMOKE_CONFIG if smoke else FULL_CONFIG)
@@ -133,7 +135,8 @@ class Runner:
         except MeanTFError as e:  # the model does not apply to this dataset: recorded, not retried
             row.update(status="skipped", error=str(e))
         except Exception as e:  # noqa: BLE001 - a bug in one cell must not stop the run; retried on rerun
-            row.update(status="failed", error=f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}")
+            last_line = (str(e).strip().splitlines() or [""])[-1]
+            row.update(status="failed", error=f"{type(e).__name__}: {last_line}")
         row["wall_s"] = round(time.time() - t0, 2)
         return row
 

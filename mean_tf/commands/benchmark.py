@@ -68,8 +68,8 @@ def main(args) -> int:
         if name != "oracle":
             registry.spec(name)
     meta_path = os.path.splitext(results)[0] + ".meta.json"
+    plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
     if args.action in ("run", "all"):
-        plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
         cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, args.datasets)
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
@@ -84,7 +84,6 @@ def main(args) -> int:
         if os.path.exists(meta_path):
             with open(meta_path, encoding="utf-8") as f:
                 meta = json.load(f)
-        plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
         path = report.render(results, docs, meta, discussion=DISCUSSION if not args.smoke else None,
                              planned=plan_lib.cells(plan), settings=run.settings(args.smoke))
         print(f"benchmark: report written to {path}")
