@@ -51,13 +51,24 @@ def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, ca
     for model in set(plan.SMOKE.models + ("oracle",)) - {"bgnbd_gg"}:
         assert f"| {model} |" in text
     assert "- bgnbd_gg: dataset 'synthetic' has no bgnbd_features" in text
-    assert f"{len(planned) - 1} of {len(planned)} planned cells finished" in text
+    assert (f"{len(planned) - 1} of {len(planned)} planned cells finished, 1 skipped with their reason "
+            "(the run is complete)") in text
     assert (work / "docs" / "figures" / "synthetic_gain_cltv_365.png").stat().st_size > 0
     assert (work / "docs" / "figures" / "synthetic_delta_normalized_gini.png").exists()
 
     capsys.readouterr()
     assert cli.main(["benchmark", "run", "--smoke", "--work", str(work)]) == 0  # resumes: nothing left
     assert f"{len(planned)} already done, 0 to run" in capsys.readouterr().err
+
+
+def test_coverage_counts_skipped_cells_as_done_and_says_what_is_left():
+    cells = plan.cells(plan.Plan(datasets=("cdnow",), models=("last_period", "mean", "dnn_ziln"),
+                                 labels=("cltv_365",), seeds=(0,), studies=("table1",)))
+    rows = [{"key": cells[0].key, "status": "ok"}, {"key": cells[1].key, "status": "skipped"},
+            {"key": cells[2].key, "status": "failed"}]
+    text = "\n".join(report.coverage(rows, cells))
+    assert "1 of 3 planned cells finished, 1 skipped with their reason; 1 left" in text
+    assert "| table1 | cdnow | 1 | 1 | 3 |" in text
 
 
 def test_a_cell_that_crashes_is_recorded_the_run_goes_on_and_a_rerun_retries_it(tmp_path, monkeypatch):

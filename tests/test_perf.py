@@ -123,3 +123,24 @@ def test_report_renders_every_measured_number_with_its_command(perf_results):
     serving = json.loads((results / "serving.json").read_text())
     assert f"{serving['batch_sizes']['1']['p50_ms']:.2f}" in text
     assert os.path.basename(str(results)) in text
+
+
+def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
+    """A run stopped before its largest size keeps the sizes it finished, and the report says what is missing."""
+    from mean_tf.perf import pipeline_scaling
+    from mean_tf.perf.report import _pipeline_section
+
+    def fake_run_once(data_dir, out_dir, *args):
+        rows = int(os.path.basename(data_dir).split("-")[1].split("x")[0])
+        return {"wall_seconds": rows / 100, "peak_rss_gib": 1.0, "log": "",
+                "components": [{"name": "Transform", "seconds": rows / 100, "peak_rss_gib": 1.0}]}
+
+    monkeypatch.setattr(pipeline_scaling, "run_once", fake_run_once)
+    saved = []
+    pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [600, 300], 10, MEANConfig(), "mean", 2,
+                                 on_run=lambda record: saved.append(json.loads(json.dumps(record))))
+    assert [[r["rows"] for r in s["runs"]] for s in saved] == [[300], [300, 600]]
+    assert [s["pending"] for s in saved] == [[600], []]
+    text = "\n".join(_pipeline_section(saved[0], None))
+    assert "Not finished: 600 rows" in text and "| Transform | 3 / 1.00 |" in text
+    assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None))

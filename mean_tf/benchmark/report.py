@@ -154,17 +154,24 @@ def _gain_figure(rows, dataset, figdir):
 
 
 def coverage(rows, planned) -> List[str]:
-    """How much of the plan the results hold, per study and dataset (an unfinished run says so)."""
-    done = {r["key"] for r in rows if r["status"] == "ok"}
-    counts = defaultdict(lambda: [0, 0])
+    """How much of the plan the results hold, per study and dataset (an unfinished run says so).
+
+    A skipped cell (a model that cannot score the dataset, with its reason) counts as done, as it does for
+    `mean-tf benchmark run`, which does not retry it.
+    """
+    status = {r["key"]: r["status"] for r in rows}
+    counts = defaultdict(lambda: [0, 0, 0])
     for cell in planned:
-        counts[(cell.study, cell.dataset)][1] += 1
-        counts[(cell.study, cell.dataset)][0] += cell.key in done
-    ran = sum(c[0] for c in counts.values())
-    out = [f"Plan coverage: {ran} of {len(planned)} planned cells finished"
-           + (" (the run is complete)." if ran == len(planned) else "; `mean-tf benchmark run` resumes the rest."), "",
-           "| study | dataset | cells finished / planned |", "|---|---|---|"]
-    out += [f"| {study} | {dataset} | {a} / {b} |" for (study, dataset), (a, b) in sorted(counts.items())]
+        c = counts[(cell.study, cell.dataset)]
+        c[0] += status.get(cell.key) == "ok"
+        c[1] += status.get(cell.key) == "skipped"
+        c[2] += 1
+    ran, skipped = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    left = len(planned) - ran - skipped
+    out = [f"Plan coverage: {ran} of {len(planned)} planned cells finished, {skipped} skipped with their reason"
+           + (" (the run is complete)." if not left else f"; {left} left, which `mean-tf benchmark run` resumes."),
+           "", "| study | dataset | finished | skipped | planned |", "|---|---|---|---|---|"]
+    out += [f"| {study} | {dataset} | {a} | {s} | {b} |" for (study, dataset), (a, s, b) in sorted(counts.items())]
     return out + [""]
 
 

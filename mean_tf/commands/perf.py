@@ -145,10 +145,10 @@ def _pipeline(args) -> int:
     config, command = _prepare(args)
     record = pipeline_scaling.run_scaling(command, args.work, args.sizes, args.features, config, args.model,
                                           args.direct_num_workers, epochs=args.epochs, not_run=args.not_run,
-                                          note=args.note)
+                                          note=args.note, on_run=lambda partial: _save(args, "pipeline", partial))
     for r in record["runs"]:
         print(f"{r['rows']:>9,} rows: {r['wall_seconds']:.0f} s, peak {r['peak_rss_gib']:.2f} GiB")
-    return _save(args, "pipeline", record)
+    return 0
 
 
 def _all(args) -> int:

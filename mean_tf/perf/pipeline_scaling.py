@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from mean_tf.config import MEANConfig
 from mean_tf.perf import environment
@@ -87,8 +87,12 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
 
 def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int, config: MEANConfig, model: str,
                 direct_num_workers: int, epochs: Optional[int] = None, label: str = "cltv_365", not_run: str = "",
-                note: str = "") -> Dict:
-    """Benchmark 4 at each size (smallest first); the data of each size is generated first (not timed here)."""
+                note: str = "", on_run: Optional[Callable[[Dict], None]] = None) -> Dict:
+    """Benchmark 4 at each size (smallest first); the data of each size is generated first (not timed here).
+
+    `on_run(record)` is called after each size with the record so far (`pending`: the sizes not run yet), so a
+    run stopped before its largest size still leaves the sizes it finished.
+    """
     from mean_tf.data import synthetic
     from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
     from mean_tf.perf.data import synthetic_dir
@@ -98,7 +102,7 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         config = config.replace(epochs=epochs)
     record = {"command": command, "environment": environment.describe(), "features": features, "model": model,
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
-              "not_run": not_run, "epochs": config.epochs, "runs": []}
+              "not_run": not_run, "epochs": config.epochs, "runs": [], "pending": sorted(sizes)}
     started = time.time()
     for rows in sorted(sizes):
         data_dir = synthetic_dir(work_dir, rows, features, config.seed)
@@ -112,5 +116,8 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         run.update(rows=rows, train_rows=int(manifest.row_counts["train"]), generate_seconds=time.time() - gen_start
                    - run["wall_seconds"], load_average_after=environment.load_average())
         record["runs"].append(run)
-    record["seconds"] = time.time() - started
+        record["pending"].remove(rows)
+        record["seconds"] = time.time() - started
+        if on_run:
+            on_run(record)
     return record
