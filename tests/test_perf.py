@@ -62,6 +62,8 @@ def test_projection_fits_fixed_and_per_row_costs_and_judges_linearity():
     transform = next(c for c in proj["components"] if c["name"] == "Transform")
     assert transform["fixed_seconds"] == pytest.approx(2.0) and transform["per_row_ms"] == pytest.approx(10.0)
     assert proj["linear_and_flat"] and "Dataflow" in proj["text"] and "Vertex" in proj["text"]
+    # 1M rows: Transform 2 + 10 ms × 1M and Trainer 1 + 2 ms × 1M seconds.
+    assert f"about {(2 + 1 + 12_000) / 3600:,.1f} h for 1,000,000 rows" in proj["text"]
     growing = {"runs": [_run(1000, {"Transform": 10.0}, 1.0), _run(3000, {"Transform": 60.0}, 3.0)]}
     assert not project(growing)["linear_and_flat"]
     assert project({"runs": growing["runs"][:1]}) is None

@@ -254,8 +254,8 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
     if pipe.get("not_run"):
         out += [f"Not run in this session: {pipe['not_run']}", ""]
     if pipe.get("pending"):
-        out += [f"Not finished: {', '.join(f'{n:,}' for n in pipe['pending'])} rows (the command stopped before "
-                "these sizes; the table holds the sizes it finished).", ""]
+        out += [f"Not finished: {', '.join(f'{n:,}' for n in pipe['pending'])} rows (the command had not finished "
+                "them when this record was written: it was stopped or is still running).", ""]
     proj = project(pipe, _train_rate(train, "mean", "streamed"))
     if proj:
         out += ["### Per-row cost and the 22M-row projection", "",
