@@ -252,7 +252,7 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
                                                            for r in runs) + " |")
     out.append("")
     if pipe.get("not_run"):
-        out += [f"Not run in this session: {pipe['not_run']}", ""]
+        out += [f"Not run (the reason given with the command, before it ran): {pipe['not_run']}", ""]
     if pipe.get("pending"):
         out += [f"Not finished: {', '.join(f'{n:,}' for n in pipe['pending'])} rows (the command had not finished "
                 "them when this record was written: it was stopped or is still running).", ""]
