@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -160,18 +160,16 @@ def coverage(rows, planned) -> List[str]:
     `mean-tf benchmark run`, which does not retry it.
     """
     status = {r["key"]: r["status"] for r in rows}
-    counts = defaultdict(lambda: [0, 0, 0])
+    counts = defaultdict(Counter)  # (study, dataset) -> {"ok"|"skipped"|"failed"|"left": cells}
     for cell in planned:
-        c = counts[(cell.study, cell.dataset)]
-        c[0] += status.get(cell.key) == "ok"
-        c[1] += status.get(cell.key) == "skipped"
-        c[2] += 1
-    ran, skipped = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+        counts[(cell.study, cell.dataset)][status.get(cell.key, "left")] += 1
+    ran, skipped = (sum(c[s] for c in counts.values()) for s in ("ok", "skipped"))
     left = len(planned) - ran - skipped
     out = [f"Plan coverage: {ran} of {len(planned)} planned cells finished, {skipped} skipped with their reason"
            + (" (the run is complete)." if not left else f"; {left} left, which `mean-tf benchmark run` resumes."),
            "", "| study | dataset | finished | skipped | planned |", "|---|---|---|---|---|"]
-    out += [f"| {study} | {dataset} | {a} | {s} | {b} |" for (study, dataset), (a, s, b) in sorted(counts.items())]
+    out += [f"| {study} | {dataset} | {c['ok']} | {c['skipped']} | {sum(c.values())} |"
+            for (study, dataset), c in sorted(counts.items())]
     return out + [""]
 
 
