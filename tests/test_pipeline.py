@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 import mean_tf  # noqa: F401
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
 from mean_tf.data import online_retail
 from mean_tf.data.manifest import Manifest, read_split
 from mean_tf.errors import MeanTFError
-from pipeline import components, kubeflow_v2_runner, pipeline as mean_pipeline, schema as schemas
+from pipeline import components, example_gen, kubeflow_v2_runner, pipeline as mean_pipeline, schema as schemas
 from tiny_dataset import write_tiny_dataset
 
 
@@ -47,7 +48,7 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
     assert images == {"gcr.io/project/mean-tf:test"}
     for needle in ("gs://bucket/data", "gs://bucket/root", "gs://bucket/serving", "--runner=DataflowRunner",
                    mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "mean_tf.tfma_metrics",
-                   "pipeline.components.ValidationGate_Executor"):
+                   "pipeline.components.ValidationGate_Executor", "pipeline.example_gen.Executor"):
         assert needle in text, needle
     for dotted in (mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "pipeline.components.ValidationGate_Executor",
                    "pipeline.components.CurateSchema_Executor"):
@@ -77,6 +78,44 @@ def test_bundled_dataset_uses_the_checked_in_schema_and_the_pipeline_validates_i
     with pytest.raises(MeanTFError, match="classical"):
         mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root="r", manifest=manifest,
                                       serving_model_dir="s", model_name="two_stage_gbdt")
+
+
+def test_example_gen_streams_by_default_and_reshuffles_only_when_asked(tmp_path):
+    def example_gen_executor(**kwargs):
+        built = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
+                                              manifest=bundled_like(tmp_path), serving_model_dir="s", **kwargs)
+        node = next(c for c in built.components if c.id == "ImportExampleGen")
+        return node.executor_spec.executor_class
+
+    assert example_gen_executor() is example_gen.Executor
+    assert example_gen_executor(shuffle_examples=True) is not example_gen.Executor
+
+
+def test_streaming_example_gen_writes_every_record_of_each_split_once(tmp_path):
+    from tfx.proto import example_gen_pb2
+    from tfx.utils import proto_utils
+
+    manifest = write_tiny_dataset(tmp_path / "data", rows=120)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    splits = [example_gen_pb2.Input.Split(name=s, pattern=mean_pipeline.split_pattern(manifest, s))
+              for s in mean_pipeline.SPLITS]
+    example_gen.Executor().Do({}, {"examples": [examples]}, {
+        "input_base": manifest.root,
+        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=splits)),
+        "output_config": proto_utils.proto_to_json(example_gen_pb2.Output()),
+        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
+        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+
+    def records(pattern):
+        return sorted(r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), "GZIP"))
+
+    assert artifact_utils.decode_split_names(examples.split_names) == list(mean_pipeline.SPLITS)
+    assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    for split in mean_pipeline.SPLITS:
+        read = records(os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz"))
+        assert read == records(os.path.join(manifest.root, manifest.splits[split][0]))
+        assert len(read) == manifest.row_counts[split]
 
 
 def test_split_patterns_keep_the_datasets_own_splits(tmp_path):

@@ -25,6 +25,9 @@ def register(subparsers):
         sp.add_argument("--beam-arg", dest="beam_args", action="append", default=None, metavar="ARG",
                         help="Beam pipeline argument, repeatable, "
                              "e.g. --beam-arg=--direct_running_mode=multi_processing")
+        sp.add_argument("--shuffle-examples", action="store_true",
+                        help="ExampleGen reshuffles every split (TFX's stock executor; on the DirectRunner it holds "
+                             "each split in memory); default: stream the dataset's split files as they are")
         add_config_options(sp)
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",
@@ -68,7 +71,8 @@ def run_main(args) -> int:
     summary = local_runner.run(
         data, args.output_dir, model_name=args.model, config=config_from_args(args), label=args.label,
         gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
-        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache)
+        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache,
+        shuffle_examples=args.shuffle_examples)
     print(local_runner.format_summary(summary))
     return 0
 
@@ -80,6 +84,6 @@ def compile_main(args) -> int:
         args.manifest, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
         output_file=args.out, data_root=args.data_root, model_name=args.model, config=config_from_args(args),
         label=args.label, gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
-        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS)
+        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, shuffle_examples=args.shuffle_examples)
     print(f"wrote {path}")
     return 0
