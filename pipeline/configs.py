@@ -27,8 +27,8 @@ GINI_FLOOR = 0.3
 GINI_MAX_DROP = 0.01
 
 BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
-# ExampleGen: False streams the split files as read (`pipeline.example_gen`, memory independent of the data);
-# True is TFX's stock ImportExampleGen, which reshuffles every split (in memory on the DirectRunner).
+# ExampleGen: False copies the dataset's split files (`pipeline.example_gen`: constant memory, disk speed);
+# True is TFX's stock ImportExampleGen, which re-encodes and reshuffles every split (in memory on the DirectRunner).
 SHUFFLE_EXAMPLES = False
 
 # Kubeflow Pipelines v2 / Vertex AI Pipelines.

@@ -1,6 +1,6 @@
 """`create_pipeline`: the mean-tf TFX pipeline, every setting an argument (the TFX taxi template's layout).
 
-ImportExampleGen (the dataset's own train/eval/test files, streamed by `pipeline.example_gen`) -> StatisticsGen
+ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.example_gen`) -> StatisticsGen
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
 ExampleValidator -> ValidationGate
 (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`) -> Trainer
@@ -20,7 +20,7 @@ from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 from pipeline import components, configs
-from pipeline.example_gen import StreamingImportExampleGen
+from pipeline.example_gen import CopyingImportExampleGen
 from pipeline import schema as schemas
 
 PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
@@ -87,8 +87,8 @@ def create_pipeline(
     path on Vertex). schema_file: a curated schema file; None takes the bundled dataset's curated
     schema from the mean_tf package, or, for user data, infers one (SchemaGen + CurateSchema).
     config: MEANConfig for the model; its `labels` become `(label,)` for single-horizon models.
-    shuffle_examples: ExampleGen with TFX's Reshuffle of every split (memory grows with the data on the
-    DirectRunner); by default `pipeline.example_gen` streams the split files as they are.
+    shuffle_examples: TFX's stock ExampleGen, which re-encodes and reshuffles every split (memory grows with
+    the data on the DirectRunner); by default `pipeline.example_gen` copies the split files as they are.
     """
     config = (config or MEANConfig()).replace(labels=(label,))
     if label not in manifest.labels:
@@ -96,7 +96,7 @@ def create_pipeline(
     if registry.spec(model_name).kind != "keras":
         raise MeanTFError(f"model {model_name!r} is classical: the pipeline serves Keras models only")
 
-    example_gen_class = tfx.components.ImportExampleGen if shuffle_examples else StreamingImportExampleGen
+    example_gen_class = tfx.components.ImportExampleGen if shuffle_examples else CopyingImportExampleGen
     example_gen = example_gen_class(
         input_base=data_root or manifest.root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=s, pattern=split_pattern(manifest, s))

@@ -66,6 +66,13 @@ def test_projection_fits_fixed_and_per_row_costs_and_judges_linearity():
     assert f"about {(2 + 1 + 12_000) / 3600:,.1f} h for 1,000,000 rows" in proj["text"]
     growing = {"runs": [_run(1000, {"Transform": 10.0}, 1.0), _run(3000, {"Transform": 60.0}, 3.0)]}
     assert not project(growing)["linear_and_flat"]
+    # One component's memory growing fails the goal even when the overall peak (another component) is flat.
+    example_gen = [_run(1000, {"Transform": 12.0}, 8.0), _run(3000, {"Transform": 32.0}, 8.2)]
+    example_gen[0]["components"].append({"name": "ImportExampleGen", "seconds": 5.0, "peak_rss_gib": 2.0})
+    example_gen[1]["components"].append({"name": "ImportExampleGen", "seconds": 15.0, "peak_rss_gib": 6.0})
+    proj = project({"runs": example_gen})
+    assert not proj["linear_and_flat"] and "growing in ImportExampleGen (2.00 → 6.00 GiB)" in proj["verdict"]
+    assert [c["name"] for c in proj["components"] if c["memory_grows"]] == ["ImportExampleGen"]
     assert project({"runs": growing["runs"][:1]}) is None
 
 

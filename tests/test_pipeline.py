@@ -80,7 +80,7 @@ def test_bundled_dataset_uses_the_checked_in_schema_and_the_pipeline_validates_i
                                       serving_model_dir="s", model_name="two_stage_gbdt")
 
 
-def test_example_gen_streams_by_default_and_reshuffles_only_when_asked(tmp_path):
+def test_example_gen_copies_by_default_and_reshuffles_only_when_asked(tmp_path):
     def example_gen_executor(**kwargs):
         built = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
                                               manifest=bundled_like(tmp_path), serving_model_dir="s", **kwargs)
@@ -91,31 +91,46 @@ def test_example_gen_streams_by_default_and_reshuffles_only_when_asked(tmp_path)
     assert example_gen_executor(shuffle_examples=True) is not example_gen.Executor
 
 
-def test_streaming_example_gen_writes_every_record_of_each_split_once(tmp_path):
+def _run_example_gen(manifest, out, splits=None):
     from tfx.proto import example_gen_pb2
     from tfx.utils import proto_utils
 
-    manifest = write_tiny_dataset(tmp_path / "data", rows=120)
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
-    splits = [example_gen_pb2.Input.Split(name=s, pattern=mean_pipeline.split_pattern(manifest, s))
-              for s in mean_pipeline.SPLITS]
+    examples.uri = str(out)
+    splits = splits or {s: mean_pipeline.split_pattern(manifest, s) for s in mean_pipeline.SPLITS}
+    input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=n, pattern=p)
+                                                 for n, p in splits.items()])
     example_gen.Executor().Do({}, {"examples": [examples]}, {
-        "input_base": manifest.root,
-        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=splits)),
+        "input_base": manifest.root, "input_config": proto_utils.proto_to_json(input_config),
         "output_config": proto_utils.proto_to_json(example_gen_pb2.Output()),
-        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
-        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE})
+    return examples
+
+
+def test_copying_example_gen_writes_every_record_of_each_split_as_tfx_would(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", rows=120)
+    examples = _run_example_gen(manifest, tmp_path / "examples")
 
     def records(pattern):
         return sorted(r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), "GZIP"))
 
     assert artifact_utils.decode_split_names(examples.split_names) == list(mean_pipeline.SPLITS)
     assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
     for split in mean_pipeline.SPLITS:
-        read = records(os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz"))
+        pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+        read = records(pattern)
         assert read == records(os.path.join(manifest.root, manifest.splits[split][0]))
         assert len(read) == manifest.row_counts[split]
+
+
+def test_copying_example_gen_names_a_file_that_is_not_gzipped_tfrecord(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", rows=60)
+    (tmp_path / "data" / "plain.tfrecord").write_bytes(b"not gzip")
+    with pytest.raises(MeanTFError, match="plain.tfrecord is not a gzipped TFRecord"):
+        _run_example_gen(manifest, tmp_path / "examples", {"train": "plain.tfrecord"})
+    with pytest.raises(MeanTFError, match="no file matches"):
+        _run_example_gen(manifest, tmp_path / "examples", {"train": "missing-*"})
 
 
 def test_split_patterns_keep_the_datasets_own_splits(tmp_path):

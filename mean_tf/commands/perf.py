@@ -71,6 +71,8 @@ def register(subparsers) -> None:
     sp.add_argument("--direct-num-workers", type=int, default=2, help="Beam DirectRunner processes (default 2)")
     sp.add_argument("--epochs", type=int, default=None, help="cap the Trainer's epochs (default: the config's)")
     sp.add_argument("--not-run", default="", help="sizes of the issue not run, and why (shown in the report)")
+    sp.add_argument("--shuffle-examples", action="store_true",
+                    help="TFX's stock ImportExampleGen (reshuffles each split in memory) instead of the copying one")
     sp.set_defaults(func=_pipeline)
 
     sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
@@ -145,7 +147,8 @@ def _pipeline(args) -> int:
     config, command = _prepare(args)
     record = pipeline_scaling.run_scaling(command, args.work, args.sizes, args.features, config, args.model,
                                           args.direct_num_workers, epochs=args.epochs, not_run=args.not_run,
-                                          note=args.note, on_run=lambda partial: _save(args, "pipeline", partial))
+                                          note=args.note, shuffle_examples=args.shuffle_examples,
+                                          on_run=lambda partial: _save(args, "pipeline", partial))
     for r in record["runs"]:
         print(f"{r['rows']:>9,} rows: {r['wall_seconds']:.0f} s, peak {r['peak_rss_gib']:.2f} GiB")
     return 0
@@ -164,7 +167,7 @@ def _all(args) -> int:
                               ("input", _input, {"batches": 40, "warmup": 5}),
                               ("serving", _serving, {"model": "mean", "batch_sizes": [1, 64, 1024], "requests": 200}),
                               ("pipeline", _pipeline, {"model": "mean", "direct_num_workers": 2, "epochs": None,
-                                                       "not_run": ""})):
+                                                       "not_run": "", "shuffle_examples": False})):
         sub = argparse.Namespace(**{**vars(args), **extra})
         if part == "pipeline":
             sub.sizes = args.sizes

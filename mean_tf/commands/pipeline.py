@@ -26,8 +26,8 @@ def register(subparsers):
                         help="Beam pipeline argument, repeatable, "
                              "e.g. --beam-arg=--direct_running_mode=multi_processing")
         sp.add_argument("--shuffle-examples", action="store_true",
-                        help="ExampleGen reshuffles every split (TFX's stock executor; on the DirectRunner it holds "
-                             "each split in memory); default: stream the dataset's split files as they are")
+                        help="ExampleGen re-encodes and reshuffles every split (TFX's stock executor; on the "
+                             "DirectRunner it holds each split in memory); default: copy the dataset's split files")
         add_config_options(sp)
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",

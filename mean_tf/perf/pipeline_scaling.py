@@ -51,23 +51,23 @@ from mean_tf.config import MEANConfig
 from pipeline import local_runner
 a = json.loads(sys.argv[1])
 local_runner.run(a["data"], a["out"], model_name=a["model"], config=MEANConfig.from_dict(a["config"]),
-                 label=a["label"], beam_pipeline_args=a["beam"], enable_cache=False)
+                 label=a["label"], beam_pipeline_args=a["beam"], enable_cache=False, shuffle_examples=a["shuffle"])
 """
 
 
 def pipeline_command(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str,
-                     beam_args: Sequence[str]) -> List[str]:
+                     beam_args: Sequence[str], shuffle_examples: bool = False) -> List[str]:
     payload = {"data": data_dir, "out": out_dir, "model": model, "config": config.to_dict(), "label": label,
-               "beam": list(beam_args)}
+               "beam": list(beam_args), "shuffle": shuffle_examples}
     return [sys.executable, "-c", RUNNER, json.dumps(payload)]
 
 
 def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str, beam_args: Sequence[str],
-             log_path: str) -> Dict:
+             log_path: str, shuffle_examples: bool = False) -> Dict:
     """Run the pipeline once in a child process; wall time, peak tree RSS, and per-component time and peak RSS."""
     from pipeline.local_runner import paths
 
-    cmd = pipeline_command(data_dir, out_dir, model, config, label, beam_args)
+    cmd = pipeline_command(data_dir, out_dir, model, config, label, beam_args, shuffle_examples)
     start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -87,7 +87,8 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
 
 def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int, config: MEANConfig, model: str,
                 direct_num_workers: int, epochs: Optional[int] = None, label: str = "cltv_365", not_run: str = "",
-                note: str = "", on_run: Optional[Callable[[Dict], None]] = None) -> Dict:
+                note: str = "", shuffle_examples: bool = False,
+                on_run: Optional[Callable[[Dict], None]] = None) -> Dict:
     """Benchmark 4 at each size (smallest first); the data of each size is generated first (not timed here).
 
     `on_run(record)` is called after each size with the record so far (`pending`: the sizes not run yet), so a
@@ -102,7 +103,8 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         config = config.replace(epochs=epochs)
     record = {"command": command, "environment": environment.describe(), "features": features, "model": model,
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
-              "not_run": not_run, "epochs": config.epochs, "runs": [], "pending": sorted(sizes)}
+              "not_run": not_run, "epochs": config.epochs, "shuffle_examples": shuffle_examples, "runs": [],
+              "pending": sorted(sizes)}
     started = time.time()
     for rows in sorted(sizes):
         data_dir = synthetic_dir(work_dir, rows, features, config.seed)
@@ -112,7 +114,8 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         manifest = read_manifest(os.path.join(data_dir, MANIFEST_FILE))
         out_dir = os.path.join(work_dir, f"pipeline-{rows}x{features}-{int(time.time())}")
         os.makedirs(out_dir, exist_ok=True)
-        run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"))
+        run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"),
+                       shuffle_examples)
         run.update(rows=rows, train_rows=int(manifest.row_counts["train"]), generate_seconds=time.time() - gen_start
                    - run["wall_seconds"], load_average_after=environment.load_average())
         record["runs"].append(run)

@@ -20,6 +20,7 @@ MIN_COMPONENT_SECONDS = 5.0  # shorter components are bookkeeping: fixed cost on
 RESOLVED_SHARE = 0.1  # a fitted per-row cost must explain >= 10 % of the largest run's time to be used
 LINEAR_TOLERANCE = 1.15  # time may grow at most 15 % faster than rows
 FLAT_MEMORY_TOLERANCE = 1.3  # peak memory may grow at most 30 % over the size range
+MIN_MEMORY_GROWTH_GIB = 1.0  # ... or by less than this (the runner's resident memory drifts by a few hundred MB)
 
 PROJECTION_ASSUMPTIONS = (
     f"local per-row costs are CPU time on {LOCAL_CORES} cores (per_row × {LOCAL_CORES} CPU-seconds per row, an upper "
@@ -38,6 +39,11 @@ def fit_line(rows: List[float], seconds: List[float]):
     sxx = sum((x - mx) ** 2 for x in rows)
     per_row = max(0.0, sum((x - mx) * (y - my) for x, y in zip(rows, seconds)) / sxx) if sxx else 0.0
     return max(0.0, my - per_row * mx), per_row
+
+
+def _grows(small_gib: float, large_gib: float) -> bool:
+    """Peak memory grew over the size range: by more than the tolerance and more than a GiB."""
+    return large_gib > small_gib * FLAT_MEMORY_TOLERANCE and large_gib - small_gib > MIN_MEMORY_GROWTH_GIB
 
 
 def _is_beam(name: str) -> bool:
@@ -70,19 +76,28 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
             basis = "fit"
         else:  # time did not grow measurably: bound the per-row cost by all of the largest run's time
             basis, per_row, fixed = "upper bound", last_seconds / last_rows, 0.0
+        peaks = {r["rows"]: c["peak_rss_gib"] for r in runs for c in r["components"] if c["name"] == name}
+        small_peak, large_peak = peaks.get(small["rows"]), peaks.get(large["rows"])
+        memory = (f"{small_peak:.2f} → {large_peak:.2f} GiB" if small_peak and large_peak else "—")
         comps.append({"name": name, "fixed_seconds": fixed, "per_row_ms": per_row * 1e3, "per_row_s": per_row,
-                      "growth": growth, "beam": _is_beam(name), "basis": basis})
+                      "growth": growth, "beam": _is_beam(name), "basis": basis, "memory": memory,
+                      # A component of a few seconds has no memory of its own: its window holds its neighbours'.
+                      "memory_grows": bool(small_peak and large_peak and last_seconds >= MIN_COMPONENT_SECONDS
+                                           and _grows(small_peak, large_peak))})
     time_growth = large["wall_seconds"] / small["wall_seconds"]
     mem_growth = large["peak_rss_gib"] / small["peak_rss_gib"]
-    flat = mem_growth <= FLAT_MEMORY_TOLERANCE
+    growing = [c for c in comps if c["memory_grows"]]
+    flat = not _grows(small["peak_rss_gib"], large["peak_rss_gib"]) and not growing
     if time_growth < 1.0:  # a bigger run finishing sooner says the runs measured load and fixed costs, not rows
         linear = None
         time_text = "not resolved: the larger run was faster (fixed costs and machine load dominate at these sizes)"
     else:
         linear = time_growth <= row_growth * LINEAR_TOLERANCE
         time_text = "at most linear" if linear else "faster than linear"
+    per_component = (", growing in " + ", ".join(f"{c['name']} ({c['memory']})" for c in growing) if growing
+                     else ", flat in every component")
     verdict = (f"rows ×{row_growth:.1f} → wall time ×{time_growth:.2f} ({time_text}), "
-               f"peak memory ×{mem_growth:.2f} ({'flat' if flat else 'growing'})")
+               f"peak memory ×{mem_growth:.2f} overall{per_component} ({'flat' if flat else 'growing'})")
     scale = PAPER_FEATURES / float(pipe.get("features") or PAPER_FEATURES)
     local_hours = sum(c["fixed_seconds"] + c["per_row_s"] * scale * PAPER_ROWS for c in comps) / 3600
     scaled = f", per-row costs × {scale:g} for 720 features" if scale != 1 else ""

@@ -224,7 +224,30 @@ def _serving_section(srv: Optional[Dict]) -> List[str]:
     return out
 
 
-def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
+def _example_gen(record: Dict) -> str:
+    # Records written before the switch existed have no key: they ran TFX's stock ImportExampleGen.
+    if record.get("shuffle_examples", True):
+        return "TFX's stock ImportExampleGen (a Reshuffle of every split)"
+    return "ImportExampleGen copying the split files (`pipeline.example_gen`)"
+
+
+def _pipeline_runs_table(records: List[Dict]) -> List[str]:
+    """ExampleGen, Transform and the whole run per record and size: this page's record against earlier ones."""
+    out = ["| record | ExampleGen | rows | ImportExampleGen s / peak GiB | Transform s / peak GiB | "
+           "whole run s / peak GiB | commit |", "|---|---|---|---|---|---|---|"]
+    for name, record in records:
+        for r in sorted(record["runs"], key=lambda r: r["rows"]):
+            cells = []
+            for component in ("ImportExampleGen", "Transform"):
+                c = next((c for c in r["components"] if c["name"] == component), None)
+                cells.append(f"{c['seconds']:.0f} / {c['peak_rss_gib']:.2f}" if c else "—")
+            out.append(f"| {name} | {_example_gen(record)} | {r['rows']:,} | {' | '.join(cells)} | "
+                       f"{r['wall_seconds']:.0f} / {r['peak_rss_gib']:.2f} | "
+                       f"{record['environment'].get('git_commit', '?')} |")
+    return out + [""]
+
+
+def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict], experiments: List[Dict]) -> List[str]:
     out = ["## 4. Pipeline scaling", ""]
     if not pipe:
         return out + ["Not run yet: `mean-tf perf pipeline`.", ""]
@@ -238,7 +261,8 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
             f"The full local TFX pipeline (`pipeline/local_runner.py`) with Beam DirectRunner "
             f"`{' '.join(pipe['beam_pipeline_args'])}`, model `{pipe['model']}`, on synthetic data of "
             f"{pipe['features']} features. Wall time per component from ML Metadata; peak resident memory of the "
-            f"whole process tree (runner + Beam workers), sampled every {pipe['sample_seconds']} s.", ""]
+            f"whole process tree (runner + Beam workers), sampled every {pipe['sample_seconds']} s. "
+            f"ExampleGen: {_example_gen(pipe)}.", ""]
     head = "| component | " + " | ".join(f"{r['rows']:,} rows: s / peak GiB" for r in runs) + " |"
     out += [head, "|---|" + "---|" * len(runs)]
     for name in components:
@@ -262,12 +286,20 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict]) -> List[str]:
                 "Per component, a straight line seconds = fixed + per_row × rows through the measured sizes "
                 "(fixed: start-up and the Beam graph; per_row: the part that grows with the data).", "",
                 f"| component | fixed s | per-row ms ({pipe['features']} features, 2 local cores) | basis | growth "
-                "between the two largest runs (× rows → × time) |",
-                "|---|---|---|---|---|"]
+                "between the two largest runs (× rows → × time) | peak memory between them |",
+                "|---|---|---|---|---|---|"]
         for c in proj["components"]:
+            grows = " (**grows**)" if c["memory_grows"] else ""
             out.append(f"| {c['name']} | {c['fixed_seconds']:.0f} | {c['per_row_ms']:.3f} | {c['basis']} | "
-                       f"{c['growth']} |")
+                       f"{c['growth']} | {c['memory']}{grows} |")
         out += ["", proj["text"], "", "Assumptions: " + PROJECTION_ASSUMPTIONS, ""]
+    if experiments:
+        out += ["### Earlier records (before / after)", "",
+                "The same benchmark from earlier commits (`" + "`, `".join(e["_file"] for e in experiments) + "`). "
+                "TFX's ImportExampleGen reshuffles every split before writing it; on the DirectRunner a Reshuffle is "
+                "a GroupByKey held in the runner's memory, so ExampleGen's peak memory grew with the rows. The "
+                "copying executor writes no record itself: it copies the dataset's gzipped split files.", ""]
+        out += _pipeline_runs_table([(e["_file"], e) for e in experiments] + [("this page", pipe)])
     return out
 
 
@@ -323,7 +355,7 @@ def render(results_dir: str) -> str:
     lines += _train_section(train, experiments)
     lines += _input_section(inp, train)
     lines += _serving_section(srv)
-    lines += _pipeline_section(pipe, train)
+    lines += _pipeline_section(pipe, train, res.read_experiments(results_dir, "pipeline"))
     lines += ["## 5. GPU", "", "Not measured: no GPU was lent to this task. On a machine with one, "
               "`mean-tf perf train --tag gpu` and `mean-tf perf train --jit --tag gpu-xla` record it (the results "
               "name the device).", "",

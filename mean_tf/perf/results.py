@@ -37,11 +37,11 @@ def read_result(results_dir: str, part: str, tag: Optional[str] = None) -> Optio
 
 
 def read_experiments(results_dir: str, part: str) -> List[Dict]:
-    """Every tagged result of a part (`<part>-<tag>.json`), oldest first."""
+    """Every tagged result of a part (`<part>-<tag>.json`), oldest first; `_file` is its file name."""
     out = []
     for path in sorted(glob.glob(os.path.join(results_dir, f"{part}-*.json")), key=os.path.getmtime):
         with open(path, encoding="utf-8") as f:
-            out.append(json.load(f))
+            out.append({**json.load(f), "_file": os.path.basename(path)})
     return out
 
 
