@@ -59,7 +59,9 @@ MU = np.array([3.0, 3.6, 4.4, 5.4])
 SIGMA = np.array([0.5, 0.6, 0.7, 0.9])
 # Target mean segment shares (non-payers, regimes 1..4): ~90 % zeros at 30 days, ~75 % at 365.
 SEGMENT_SHARES = np.array([0.70, 0.12, 0.09, 0.06, 0.03])
-TARGET_BYTES_PER_SHARD = 600 * 2**20  # ~600 MB of serialized rows per shard (before gzip)
+# ~128 MB of serialized rows per shard (before gzip): enough files that the Beam workers reading a split in
+# parallel (a gzip file is read by one worker) finish together; docs/performance.md, section 4.
+TARGET_BYTES_PER_SHARD = 128 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,7 +348,7 @@ def split_of_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def default_shards(n_rows: int, n_features: int) -> int:
-    """About 600 MB of serialized rows per shard (~22 bytes per feature value): 1M x 720 -> 26 shards."""
+    """About 128 MB of serialized rows per shard (~22 bytes per feature value): 1M x 720 -> 120 shards."""
     row_bytes = 22 * (n_features + 8) + 60
     blocks = math.ceil(n_rows / BLOCK_ROWS)
     return int(max(1, min(blocks, math.ceil(n_rows * row_bytes / TARGET_BYTES_PER_SHARD))))
