@@ -150,6 +150,19 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
                                  on_run=lambda record: saved.append(json.loads(json.dumps(record))))
     assert [[r["rows"] for r in s["runs"]] for s in saved] == [[300], [300, 600]]
     assert [s["pending"] for s in saved] == [[600], []]
-    text = "\n".join(_pipeline_section(saved[0], None))
+    text = "\n".join(_pipeline_section(saved[0], None, []))
     assert "Not finished: 600 rows" in text and "| Transform | 3 / 1.00 |" in text
-    assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None))
+    assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None, []))
+    assert saved[1]["shuffle_examples"] is False and "copying the split files" in text
+
+    # An earlier record (before the switch existed: TFX's ExampleGen) is shown next to this one, with the
+    # Trainer's time ratio at the shared size as the check on the machine's speed.
+    earlier = {**saved[1], "_file": "pipeline-old.json", "environment": {"git_commit": "abc1234"}}
+    earlier.pop("shuffle_examples")
+    earlier["runs"] = [{**r, "components": r["components"] + [{"name": "Trainer", "seconds": 2.0, "peak_rss_gib": 1}]}
+                       for r in earlier["runs"]]
+    now = {**saved[1], "runs": [{**r, "components": r["components"] + [{"name": "Trainer", "seconds": 3.0,
+                                                                         "peak_rss_gib": 1}]} for r in saved[1]["runs"]]}
+    text = "\n".join(_pipeline_section(now, None, [earlier]))
+    assert "| pipeline-old.json | TFX's stock ImportExampleGen (a Reshuffle of every split) | 300 |" in text
+    assert "At 600 rows the Trainer" in text and "took ×1.50 the time of `pipeline-old.json`" in text

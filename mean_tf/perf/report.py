@@ -300,7 +300,26 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict], experiments: 
                 "a GroupByKey held in the runner's memory, so ExampleGen's peak memory grew with the rows. The "
                 "copying executor writes no record itself: it copies the dataset's gzipped split files.", ""]
         out += _pipeline_runs_table([(e["_file"], e) for e in experiments] + [("this page", pipe)])
+        out += _machine_check(experiments, pipe)
     return out
+
+
+def _machine_check(experiments: List[Dict], pipe: Dict, reference: str = "Trainer") -> List[str]:
+    """The Trainer's time ratio against each earlier record at a shared size: ExampleGen does not touch it."""
+    def seconds(record, rows):
+        run = next((r for r in record["runs"] if r["rows"] == rows), None)
+        return next((c["seconds"] for c in run["components"] if c["name"] == reference), None) if run else None
+
+    out = []
+    for e in experiments:
+        for rows in sorted({r["rows"] for r in e["runs"]} & {r["rows"] for r in pipe["runs"]}):
+            before, after = seconds(e, rows), seconds(pipe, rows)
+            if before and after:
+                out.append(f"At {rows:,} rows the {reference}, which ExampleGen does not touch (it reads "
+                           f"Transform's output), took ×{after / before:.2f} the time of `{e['_file']}`: differences "
+                           "of about that size between the records are the machine's speed on the day, not the "
+                           "change's.")
+    return out + [""] if out else []
 
 
 def _goals(train, inp, srv, pipe) -> List[str]:
