@@ -2,9 +2,8 @@
 
 ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.example_gen`) -> StatisticsGen
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
-ExampleValidator -> ValidationGate
-(anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`) -> Trainer
-(`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
+ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`)
+-> Trainer (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
 the last blessed model) -> Pusher (to a serving folder, only when blessed).
 """
 from __future__ import annotations
