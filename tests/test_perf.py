@@ -7,6 +7,7 @@ import pytest
 
 import mean_tf  # noqa: F401
 from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
 from mean_tf.models import build
 from mean_tf.perf.flops import count_model_flops, einsum_flops
 from mean_tf.perf.projection import fit_line, project
@@ -137,7 +138,7 @@ def test_report_renders_every_measured_number_with_its_command(perf_results):
 def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     """A run stopped before its largest size keeps the sizes it finished, and the report says what is missing."""
     from mean_tf.perf import pipeline_scaling
-    from mean_tf.perf.report import _pipeline_section
+    from mean_tf.perf.report import _pipeline_section, project
 
     def fake_run_once(data_dir, out_dir, *args):
         rows = int(os.path.basename(data_dir).split("-")[1].split("x")[0])
@@ -166,3 +167,17 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     text = "\n".join(_pipeline_section(now, None, [earlier]))
     assert "| pipeline-old.json | TFX's stock ImportExampleGen (a Reshuffle of every split) | 300 |" in text
     assert "At 600 rows the Trainer" in text and "took ×1.50 the time of `pipeline-old.json`" in text
+
+    # --extend keeps the earlier record's runs at other sizes, each naming the session it ran in.
+    extended = pipeline_scaling.run_scaling("mean-tf perf pipeline --extend", str(tmp_path), [900], 10, MEANConfig(),
+                                            "mean", 2, extend=saved[1])
+    assert [r["rows"] for r in extended["runs"]] == [300, 600, 900]
+    assert [r["session"]["command"] for r in extended["runs"]] == ["mean-tf perf pipeline"] * 2 + [
+        "mean-tf perf pipeline --extend"]
+    text = "\n".join(_pipeline_section(extended, project(extended), []))
+    assert "The sizes ran in 2 sessions" in text and "`mean-tf perf pipeline --extend`" in text
+    assert "the lines through the 2 smaller runs alone predict 9 s of component time for the 900-row run; it " \
+           "took 9 s (×1.00)" in text
+    with pytest.raises(MeanTFError, match="--extend: the earlier record has features=10, this run 12"):
+        pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [900], 12, MEANConfig(), "mean", 2,
+                                     extend=saved[1])

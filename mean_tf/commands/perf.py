@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from mean_tf.commands._common import add_config_options, config_from_args
+from mean_tf.errors import MeanTFError
 
 DEFAULT_RESULTS = os.path.join("docs", "perf")
 DEFAULT_REPORT = os.path.join("docs", "performance.md")
@@ -73,6 +74,8 @@ def register(subparsers) -> None:
     sp.add_argument("--not-run", default="", help="sizes of the issue not run, and why (shown in the report)")
     sp.add_argument("--shuffle-examples", action="store_true",
                     help="TFX's stock ImportExampleGen (reshuffles each split in memory) instead of the copying one")
+    sp.add_argument("--extend", action="store_true",
+                    help="keep the runs of the saved record (same setup) at other sizes and add these sizes to it")
     sp.set_defaults(func=_pipeline)
 
     sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
@@ -142,12 +145,15 @@ def _serving(args) -> int:
 
 
 def _pipeline(args) -> int:
-    from mean_tf.perf import pipeline_scaling
+    from mean_tf.perf import pipeline_scaling, results
 
     config, command = _prepare(args)
+    earlier = results.read_result(args.results, "pipeline", args.tag) if args.extend else None
+    if args.extend and earlier is None:
+        raise MeanTFError(f"--extend: no saved record {results.result_path(args.results, 'pipeline', args.tag)}")
     record = pipeline_scaling.run_scaling(command, args.work, args.sizes, args.features, config, args.model,
                                           args.direct_num_workers, epochs=args.epochs, not_run=args.not_run,
-                                          note=args.note, shuffle_examples=args.shuffle_examples,
+                                          note=args.note, shuffle_examples=args.shuffle_examples, extend=earlier,
                                           on_run=lambda partial: _save(args, "pipeline", partial))
     for r in record["runs"]:
         print(f"{r['rows']:>9,} rows: {r['wall_seconds']:.0f} s, peak {r['peak_rss_gib']:.2f} GiB")

@@ -85,14 +85,30 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
     return {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
 
 
+_SAME_SETUP = ("features", "model", "label", "epochs", "beam_pipeline_args", "shuffle_examples")
+
+
+def extended_runs(earlier: Dict, record: Dict, sizes: Sequence[int]) -> List[Dict]:
+    """The runs of `earlier` that `record` keeps, each naming its session; an error if the setups differ."""
+    from mean_tf.errors import MeanTFError
+
+    for key in _SAME_SETUP:
+        if earlier.get(key) != record[key]:
+            raise MeanTFError(f"--extend: the earlier record has {key}={earlier.get(key)!r}, this run "
+                              f"{record[key]!r}; extend only a record of the same setup")
+    session = {"command": earlier["command"], "environment": earlier["environment"]}
+    return [{"session": session, **run} for run in earlier["runs"] if run["rows"] not in sizes]
+
+
 def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int, config: MEANConfig, model: str,
                 direct_num_workers: int, epochs: Optional[int] = None, label: str = "cltv_365", not_run: str = "",
-                note: str = "", shuffle_examples: bool = False,
+                note: str = "", shuffle_examples: bool = False, extend: Optional[Dict] = None,
                 on_run: Optional[Callable[[Dict], None]] = None) -> Dict:
     """Benchmark 4 at each size (smallest first); the data of each size is generated first (not timed here).
 
     `on_run(record)` is called after each size with the record so far (`pending`: the sizes not run yet), so a
-    run stopped before its largest size still leaves the sizes it finished.
+    run stopped before its largest size still leaves the sizes it finished. `extend`, an earlier record of the
+    same setup, keeps its runs (each run names the session it ran in: `session`, its command and environment).
     """
     from mean_tf.data import synthetic
     from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
@@ -105,6 +121,9 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
               "not_run": not_run, "epochs": config.epochs, "shuffle_examples": shuffle_examples, "runs": [],
               "pending": sorted(sizes)}
+    session = {"command": command, "environment": record["environment"]}
+    if extend is not None:
+        record["runs"] = extended_runs(extend, record, sizes)
     started = time.time()
     for rows in sorted(sizes):
         data_dir = synthetic_dir(work_dir, rows, features, config.seed)
@@ -116,9 +135,10 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         os.makedirs(out_dir, exist_ok=True)
         run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"),
                        shuffle_examples)
-        run.update(rows=rows, train_rows=int(manifest.row_counts["train"]), generate_seconds=time.time() - gen_start
-                   - run["wall_seconds"], load_average_after=environment.load_average())
-        record["runs"].append(run)
+        run.update(session=session, rows=rows, train_rows=int(manifest.row_counts["train"]),
+                   generate_seconds=time.time() - gen_start - run["wall_seconds"],
+                   load_average_after=environment.load_average())
+        record["runs"] = sorted(record["runs"] + [run], key=lambda r: r["rows"])
         record["pending"].remove(rows)
         record["seconds"] = time.time() - started
         if on_run:

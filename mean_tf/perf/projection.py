@@ -41,6 +41,20 @@ def fit_line(rows: List[float], seconds: List[float]):
     return max(0.0, my - per_row * mx), per_row
 
 
+def component(run: Dict, name: str) -> Optional[Dict]:
+    """The named component's entry of one pipeline run, or None."""
+    return next((c for c in run["components"] if c["name"] == name), None)
+
+
+def _predicted(runs: List[Dict], name: str) -> Optional[float]:
+    """The component's seconds at the largest run from the line through the smaller runs (needs two of them)."""
+    points = [(r["rows"], c["seconds"]) for r in runs[:-1] for c in [component(r, name)] if c]
+    if len(points) < 2:
+        return None
+    fixed, per_row = fit_line([p[0] for p in points], [p[1] for p in points])
+    return fixed + per_row * runs[-1]["rows"]
+
+
 def _grows(small_gib: float, large_gib: float) -> bool:
     """Peak memory grew over the size range: by more than the tolerance and more than a GiB."""
     return large_gib > small_gib * FLAT_MEMORY_TOLERANCE and large_gib - small_gib > MIN_MEMORY_GROWTH_GIB
@@ -62,7 +76,7 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
     row_growth = large["rows"] / small["rows"]
     comps = []
     for name in names:
-        points = [(r["rows"], c["seconds"]) for r in runs for c in r["components"] if c["name"] == name]
+        points = [(r["rows"], c["seconds"]) for r in runs for c in [component(r, name)] if c]
         if len(points) < 2:
             continue
         fixed, per_row = fit_line([p[0] for p in points], [p[1] for p in points])
@@ -76,10 +90,11 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
             basis = "fit"
         else:  # time did not grow measurably: bound the per-row cost by all of the largest run's time
             basis, per_row, fixed = "upper bound", last_seconds / last_rows, 0.0
-        peaks = {r["rows"]: c["peak_rss_gib"] for r in runs for c in r["components"] if c["name"] == name}
+        peaks = {r["rows"]: c["peak_rss_gib"] for r in runs for c in [component(r, name)] if c}
         small_peak, large_peak = peaks.get(small["rows"]), peaks.get(large["rows"])
         memory = (f"{small_peak:.2f} → {large_peak:.2f} GiB" if small_peak and large_peak else "—")
         comps.append({"name": name, "fixed_seconds": fixed, "per_row_ms": per_row * 1e3, "per_row_s": per_row,
+                      "predicted_seconds": _predicted(runs, name), "largest_seconds": s.get(large["rows"]),
                       "growth": growth, "beam": _is_beam(name), "basis": basis, "memory": memory,
                       # A component of a few seconds has no memory of its own: its window holds its neighbours'.
                       "memory_grows": bool(small_peak and large_peak and last_seconds >= MIN_COMPONENT_SECONDS
@@ -135,4 +150,18 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         lines.append(f"Trainer: {trainer['per_row_ms']:.3f} ms per row locally (all epochs of the pipeline run).")
     ok = (linear and flat) if linear is not None else (False if not flat else None)
     return {"components": comps, "linear_and_flat": ok, "verdict": verdict, "text": " ".join(lines),
-            "dataflow_workers": workers}
+            "dataflow_workers": workers, "prediction": _prediction_text(comps, runs)}
+
+
+def _prediction_text(comps: List[Dict], runs: List[Dict]) -> str:
+    """The out-of-sample check: the lines through the smaller runs against the largest run, in component time."""
+    checked = [c for c in comps if c["predicted_seconds"] is not None and c["largest_seconds"] is not None]
+    if not checked:
+        return ""
+    predicted = sum(c["predicted_seconds"] for c in checked)
+    measured = sum(c["largest_seconds"] for c in checked)
+    worst = max(checked, key=lambda c: abs(c["largest_seconds"] - c["predicted_seconds"]))
+    return (f"Out of sample: the lines through the {len(runs) - 1} smaller runs alone predict {predicted:,.0f} s of "
+            f"component time for the {runs[-1]['rows']:,}-row run; it took {measured:,.0f} s "
+            f"(×{measured / predicted:.2f}). The largest miss is {worst['name']}: predicted "
+            f"{worst['predicted_seconds']:,.0f} s, took {worst['largest_seconds']:,.0f} s.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from mean_tf.perf import results as res
-from mean_tf.perf.projection import PROJECTION_ASSUMPTIONS, project
+from mean_tf.perf.projection import PROJECTION_ASSUMPTIONS, component, project
 
 GOALS = {
     "roofline": 0.40,  # MEAN's share of its matmul roofline (CPU)
@@ -72,12 +72,21 @@ def _environment(sources: List[Dict]) -> List[str]:
         f"{env['tf_threads'].get('inter_op', 0)} (0 = TensorFlow's default: one per core) |",
         f"| git commit | {env['git_commit']} |",
     ]
-    loads = [(s.get("command"), s["environment"].get("load_average"), s.get("load_average_after"))
-             for s in sources if s and "environment" in s]
+    loads = []
+    for s in sources:
+        if not s or "environment" not in s:
+            continue
+        if "runs" not in s:
+            loads.append((s.get("command"), "", s["environment"].get("load_average"), s.get("load_average_after")))
+            continue
+        for r in s["runs"]:  # benchmark 4: the load when its session started, and after each size
+            session = r.get("session", s)
+            loads.append((session["command"], f" at {r['rows']:,} rows", session["environment"].get("load_average"),
+                          r.get("load_average_after")))
     lines += ["", "Machine load (1/5/15-minute load average before and after each run; the machine is shared with "
               "other work, so a load above 2 on 2 cores means the benchmark got less than the whole CPU and "
               "every rate below is a lower bound):", ""]
-    lines += [f"- `{cmd}`: {before} → {after}" for cmd, before, after in loads]
+    lines += [f"- `{cmd}`{size}: {before} → {after}" for cmd, size, before, after in loads]
     return lines
 
 
@@ -235,19 +244,36 @@ def _pipeline_runs_table(records: List[Dict]) -> List[str]:
     """ExampleGen, Transform and the whole run per record and size: this page's record against earlier ones."""
     out = ["| record | ExampleGen | rows | ImportExampleGen s / peak GiB | Transform s / peak GiB | "
            "whole run s / peak GiB | commit |", "|---|---|---|---|---|---|---|"]
-    for name, record in records:
+    for label, record in records:
         for r in sorted(record["runs"], key=lambda r: r["rows"]):
             cells = []
-            for component in ("ImportExampleGen", "Transform"):
-                c = next((c for c in r["components"] if c["name"] == component), None)
+            for name in ("ImportExampleGen", "Transform"):
+                c = component(r, name)
                 cells.append(f"{c['seconds']:.0f} / {c['peak_rss_gib']:.2f}" if c else "—")
-            out.append(f"| {name} | {_example_gen(record)} | {r['rows']:,} | {' | '.join(cells)} | "
+            out.append(f"| {label} | {_example_gen(record)} | {r['rows']:,} | {' | '.join(cells)} | "
                        f"{r['wall_seconds']:.0f} / {r['peak_rss_gib']:.2f} | "
-                       f"{record['environment'].get('git_commit', '?')} |")
+                       f"{r.get('session', record)['environment'].get('git_commit', '?')} |")
     return out + [""]
 
 
-def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict], experiments: List[Dict]) -> List[str]:
+def _sessions(pipe: Dict) -> List[Dict]:
+    """The distinct sessions (command and environment) the record's runs ran in, oldest first."""
+    out = []
+    for r in pipe["runs"]:
+        session = r.get("session", pipe)
+        key = (session["command"], session["environment"].get("time"))
+        if all((s["command"], s["environment"].get("time")) != key for s in out):
+            out.append({"command": session["command"], "environment": session["environment"]})
+    return sorted(out, key=lambda s: s["environment"].get("time", ""))
+
+
+def _session_label(session: Dict) -> str:
+    env = session["environment"]
+    return f"{env.get('time', '?')}, {env.get('git_commit', '?')}"
+
+
+def _pipeline_section(pipe: Optional[Dict], proj: Optional[Dict], experiments: List[Dict]) -> List[str]:
+    """Benchmark 4; `proj` is `project(pipe, ...)`, None with fewer than two sizes."""
     out = ["## 4. Pipeline scaling", ""]
     if not pipe:
         return out + ["Not run yet: `mean-tf perf pipeline`.", ""]
@@ -268,19 +294,27 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict], experiments: 
     for name in components:
         cells = []
         for r in runs:
-            c = next((c for c in r["components"] if c["name"] == name), None)
+            c = component(r, name)
             cells.append(f"{c['seconds']:.0f} / {c['peak_rss_gib']:.2f}" if c else "—")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     out.append("| **total** | " + " | ".join(f"{r['wall_seconds']:.0f} / {r['peak_rss_gib']:.2f}" for r in runs) + " |")
     out.append("| load average after the run | " + " | ".join(", ".join(map(str, r.get("load_average_after", [])))
                                                            for r in runs) + " |")
+    sessions = _sessions(pipe)
+    if len(sessions) > 1:
+        out.append("| session (start, commit) | " + " | ".join(_session_label(r.get("session", pipe)) for r in runs)
+                   + " |")
     out.append("")
+    if len(sessions) > 1:
+        out += [f"The sizes ran in {len(sessions)} sessions on this machine (`--extend` adds sizes to a saved record "
+                "of the same setup): " + "; ".join(f"{_session_label(s)}: `{s['command']}`" for s in sessions)
+                + ". The machine's speed can differ between sessions (the Trainer check under Earlier records "
+                "compares records at a shared size); the fitted lines take such differences as noise.", ""]
     if pipe.get("not_run"):
         out += [f"Not run (the reason given with the command, before it ran): {pipe['not_run']}", ""]
     if pipe.get("pending"):
         out += [f"Not finished: {', '.join(f'{n:,}' for n in pipe['pending'])} rows (the command had not finished "
                 "them when this record was written: it was stopped or is still running).", ""]
-    proj = project(pipe, _train_rate(train, "mean", "streamed"))
     if proj:
         out += ["### Per-row cost and the 22M-row projection", "",
                 "Per component, a straight line seconds = fixed + per_row × rows through the measured sizes "
@@ -292,7 +326,8 @@ def _pipeline_section(pipe: Optional[Dict], train: Optional[Dict], experiments: 
             grows = " (**grows**)" if c["memory_grows"] else ""
             out.append(f"| {c['name']} | {c['fixed_seconds']:.0f} | {c['per_row_ms']:.3f} | {c['basis']} | "
                        f"{c['growth']} | {c['memory']}{grows} |")
-        out += ["", proj["text"], "", "Assumptions: " + PROJECTION_ASSUMPTIONS, ""]
+        out += [""] + ([proj["prediction"], ""] if proj["prediction"] else [])
+        out += [proj["text"], "", "Assumptions: " + PROJECTION_ASSUMPTIONS, ""]
     if experiments:
         out += ["### Earlier records (before / after)", "",
                 "The same benchmark from earlier commits (`" + "`, `".join(e["_file"] for e in experiments) + "`). "
@@ -308,7 +343,8 @@ def _machine_check(experiments: List[Dict], pipe: Dict, reference: str = "Traine
     """The Trainer's time ratio against each earlier record at a shared size: ExampleGen does not touch it."""
     def seconds(record, rows):
         run = next((r for r in record["runs"] if r["rows"] == rows), None)
-        return next((c["seconds"] for c in run["components"] if c["name"] == reference), None) if run else None
+        c = component(run, reference) if run else None
+        return c["seconds"] if c else None
 
     out = []
     for e in experiments:
@@ -322,7 +358,7 @@ def _machine_check(experiments: List[Dict], pipe: Dict, reference: str = "Traine
     return out + [""] if out else []
 
 
-def _goals(train, inp, srv, pipe) -> List[str]:
+def _goals(train, inp, srv, pipe, proj) -> List[str]:
     mean = next((m for m in train["models"] if m["model"] == "mean"), None) if train else None
     rows = []
     if mean:
@@ -348,7 +384,6 @@ def _goals(train, inp, srv, pipe) -> List[str]:
     else:
         rows.append(("serving batch-1 p50 ≤ 5 ms", "not run", None))
     if pipe:
-        proj = project(pipe)
         rows.append(("pipeline time linear in rows, memory flat",
                      proj["verdict"] if proj else "fewer than two sizes", proj["linear_and_flat"] if proj else None))
     else:
@@ -370,11 +405,12 @@ def render(results_dir: str) -> str:
              "alone: `mean-tf perf train|input|serving|pipeline`), then `mean-tf perf report`.", "",
              "## Hardware and software", ""]
     lines += _environment([train, inp, srv, pipe] + experiments) + [""]
-    lines += _goals(train, inp, srv, pipe)
+    proj = project(pipe, _train_rate(train, "mean", "streamed")) if pipe else None
+    lines += _goals(train, inp, srv, pipe, proj)
     lines += _train_section(train, experiments)
     lines += _input_section(inp, train)
     lines += _serving_section(srv)
-    lines += _pipeline_section(pipe, train, res.read_experiments(results_dir, "pipeline"))
+    lines += _pipeline_section(pipe, proj, res.read_experiments(results_dir, "pipeline"))
     lines += ["## 5. GPU", "", "Not measured: no GPU was lent to this task. On a machine with one, "
               "`mean-tf perf train --tag gpu` and `mean-tf perf train --jit --tag gpu-xla` record it (the results "
               "name the device).", "",
