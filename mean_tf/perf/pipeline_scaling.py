@@ -15,6 +15,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
 from mean_tf.perf import environment
 from mean_tf.perf.memory import RSSSampler
 
@@ -90,8 +91,6 @@ _SAME_SETUP = ("features", "model", "label", "epochs", "beam_pipeline_args", "sh
 
 def extended_runs(earlier: Dict, record: Dict, sizes: Sequence[int]) -> List[Dict]:
     """The runs of `earlier` that `record` keeps, each naming its session; an error if the setups differ."""
-    from mean_tf.errors import MeanTFError
-
     for key in _SAME_SETUP:
         if earlier.get(key) != record[key]:
             raise MeanTFError(f"--extend: the earlier record has {key}={earlier.get(key)!r}, this run "

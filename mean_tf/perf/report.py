@@ -258,13 +258,11 @@ def _pipeline_runs_table(records: List[Dict]) -> List[str]:
 
 def _sessions(pipe: Dict) -> List[Dict]:
     """The distinct sessions (command and environment) the record's runs ran in, oldest first."""
-    out = []
+    by_key = {}
     for r in pipe["runs"]:
         session = r.get("session", pipe)
-        key = (session["command"], session["environment"].get("time"))
-        if all((s["command"], s["environment"].get("time")) != key for s in out):
-            out.append({"command": session["command"], "environment": session["environment"]})
-    return sorted(out, key=lambda s: s["environment"].get("time", ""))
+        by_key.setdefault((session["command"], session["environment"].get("time")), session)
+    return sorted(by_key.values(), key=lambda s: s["environment"].get("time", ""))
 
 
 def _session_label(session: Dict) -> str:
