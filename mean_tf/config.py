@@ -19,6 +19,17 @@ from mean_tf.errors import MeanTFError
 HORIZONS = (30, 90, 180, 365)
 ALL_LABELS = tuple(f"cltv_{h}" for h in HORIZONS)
 LABEL_SCALINGS = ("log1p", "scale")
+GATE_INPUTS = ("x_u", "shared")
+DISTILL_TEACHERS = ("probs", "log_probs")
+LOSS_SELECTIONS = ("val_loss", "val_prediction_loss")
+OPTIONAL_FIELDS = ("bucket_boundaries", "bn_momentum")
+
+
+def selection_metrics() -> Tuple[str, ...]:
+    """Valid `selection_metric` values: the metrics of `mean_tf.metrics` and the two eval losses."""
+    from mean_tf.metrics import METRIC_NAMES
+
+    return tuple(METRIC_NAMES) + LOSS_SELECTIONS
 
 
 @dataclasses.dataclass
@@ -52,6 +63,12 @@ class MEANConfig:
     gamma: float = 1.0
     tau: float = 2.0
     xi: float = 1e-8
+    # Readings of the paper where it is ambiguous (literal reading first; docs/design.md, "Switches"):
+    # the gates G_i of eq. 3 read x_u ("x_u", as eq. 3 writes) or the shared layer's output ("shared");
+    mvfe_gate_input: str = "x_u"
+    # the soft teacher of eq. 14 is sigma(theta_hat; tau) on the probability vector ("probs", as written)
+    # or sigma(log theta_hat; tau), a tempered copy of theta_hat ("log_probs").
+    distill_teacher: str = "probs"
     # Ablation switches (Tables 2 and 3).
     use_kl: bool = True
     use_soft_distillation: bool = True
@@ -70,22 +87,41 @@ class MEANConfig:
     # Bucket boundaries on the scaled positive label; None = quantiles computed by Transform.
     bucket_boundaries: Optional[Tuple[float, ...]] = None
 
-    # Training (sec. 4.1).
+    # Training (sec. 4.1) and the protocol of `mean_tf.training` (docs/design.md, "Training protocol").
     learning_rate: float = 1e-3
     batch_size: int = 1024
-    epochs: int = 30
-    patience: int = 3
+    # Model selection: early stopping and the restored epoch follow this eval-split criterion, a metric of
+    # `mean_tf.metrics.evaluate` on the money prediction (mean over the model's labels) or a logged eval
+    # loss ("val_loss" = the total loss; "val_prediction_loss" = the model's own prediction term).
+    selection_metric: str = "normalized_gini"
+    # Stop when selection has not improved for `patience` epochs, or after `max_steps` optimizer steps
+    # (the budget), or after `epochs` epochs (a safety cap only).
+    patience: int = 10
+    max_steps: int = 250_000
+    epochs: int = 1000
+    # Halve the learning rate when selection stalls for this many epochs (0 = off).
+    reduce_lr_patience: int = 0
+    # Batch normalisation of the MVFE experts: momentum of the running statistics. None = derived from the
+    # steps per epoch, min(0.99, 0.01 ** (1 / steps)), so that the starting statistics weigh at most 1 %
+    # after one epoch (Keras' 0.99 needs ~460 steps; small datasets have 17-28 per epoch).
+    bn_momentum: Optional[float] = None
+    # Alternatively re-estimate the running statistics on training batches before each evaluation.
+    bn_reestimate: bool = False
     seed: int = 0
 
     # Baselines' own knobs.
     ziln_units: Tuple[int, ...] = (512, 256, 128)
-    ziln_clip_sigma: bool = False  # production guard: sigma <= 5
-    ziln_clip_log_prediction: bool = False  # production guard: clip mu + sigma^2/2 before exp
+    # Largest train label per label (money), filled from Transform (`<label>__max`): ZILN predictions
+    # cap mu + sigma^2 / 2 at its log (mean_tf.ziln).
+    label_max: Dict[str, float] = dataclasses.field(default_factory=dict)
     odmn_sub_distributions: int = 4
     odmn_buckets: int = 5
     # ODMN, MDAN and OptDist share the `shared_units` bottom; these are their per-horizon towers,
     # per-channel towers and per-candidate / selector networks.
     odmn_tower_units: Tuple[int, ...] = (128, 64)
+    # ODMN's S x K bucket edges on the scaled label, per label, filled by training from quantiles of the
+    # positive train labels (mean_tf.models.odmn.quantile_edges); empty = equal widths.
+    odmn_edges: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
     mdan_channels: int = 4
     mdan_channel_units: Tuple[int, ...] = (128, 64)
     mdan_ranksim_weight: float = 1.0
@@ -96,8 +132,8 @@ class MEANConfig:
     gbdt_max_iter: int = 200
 
     # Reproducibility (mean_tf.determinism): True makes TensorFlow ops deterministic in training.fit, so
-    # the same seed gives the same metrics on the same machine and thread count (slower on GPU).
-    deterministic: bool = False
+    # the same seed gives the same metrics on the same machine and thread count (turn off on GPU for speed).
+    deterministic: bool = True
 
     def __post_init__(self):
         self._check_types()
@@ -113,8 +149,10 @@ class MEANConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            if default is None and value is None:
+            if value is None and field.name in OPTIONAL_FIELDS:
                 continue
+            if field.name == "bn_momentum":
+                default = 0.0
             if isinstance(default, bool):
                 ok, what = isinstance(value, bool), "true or false"
             elif isinstance(default, int):
@@ -148,6 +186,13 @@ class MEANConfig:
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("patience", self.patience >= 0, "must be >= 0"),
+            ("max_steps", self.max_steps >= 1, "must be at least 1"),
+            ("reduce_lr_patience", self.reduce_lr_patience >= 0, "must be >= 0"),
+            ("bn_momentum", self.bn_momentum is None or 0.0 <= self.bn_momentum < 1.0, "must be in [0, 1) or null"),
+            ("selection_metric", self.selection_metric in selection_metrics(),
+             f"must be one of {selection_metrics()}"),
+            ("mvfe_gate_input", self.mvfe_gate_input in GATE_INPUTS, f"must be one of {GATE_INPUTS}"),
+            ("distill_teacher", self.distill_teacher in DISTILL_TEACHERS, f"must be one of {DISTILL_TEACHERS}"),
             ("label_clip", self.label_clip > 0, "must be > 0"),
             ("label_scaling", self.label_scaling in LABEL_SCALINGS, f"must be one of {LABEL_SCALINGS}"),
             ("labels", len(self.labels) >= 1, "must name at least one label"),

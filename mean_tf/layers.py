@@ -12,6 +12,7 @@ CATEGORICAL_PREFIX = "cat__"
 # and CDNOW is ~43); an absurd serving value (or a feature constant in train, which Transform only
 # centres) would otherwise reach the dense layers as e.g. 1e12, whose squared gradients overflow Adam.
 NUMERIC_CLIP = 1e3
+BN_MOMENTUM = 0.99  # Keras' default
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
@@ -52,22 +53,27 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
 class MLP(tf.keras.layers.Layer):
-    """A stack of Dense layers (ReLU by default), optionally each followed by batch normalisation."""
+    """A stack of Dense layers (ReLU by default), optionally each followed by batch normalisation.
+
+    `bn_momentum`: momentum of the running statistics (Keras' 0.99 by default; see `MEANConfig.bn_momentum`).
+    """
 
     def __init__(self, units: Sequence[int], activation: str = "relu", batch_norm: bool = False,
-                 final_activation: bool = True, **kwargs):
+                 final_activation: bool = True, bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.units = tuple(int(u) for u in units)
         self.activation = activation
         self.batch_norm = batch_norm
         self.final_activation = final_activation
+        self.bn_momentum = float(bn_momentum)
         self.dense = [
             tf.keras.layers.Dense(
                 u, activation=activation if (i < len(self.units) - 1 or final_activation) else None, name=f"dense_{i}"
             )
             for i, u in enumerate(self.units)
         ]
-        self.norms = [tf.keras.layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.units))] if batch_norm else []
+        self.norms = [tf.keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn_{i}")
+                      for i in range(len(self.units))] if batch_norm else []
 
     def call(self, x, training=None):
         for i, dense in enumerate(self.dense):
@@ -78,7 +84,8 @@ class MLP(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "batch_norm": self.batch_norm, "final_activation": self.final_activation}
+                "batch_norm": self.batch_norm, "final_activation": self.final_activation,
+                "bn_momentum": self.bn_momentum}
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
@@ -86,17 +93,22 @@ class MVFE(tf.keras.layers.Layer):
     """Multi-view feature expression (paper eq. 2-3): M view experts and one softmax gate per distribution.
 
     E_j(x) = BN(ReLU(W_j x + b_j)): one dense layer followed by batch normalisation (sec. 4.1; the ReLU is
-    our choice, the paper names no activation). G_i(x) = softmax(W_g^i x) over the M experts (eq. 3, no
-    bias, as written). f_i = sum_j G_i(x)_j E_j(x) (eq. 2). Returns the tokens H = [f_1 ... f_n] as
-    [B, n, expert_units].
+    our choice, the paper names no activation; `batch_norm=False` gives plain MMoE experts). G_i(x) =
+    softmax(W_g^i x) over the M experts (eq. 3, no bias, as written). f_i = sum_j G_i(x)_j E_j(x) (eq. 2).
+    `call(x, gate_inputs=None)`: the experts read x, the gates read `gate_inputs` (default x; MEAN passes
+    x_u there when `mvfe_gate_input` is "x_u", the literal eq. 3). Returns H = [f_1 ... f_n], [B, n, U].
     """
 
-    def __init__(self, num_experts: int = 5, expert_units: int = 128, num_distributions: int = 5, **kwargs):
+    def __init__(self, num_experts: int = 5, expert_units: int = 128, num_distributions: int = 5,
+                 batch_norm: bool = True, bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.num_experts = int(num_experts)
         self.expert_units = int(expert_units)
         self.num_distributions = int(num_distributions)
-        self.experts = [MLP([self.expert_units], batch_norm=True, name=f"expert_{j}") for j in range(self.num_experts)]
+        self.batch_norm = bool(batch_norm)
+        self.bn_momentum = float(bn_momentum)
+        self.experts = [MLP([self.expert_units], batch_norm=self.batch_norm, bn_momentum=self.bn_momentum,
+                            name=f"expert_{j}") for j in range(self.num_experts)]
         self.gates = [tf.keras.layers.Dense(self.num_experts, use_bias=False, name=f"gate_{i}")
                       for i in range(self.num_distributions)]
 
@@ -104,13 +116,15 @@ class MVFE(tf.keras.layers.Layer):
         """G(x) of eq. 3 for every distribution: [B, n, M], each row sums to 1."""
         return tf.stack([tf.nn.softmax(gate(x), axis=-1) for gate in self.gates], axis=1)
 
-    def call(self, x, training=None):
+    def call(self, x, gate_inputs=None, training=None):
         experts = tf.stack([expert(x, training=training) for expert in self.experts], axis=1)  # [B, M, U]
-        return tf.einsum("bnm,bmu->bnu", self.gate_weights(x), experts)
+        gates = self.gate_weights(x if gate_inputs is None else gate_inputs)
+        return tf.einsum("bnm,bmu->bnu", gates, experts)
 
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "expert_units": self.expert_units,
-                "num_distributions": self.num_distributions}
+                "num_distributions": self.num_distributions, "batch_norm": self.batch_norm,
+                "bn_momentum": self.bn_momentum}
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")

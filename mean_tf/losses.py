@@ -46,18 +46,21 @@ def tempered_softmax(o, temperature: float = 1.0):
 
 
 def distillation(bucket_onehot, bucket_logits, attention_mean, beta: float = 1.0, gamma: float = 1.0,
-                 tau: float = 2.0, xi: float = 1e-8):
+                 tau: float = 2.0, xi: float = 1e-8, teacher: str = "probs"):
     """L^dis (eq. 14): beta H(z, sigma(k; 1)) + gamma H(sigma(theta_hat; tau), sigma(k; tau)), batch mean.
 
-    The hard term equals L_bucket of eq. 11 (up to xi). The soft teacher sigma(theta_hat; tau) applies the
-    tempered softmax to theta_hat, which is already a probability vector, literally as eq. 14 writes it:
-    its entries lie in [0, 1], so with tau = 2 the teacher is close to uniform (the largest probability
-    ratio is at most e^(1/2) ~ 1.65) and the soft term mostly keeps DAM's sigma(k; tau) smooth.
+    The hard term equals L_bucket of eq. 11 (up to xi). `teacher="probs"` applies the tempered softmax to
+    theta_hat, which is already a probability vector, literally as eq. 14 writes it: its entries lie in
+    [0, 1], so with tau = 2 the teacher is close to uniform (the largest probability ratio is at most
+    e^(1/2) ~ 1.65) and the soft term mostly keeps DAM's sigma(k; tau) smooth. `teacher="log_probs"`
+    reads theta_hat as the softmax of its logs, sigma(log theta_hat; tau) = theta_hat^(1/tau) normalised:
+    the usual distillation of a tempered teacher (the likely intent).
     """
     hard = tf.reduce_mean(cross_entropy(bucket_onehot, tempered_softmax(bucket_logits, 1.0), xi))
     if gamma == 0:
         return beta * hard
-    teacher = tempered_softmax(attention_mean, tau)
+    logits = tf.math.log(attention_mean + xi) if teacher == "log_probs" else attention_mean
+    teacher = tempered_softmax(logits, tau)
     soft = tf.reduce_mean(cross_entropy(teacher, tempered_softmax(bucket_logits, tau), xi))
     return beta * hard + gamma * soft
 
@@ -93,7 +96,8 @@ def mean_loss(targets: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor], conf
                 target = tf.stop_gradient(b_hat) if config.kl_stop_gradient_dam else b_hat
                 kl_terms.append(alignment_kl(target, theta_hat))
             dis_terms.append(distillation(onehot[:, h, :], _per_horizon(outputs["bucket_logits"], num_horizons, h),
-                                          teacher, config.beta, gamma, config.tau, config.xi))
+                                          teacher, config.beta, gamma, config.tau, config.xi,
+                                          config.distill_teacher))
         if kl_terms:
             loss_kl = tf.add_n(kl_terms)
         loss_dis = tf.add_n(dis_terms)

@@ -1,8 +1,15 @@
-"""Training shared by the TFX Trainer's run_fn, `mean-tf train` and the benchmark.
+"""Training shared by the TFX Trainer's run_fn, `mean-tf train` and the benchmark: one protocol for every model.
 
 Keras models (registry kind "keras") train on Transform output: gzipped TFRecords of transformed
-examples, read batch-then-parse, with early stopping on the eval loss and the best epoch's weights
-restored (sec. 4.1). Classical models (kind "classical") fit on the raw splits as DataFrames.
+examples, read batch-then-parse. The protocol (docs/design.md, "Training protocol"):
+- model selection on one eval-split criterion, `config.selection_metric` (default: normalised Gini of
+  the money prediction; ties to the model's prediction loss), which decides early stopping and the
+  restored epoch (`mean_tf.selection.ModelSelection`);
+- a budget in optimizer steps: stop after `patience` epochs without improvement or `max_steps` steps;
+- batch norm that settles at any data size: the momentum derived from the steps per epoch
+  (`config.bn_momentum=None`), or the statistics re-estimated before each evaluation (`bn_reestimate`);
+- deterministic ops by default (`config.deterministic`), so a cell reruns to the same metrics.
+Classical models (kind "classical") fit on the raw splits as DataFrames.
 """
 from __future__ import annotations
 
@@ -17,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from mean_tf import determinism, transform
-from mean_tf.config import MEANConfig
+from mean_tf import determinism, metrics, selection, transform
+from mean_tf.config import LOSS_SELECTIONS, MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.layers import CATEGORICAL_PREFIX
 from mean_tf.models import registry
@@ -119,76 +126,7 @@ def label_transform_for(tf_transform_output, config: MEANConfig) -> transform.La
 
 
 # --- resumable training -------------------------------------------------------------------------
-EARLY_STOPPING_STATE = "early_stopping"
-
-
-class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
-    """EarlyStopping on `val_loss` (best weights restored) whose state survives a killed process.
-
-    After every epoch it writes its state (best value and epoch, patience count, best weights) to
-    `state_dir`; when BackupAndRestore resumes a run at epoch k, it reloads the state of epoch k - 1, so
-    the resumed run stops, and restores, exactly where an uninterrupted one would. Put it before
-    BackupAndRestore in the callbacks: the state of an epoch is then on disk before its checkpoint.
-    """
-
-    def __init__(self, state_dir: str, **kwargs):
-        super().__init__(monitor="val_loss", restore_best_weights=True, **kwargs)
-        self.state_dir = state_dir
-        self._first_epoch = True
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self._first_epoch = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._first_epoch and epoch > 0:
-            self._load(epoch - 1)
-        self._first_epoch = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.model.distribute_strategy.extended.should_checkpoint:
-            self._save(epoch)
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.state_dir, name)
-
-    def _save(self, epoch: int) -> None:
-        os.makedirs(self.state_dir, exist_ok=True)
-        weights = self._path(f"best-{self.best_epoch}.npz")
-        if self.best_weights is not None and self.best_epoch == epoch:
-            np.savez(weights + ".tmp.npz", *self.best_weights)
-            os.replace(weights + ".tmp.npz", weights)
-        state = {"best": float(self.best), "best_epoch": int(self.best_epoch), "wait": int(self.wait),
-                 "stopped_epoch": int(self.stopped_epoch)}
-        path = self._path(f"state-{epoch}.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.replace(path + ".tmp", path)
-        keep = {f"state-{epoch}.json", f"state-{epoch - 1}.json", f"best-{self.best_epoch}.npz"}
-        previous = self._read(epoch - 1)
-        if previous:
-            keep.add(f"best-{previous['best_epoch']}.npz")
-        for name in os.listdir(self.state_dir):
-            if name not in keep:
-                os.remove(self._path(name))
-
-    def _read(self, epoch: int) -> Optional[dict]:
-        path = self._path(f"state-{epoch}.json")
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
-    def _load(self, epoch: int) -> None:
-        state = self._read(epoch)
-        if state is None:
-            raise MeanTFError(f"cannot resume training: {self._path(f'state-{epoch}.json')} is missing "
-                              f"(delete the backup folder {os.path.dirname(self.state_dir)} to start over)")
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
-        self.stopped_epoch = state["stopped_epoch"]
-        with np.load(self._path(f"best-{self.best_epoch}.npz")) as weights:
-            self.best_weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+SELECTION_STATE = "model_selection"
 
 
 def completed_epochs(backup_dir: str) -> int:
@@ -215,19 +153,62 @@ def check_finite_history(model_name: str, history: Dict[str, List[float]]) -> No
 @dataclasses.dataclass
 class FitResult:
     model: tf.keras.Model
-    config: MEANConfig  # the model's config: variant overrides, labels, vocabulary sizes filled in
+    config: MEANConfig  # the model's config: variant overrides, labels, data-derived values filled in
     history: Dict[str, List[float]]
     label_transform: transform.LabelTransform
     best_epoch: int
+    steps: int = 0  # optimizer steps taken
+    hit_max_steps: bool = False  # stopped by the step budget, not by model selection
+
+
+def data_config(model_name: str, config: MEANConfig, tf_transform_output, train_files: Sequence[str],
+                steps_per_epoch: int) -> MEANConfig:
+    """The values a model takes from its training data: vocabulary sizes, the largest train label per
+    label (ZILN cap), the batch-norm momentum when derived, and ODMN's bucket edges."""
+    labels = list(config.labels)
+    changes = {"categorical_vocab_sizes": categorical_vocab_sizes(tf_transform_output),
+               "label_max": transform.analyzer_constants(tf_transform_output, labels, transform.MAX_SUFFIX)}
+    if config.bn_momentum is None:
+        changes["bn_momentum"] = selection.derived_bn_momentum(steps_per_epoch)
+    if getattr(registry.model_class(model_name), "uses_label_edges", False):
+        from mean_tf.models.odmn import quantile_edges
+
+        scaled = scaled_labels(train_files, labels)
+        changes["odmn_edges"] = {label: quantile_edges(scaled[:, i], config.label_clip, config.odmn_sub_distributions,
+                                                       config.odmn_buckets) for i, label in enumerate(labels)}
+    return config.replace(**changes)
+
+
+def scaled_labels(files: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """The transformed (scaled) labels of gzipped transformed examples, [N, H] (parses only those columns)."""
+    spec = {label + transform.SCALED_SUFFIX: tf.io.FixedLenFeature([], tf.float32) for label in labels}
+    records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(list(files))), compression_type="GZIP")
+    parts = [np.stack([batch[label + transform.SCALED_SUFFIX].numpy() for label in labels], axis=1)
+             for batch in records.batch(8192).map(lambda r: tf.io.parse_example(r, spec))]
+    return np.concatenate(parts) if parts else np.zeros((0, len(labels)), np.float32)
+
+
+def eval_scorer(criterion: str, dataset: tf.data.Dataset, label_transform: transform.LabelTransform,
+                labels: Sequence[str]):
+    """score(model) -> the metric `criterion` of `mean_tf.metrics` on the dataset's money predictions
+    (mean over labels; NaN if any label's metric is NaN). One traced prediction function per scorer."""
+    truth = dataset_targets(dataset, "raw")
+    predictor = money_predictor(label_transform, labels)
+
+    def score(model) -> float:
+        predicted = predictor(model, dataset)
+        return float(np.mean([metrics.evaluate(truth[:, i], predicted[:, i])[criterion] for i in range(len(labels))]))
+
+    return score
 
 
 def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Sequence[str],
         eval_files: Sequence[str], *, log_dir: Optional[str] = None, backup_dir: Optional[str] = None,
         verbose: int = 2) -> FitResult:
-    """Train registry model `model_name` on transformed examples; early stopping on the eval loss.
+    """Train registry model `model_name` on transformed examples under the protocol of the module docstring.
 
     `transform_dir`: the Transform graph (TFX `transform_graph` or `materialize`'s folder).
-    `log_dir`: TensorBoard logs; `backup_dir`: BackupAndRestore checkpoints and the early-stopping
+    `log_dir`: TensorBoard logs; `backup_dir`: BackupAndRestore checkpoints and the model-selection
     state, so a killed run restarted with the same arguments resumes at its last finished epoch and
     ends where an uninterrupted run ends (the folder is emptied when fit returns).
     Seeds and determinism: `mean_tf.determinism.configure(config.seed, config.deterministic)`.
@@ -238,23 +219,24 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
     strategy = strategy_from_env()  # first: a multi-worker strategy must exist before any TensorFlow op runs
     determinism.configure(config.seed, config.deterministic)
     tf_transform_output = tft.TFTransformOutput(transform_dir)
-    model_config = registry.model_config(model_name, config).replace(
-        categorical_vocab_sizes=categorical_vocab_sizes(tf_transform_output))
+    model_config = registry.model_config(model_name, config)
     labels = list(model_config.labels)
-    missing = [label for label in labels if label + transform.SCALED_SUFFIX not in tf_transform_output.transformed_feature_spec()]
+    spec = tf_transform_output.transformed_feature_spec()
+    missing = [label for label in labels if label + transform.SCALED_SUFFIX not in spec]
     if missing:
         raise MeanTFError(f"label {missing[0]!r} is not in the Transform output (not a label of the dataset)")
     label_transform = label_transform_for(tf_transform_output, model_config)
 
-    spec = tf_transform_output.transformed_feature_spec()
     batch = model_config.batch_size
+    steps_per_epoch = count_batches(train_files, batch)
+    model_config = data_config(model_name, model_config, tf_transform_output, train_files, steps_per_epoch)
     train = make_dataset(train_files, spec, labels, batch, shuffle=True, seed=model_config.seed)
     evaluation = make_dataset(eval_files, spec, labels, batch)
     if num_workers_from_env() == 1:
         # A known epoch length: without one, tf_keras ends a fit's first epoch with an empty step that still
         # advances the optimizer's iteration count (Adam's bias correction), once per process: a resumed
         # run would then differ from an uninterrupted one. (Multi-worker input is sharded: not counted.)
-        train = train.apply(tf.data.experimental.assert_cardinality(count_batches(train_files, batch)))
+        train = train.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     # Keras makes one iterator of `train` per epoch, and each new iterator reshuffles: replay the
     # iterators of the epochs an interrupted run already finished, so that every epoch keeps its order.
     for _ in range(completed_epochs(backup_dir) if backup_dir else 0):
@@ -263,39 +245,60 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
     with strategy.scope():
         model = registry.build(model_name, model_config)
         model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
-    if backup_dir:
-        stopper = ResumableEarlyStopping(os.path.join(backup_dir, EARLY_STOPPING_STATE),
-                                         patience=model_config.patience)
-    else:
-        stopper = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=model_config.patience,
-                                                   restore_best_weights=True)
-    callbacks = [tf.keras.callbacks.TerminateOnNaN(), stopper]
+    criterion = model_config.selection_metric
+    score_fn = None if criterion in LOSS_SELECTIONS else eval_scorer(criterion, evaluation, label_transform,
+                                                                           labels)
+    chooser = selection.ModelSelection(criterion, model.prediction_loss, model_config.patience,
+                                       model_config.max_steps, score_fn,
+                                       os.path.join(backup_dir, SELECTION_STATE) if backup_dir else None)
+    callbacks = [tf.keras.callbacks.TerminateOnNaN()]
+    if model_config.bn_reestimate:
+        callbacks.append(selection.BatchNormReestimation(make_dataset(train_files, spec, labels, batch),
+                                                         steps_per_epoch))
+    callbacks.append(chooser)
+    if model_config.reduce_lr_patience:
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+            selection.SELECTION_KEY, factor=0.5, patience=model_config.reduce_lr_patience,
+            mode="max" if selection.higher_is_better(criterion) else "min"))
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     if backup_dir:
         callbacks.append(tf.keras.callbacks.BackupAndRestore(backup_dir))
-    history = model.fit(train, validation_data=evaluation, epochs=model_config.epochs, callbacks=callbacks,
-                        verbose=verbose)
-    if backup_dir:  # BackupAndRestore removed its checkpoint when fit ended; the stopper's state goes too
-        shutil.rmtree(os.path.join(backup_dir, EARLY_STOPPING_STATE), ignore_errors=True)
-    check_finite_history(model_name, history.history)
-    return FitResult(model, model_config, history.history, label_transform, stopper.best_epoch)
+    epochs = min(model_config.epochs, -(-model_config.max_steps // max(steps_per_epoch, 1)))
+    history = model.fit(train, validation_data=evaluation, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    if backup_dir:  # BackupAndRestore removed its checkpoint when fit ended; the selection state goes too
+        shutil.rmtree(os.path.join(backup_dir, SELECTION_STATE), ignore_errors=True)
+    check_finite_history(model_name, {k: v for k, v in history.history.items() if k != selection.SELECTION_KEY})
+    return FitResult(model, model_config, history.history, label_transform, chooser.best_epoch,
+                     int(model.optimizer.iterations.numpy()), chooser.hit_max_steps)
+
+
+def money_predictor(label_transform: transform.LabelTransform, labels: Sequence[str]):
+    """predict(model, dataset) -> money [N, H], with one traced step per model (reused across calls)."""
+    labels = list(labels)
+    steps = {}
+
+    def predict(model, dataset):
+        if id(model) not in steps:
+            @tf.function
+            def step(inputs):
+                cltv = model(inputs, training=False)["cltv"]
+                if model.output_space == "scaled":
+                    return label_transform.to_money(cltv, labels)
+                return tf.maximum(cltv, 0.0)
+
+            steps[id(model)] = step
+        step = steps[id(model)]
+        parts = [step(batch[0] if isinstance(batch, tuple) else batch).numpy() for batch in dataset]
+        return np.concatenate(parts).reshape(-1, len(labels)) if parts else np.zeros((0, len(labels)), np.float32)
+
+    return predict
 
 
 def predict_money(model: tf.keras.Model, dataset: tf.data.Dataset, label_transform: transform.LabelTransform,
                   labels: Optional[Sequence[str]] = None) -> np.ndarray:
     """Predicted CLTV in money, [N, H] (labels = the model's labels), over a dataset of inputs or (inputs, targets)."""
-    labels = list(labels or model.config.labels)
-
-    @tf.function
-    def step(inputs):
-        cltv = model(inputs, training=False)["cltv"]
-        if model.output_space == "scaled":
-            return label_transform.to_money(cltv, labels)
-        return tf.maximum(cltv, 0.0)
-
-    parts = [step(batch[0] if isinstance(batch, tuple) else batch).numpy() for batch in dataset]
-    return np.concatenate(parts).reshape(-1, len(labels)) if parts else np.zeros((0, len(labels)), np.float32)
+    return money_predictor(label_transform, labels or model.config.labels)(model, dataset)
 
 
 def dataset_targets(dataset: tf.data.Dataset, key: str = "raw") -> np.ndarray:

@@ -9,7 +9,8 @@ Transformed features (docs/design.md):
   `L__bucket` (0 for a zero label, 1..n-1 = quantile ranges of the positive scaled labels), and,
   with label_scaling == "scale", `L__scale`: the Transform constant the label was divided by,
   repeated per example. It depends on no label, so it survives at serving time (where labels are
-  missing and TFT drops every output that needs them) and the money inverse needs nothing else.
+  missing and TFT drops every output that needs them) and the money inverse needs nothing else;
+  `L__max`: the largest train label (money), the same way (the ZILN prediction cap, `mean_tf.ziln`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ QUANTILE_EPSILON = 1e-3
 SCALED_SUFFIX = "__scaled"
 BUCKET_SUFFIX = "__bucket"
 SCALE_SUFFIX = "__scale"
+MAX_SUFFIX = "__max"
 VOCAB_PREFIX = "vocab__"
 TRANSFORMED_DIR = "transformed"
 TRANSFORM_FN_SUBDIR = "transform_fn"
@@ -130,7 +132,7 @@ def preprocessing_fn(inputs, custom_config):
 def _label_outputs(label: str, raw, cfg: Mapping, batch_anchor) -> dict:
     money = tf.maximum(tf.cast(_as_vector(raw, 0.0), tf.float32), 0.0)
     positive = money > 0.0
-    out = {label: money}
+    out = {label: money, label + MAX_SUFFIX: tf.fill(tf.shape(batch_anchor), tft.max(money))}
     scale = None
     if cfg["label_scaling"] == "scale":
         # Divide by the mean positive label: a typical buyer's label is ~1 and clipping at
@@ -193,10 +195,14 @@ def label_transform(tf_transform_output, custom_config: Mapping) -> LabelTransfo
     """Read the label constants out of a trained Transform graph (for "scale": its `<label>__scale` outputs)."""
     scales = {}
     if custom_config["label_scaling"] == "scale":
-        transformed = tf_transform_output.transform_features_layer()(_dummy_raw_batch(tf_transform_output))
-        scales = {label: float(transformed[label + SCALE_SUFFIX].numpy().reshape(-1)[0])
-                  for label in custom_config["labels"]}
+        scales = analyzer_constants(tf_transform_output, custom_config["labels"], SCALE_SUFFIX)
     return LabelTransform(custom_config["label_scaling"], float(custom_config["label_clip"]), scales)
+
+
+def analyzer_constants(tf_transform_output, labels: Sequence[str], suffix: str) -> Dict[str, float]:
+    """{label: value} of the per-label constant outputs `<label><suffix>` (e.g. `__scale`, `__max`)."""
+    transformed = tf_transform_output.transform_features_layer()(_dummy_raw_batch(tf_transform_output))
+    return {label: float(transformed[label + suffix].numpy().reshape(-1)[0]) for label in labels}
 
 
 def _dummy_raw_batch(tf_transform_output) -> dict:

@@ -6,26 +6,24 @@ that softplus turns into sigma. `ziln_loss` is the negative log-likelihood of th
 BCE(1[y > 0], logit) + 1[y > 0] * (-log LogNormal(y; mu, sigma)), the log-density including its
 -log y Jacobian term. `ziln_predict` is the mixture's mean, sigmoid(logit) * exp(mu + sigma^2 / 2).
 
-ZILN works on the raw (money) label. Two production guards, off by default so that the outputs
-equal Google's: `max_sigma` caps sigma (a large sigma makes exp(sigma^2 / 2) explode) and
-`max_log_prediction` caps mu + sigma^2 / 2 before the exp. Without them, the log of the mean is still
-capped at `FLOAT32_SAFE_LOG` (float32's exp overflows to inf above ~88.7), so a prediction is always a
-finite amount of money; the cap is far above any real value and never changes Google's outputs there.
+ZILN works on the raw (money) label. Deviation from google/lifetime_value, at prediction only: the
+log of the mean, mu + sigma^2 / 2, is unbounded (a few rows with extreme inputs reached exp(60)), so
+`ziln_predict` caps it at `max_log_prediction`, which the models set to log of the largest train label
+(`MEANConfig.label_max`, a Transform analyzer), and in any case at `FLOAT32_SAFE_LOG`. Nothing is capped
+inside the loss: a `tf.minimum` on sigma there zeroes its gradient once sigma passes the cap and traps
+it above, so every prediction then explodes. Where the cap binds, it changes a prediction only above the
+largest spend seen in training; below it the outputs equal Google's.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
 
-# Guard values used when MEANConfig.ziln_clip_sigma / ziln_clip_log_prediction are on.
-SIGMA_CAP = 5.0
-# exp(20) ~ 4.9e8 money units: above any single customer's spend, far below float32's overflow.
-LOG_PREDICTION_CAP = 20.0
 # exp(80) ~ 5.5e34: float32-safe (exp overflows above ~88.7), and a weighted sum of such means stays finite.
 FLOAT32_SAFE_LOG = 80.0
 # Google's floor on sigma, so that log(sigma) stays finite.
@@ -33,32 +31,30 @@ _MIN_SIGMA = math.sqrt(1e-7)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def ziln_guards(config: MEANConfig) -> dict:
-    """The keyword arguments of `ziln_loss` / `ziln_predict` that the config's guard switches ask for."""
-    return {
-        "max_sigma": SIGMA_CAP if config.ziln_clip_sigma else None,
-        "max_log_prediction": LOG_PREDICTION_CAP if config.ziln_clip_log_prediction else None,
-    }
+def log_prediction_caps(config: MEANConfig) -> List[float]:
+    """Per label of `config.labels`: log of the largest train label (`label_max`), or FLOAT32_SAFE_LOG if unknown."""
+    caps = []
+    for label in config.labels:
+        largest = config.label_max.get(label)
+        caps.append(min(math.log(largest), FLOAT32_SAFE_LOG) if largest and largest > 0 else FLOAT32_SAFE_LOG)
+    return caps
 
 
-def _sigma(raw_scale, max_sigma: Optional[float]):
-    sigma = tf.maximum(tf.nn.softplus(raw_scale), _MIN_SIGMA)
-    return tf.minimum(sigma, max_sigma) if max_sigma is not None else sigma
+def _sigma(raw_scale):
+    return tf.maximum(tf.nn.softplus(raw_scale), _MIN_SIGMA)
 
 
-def ziln_loss(y, logits, max_sigma: Optional[float] = None, max_log_prediction: Optional[float] = None):
+def ziln_loss(y, logits):
     """Per-example ZILN negative log-likelihood.
 
     y: money labels [..., 1] (>= 0); logits: [..., 3] (payer logit, mu, raw sigma). Returns [...],
-    one loss per example (Google's shape convention). `max_log_prediction` only affects
-    `ziln_predict`; it is accepted here so that both functions take the same guard keywords.
+    one loss per example (Google's shape convention).
     """
-    del max_log_prediction
     y = tf.cast(tf.convert_to_tensor(y), tf.float32)
     logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
     positive = tf.cast(y > 0, tf.float32)
     payer_logit, mu = logits[..., :1], logits[..., 1:2]
-    sigma = _sigma(logits[..., 2:], max_sigma)
+    sigma = _sigma(logits[..., 2:])
     classification = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=payer_logit)
     safe_y = positive * y + (1.0 - positive)  # log(1) = 0 where y = 0; those terms are masked anyway
     log_y = tf.math.log(safe_y)
@@ -66,10 +62,15 @@ def ziln_loss(y, logits, max_sigma: Optional[float] = None, max_log_prediction: 
     return tf.reduce_mean(classification + positive * neg_log_density, axis=-1)
 
 
-def ziln_predict(logits, max_sigma: Optional[float] = None, max_log_prediction: Optional[float] = None):
-    """Mean of the ZILN mixture, sigmoid(logit) * exp(mu + sigma^2 / 2): logits [..., 3] -> money [..., 1]."""
+def ziln_predict(logits, max_log_prediction=None):
+    """Mean of the ZILN mixture, sigmoid(logit) * exp(min(mu + sigma^2 / 2, cap)): logits [..., 3] -> money [..., 1].
+
+    `max_log_prediction`: the cap, a number or a tensor broadcastable to [..., 1] (per label); default
+    and upper bound FLOAT32_SAFE_LOG.
+    """
     logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
-    sigma = _sigma(logits[..., 2:], max_sigma)
+    sigma = _sigma(logits[..., 2:])
     log_mean = logits[..., 1:2] + 0.5 * tf.square(sigma)
-    log_mean = tf.minimum(log_mean, FLOAT32_SAFE_LOG if max_log_prediction is None else max_log_prediction)
-    return tf.sigmoid(logits[..., :1]) * tf.exp(log_mean)
+    cap = FLOAT32_SAFE_LOG if max_log_prediction is None else tf.minimum(
+        tf.cast(max_log_prediction, tf.float32), FLOAT32_SAFE_LOG)
+    return tf.sigmoid(logits[..., :1]) * tf.exp(tf.minimum(log_mean, cap))

@@ -14,8 +14,8 @@ from mean_tf.errors import MeanTFError
 from mean_tf.metrics import normalized_gini
 from mean_tf.models import MODEL_NAMES, build
 from mean_tf.models.classical import BGNBDGammaGamma, LastPeriod, TwoStageGBDT
-from mean_tf.models.mdan import ranksim_loss
-from mean_tf.models.odmn import mdme_targets
+from mean_tf.models.mdan import channel_segments, ranksim_loss
+from mean_tf.models.odmn import mdme_targets, quantile_edges
 
 KERAS_BASELINES = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist")
 CLASSICAL_BASELINES = ("two_stage_gbdt", "bgnbd_gg", "last_period")
@@ -113,11 +113,34 @@ def test_odmn_predictions_are_monotone_in_the_horizon(trained, data):
         assert cltv.shape[1] == 4 and (np.diff(cltv, axis=1) >= 0).all()
 
 
-def test_mdme_targets_rebuild_the_scaled_label():
-    y = tf.constant([0.0, 0.3, 4.99, 5.0, 12.3, 19.99, 20.0])
-    sub, bucket, bias = mdme_targets(y, label_clip=20.0, sub_distributions=4, buckets=5)
-    np.testing.assert_array_equal(sub.numpy(), [0, 0, 0, 1, 2, 3, 3])
-    np.testing.assert_allclose(((sub * 5 + bucket).numpy() + bias.numpy()) * 1.0, y.numpy(), atol=1e-5)
+def test_mdme_buckets_are_balanced_over_the_buyers():
+    rng = np.random.default_rng(0)
+    buyers = np.minimum(rng.lognormal(-1.0, 1.2, 4000), 20.0)  # skewed, like a scaled spend
+    edges = quantile_edges(buyers, 20.0, sub_distributions=4, buckets=5)
+    assert len(edges) == 21 and edges[0] == 0.0 and edges[-1] == 20.0
+    y = np.concatenate([np.zeros(1000), buyers]).astype(np.float32)
+    sub, bucket, bias = (t.numpy()[:, 0] for t in mdme_targets(y[:, None], [edges], 4, 5))
+    flat = sub * 5 + bucket
+    assert (flat[:1000] == 0).all() and (bias[:1000] == 0).all()  # zeros: first bucket, bias 0
+    counts = np.bincount(flat[1000:], minlength=20)  # 20 equal-frequency ranges of the buyers
+    assert counts.min() >= 0.8 * counts.mean() and counts.max() <= 1.2 * counts.mean()
+    assert np.bincount(sub[1000:], minlength=4).min() >= 0.2 * 4000  # balanced sub-distributions
+    e = np.array(edges)
+    np.testing.assert_allclose(e[flat] + bias * (e[flat + 1] - e[flat]), y, atol=1e-4)  # value = edge + bias x width
+
+
+def test_mdan_gives_the_zero_labels_a_channel_of_their_own():
+    bucket = tf.constant([0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(channel_segments(bucket, 5, 4).numpy(), [0, 1, 1, 2, 3])
+    np.testing.assert_array_equal(channel_segments(bucket, 5, 5).numpy(), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(channel_segments(bucket, 5, 2).numpy(), [0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(channel_segments(bucket, 5, 1).numpy(), [0, 0, 0, 0, 0])
+
+
+def test_mtl_ziln_experts_have_no_batch_norm():
+    model = build("mtl_ziln", TINY)
+    assert not model.mmoe.batch_norm and all(not expert.norms for expert in model.mmoe.experts)
+    assert build("mean", TINY).mvfe.batch_norm
 
 
 def test_optdist_inference_selects_a_single_candidate_by_argmax(trained, data):

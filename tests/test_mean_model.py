@@ -8,6 +8,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf.config import ALL_LABELS, MEANConfig
+from mean_tf.losses import distillation
 from mean_tf.metrics import normalized_gini
 from mean_tf.models import build
 from mean_tf.models.mean import MEAN
@@ -82,11 +83,40 @@ def test_prediction_is_a_linear_layer_on_the_attention_embedding():
     features, _ = _synthetic(6, seed=3)
     model = MEAN(_config(labels=ALL_LABELS))
     out = _outputs(model, features)
-    tokens = model.mvfe(model.shared(model.encoder(features)), training=False)
+    x_u = model.encoder(features)
+    tokens = model.mvfe(model.shared(x_u), gate_inputs=x_u, training=False)  # eq. 3: the gates read x_u
     embedding, attention, _ = model.attention(tokens)
     expected = embedding.numpy() @ model.head.kernel.numpy() + model.head.bias.numpy()
     np.testing.assert_allclose(out["cltv"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["attention"], attention.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("gate_input", ["x_u", "shared"])
+def test_gates_read_x_u_by_default_or_the_shared_output(gate_input):
+    """Eq. 3 literally: G(x_u); the switch feeds the gates the shared layer's output instead."""
+    features, _ = _synthetic(6, seed=3)
+    config = _config() if gate_input == "x_u" else _config(mvfe_gate_input="shared")
+    model = MEAN(config)
+    _outputs(model, features)
+    x_u = model.encoder(features)
+    read = x_u if gate_input == "x_u" else model.shared(x_u)
+    assert model.mvfe.gates[0].kernel.shape[0] == read.shape[-1]
+    expected = tf.nn.softmax(tf.matmul(read, model.mvfe.gates[0].kernel), axis=-1)
+    np.testing.assert_allclose(model.mvfe.gate_weights(read)[:, 0].numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_distillation_teacher_reads_theta_hat_or_its_logs():
+    """Eq. 14 literally tempers the probability vector theta_hat; `log_probs` tempers log theta_hat."""
+    theta = tf.constant([[0.7, 0.2, 0.1]])
+    onehot = tf.constant([[1.0, 0.0, 0.0]])
+    logits = tf.constant([[0.3, -0.1, 0.2]])
+    student = np.exp(logits.numpy() / 2.0) / np.exp(logits.numpy() / 2.0).sum()
+    for teacher, tempered in (("probs", np.exp(theta.numpy() / 2.0)), ("log_probs", np.sqrt(theta.numpy()))):
+        teacher_p = tempered / tempered.sum()
+        expected = -(teacher_p * np.log(student + 1e-8)).sum()
+        got = distillation(onehot, logits, theta, beta=0.0, gamma=1.0, tau=2.0, teacher=teacher).numpy()
+        assert got == pytest.approx(expected, rel=1e-5), teacher
+    assert MEANConfig().distill_teacher == "probs" and MEANConfig().mvfe_gate_input == "x_u"
 
 
 @pytest.mark.parametrize("flipped", [False, True])

@@ -1,6 +1,6 @@
 """Resumability: a training process killed with SIGKILL and started again with the same arguments resumes
 from its last BackupAndRestore checkpoint and ends where an uninterrupted run ends (same epochs, same
-early-stopping decision, same best weights, same test metrics).
+model-selection decision, same best weights, same test metrics).
 
 The killed run is this file run as a script (`python test_reliability_resume.py ...`): it calls
 `mean_tf.experiment.run(..., backup_dir=...)`, and with `--pause-after-epoch E` it sleeps after the
@@ -82,7 +82,7 @@ def test_killed_training_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_pa
     backup = tmp_path / "backup"
 
     killed = _worker(manifest_path, work, tmp_path / "killed", backup, pause=KILL_AFTER_EPOCH)
-    state = backup / training.EARLY_STOPPING_STATE / f"state-{KILL_AFTER_EPOCH}.json"
+    state = backup / training.SELECTION_STATE / f"state-{KILL_AFTER_EPOCH}.json"
     deadline = time.time() + TIMEOUT
     while training.completed_epochs(str(backup)) <= KILL_AFTER_EPOCH:
         assert killed.poll() is None, _log(tmp_path / "killed")

@@ -108,6 +108,10 @@ def test_scale_divides_by_mean_positive_label_clips_and_inverts_at_serving():
     assert "cltv_90__scaled" not in serving
     np.testing.assert_allclose(serving["cltv_90__scale"].numpy(), [mean_positive], rtol=1e-5)
 
+    # The largest train label, the ZILN prediction cap: a constant that also survives at serving.
+    np.testing.assert_allclose([r["cltv_90__max"] for r in train], [9999.0] * 6)
+    assert transform.analyzer_constants(output, ["cltv_90"], transform.MAX_SUFFIX) == {"cltv_90": 9999.0}
+
     label_transform = transform.label_transform(output, custom)
     assert label_transform.scales["cltv_90"] == pytest.approx(mean_positive, rel=1e-5)
     money = label_transform.to_money(tf.constant([[0.5], [-1.0], [30.0]]), ["cltv_90"]).numpy()

@@ -1,4 +1,4 @@
-"""ZILN loss and prediction: Google's golden values, the shape convention and the production guards."""
+"""ZILN loss and prediction: Google's golden values, the shape convention and the prediction cap."""
 import numpy as np
 import pytest
 
@@ -6,7 +6,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
-from mean_tf.ziln import LOG_PREDICTION_CAP, SIGMA_CAP, ziln_guards, ziln_loss, ziln_predict
+from mean_tf.ziln import FLOAT32_SAFE_LOG, log_prediction_caps, ziln_loss, ziln_predict
 
 GOLDEN_LOGITS = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=np.float32)
 GOLDEN_LABELS = np.array([[0.0], [1.5]], dtype=np.float32)
@@ -39,19 +39,32 @@ def test_per_horizon_shapes_and_finite_gradients():
     assert np.isfinite(tape.gradient(loss, logits).numpy()).all()
 
 
-def test_guards_are_off_by_default_and_cap_sigma_and_the_log_prediction():
-    assert ziln_guards(MEANConfig()) == {"max_sigma": None, "max_log_prediction": None}
-    guards = ziln_guards(MEANConfig(ziln_clip_sigma=True, ziln_clip_log_prediction=True))
-    assert guards == {"max_sigma": SIGMA_CAP, "max_log_prediction": LOG_PREDICTION_CAP}
+def test_prediction_is_capped_at_the_largest_train_label_and_the_loss_is_not():
+    config = MEANConfig(labels=("cltv_30", "cltv_365"), label_max={"cltv_365": 500.0})
+    assert log_prediction_caps(config) == [FLOAT32_SAFE_LOG, pytest.approx(np.log(500.0))]
     wild = np.array([[10.0, 1.0, 50.0]], dtype=np.float32)  # softplus(50) = 50 -> exp(1 + 1250)
-    # Unguarded, the prediction is only kept finite (no inf); the guard is what caps it.
-    assert ziln_predict(wild).numpy()[0, 0] > np.exp(LOG_PREDICTION_CAP)
-    capped = ziln_predict(wild, **guards).numpy()
-    assert np.isfinite(capped).all() and capped[0, 0] <= np.exp(LOG_PREDICTION_CAP)
-    # sigma capped at 5: the loss equals that of logits whose softplus is exactly 5
-    at_cap = np.array([[10.0, 1.0, np.log(np.expm1(SIGMA_CAP))]], dtype=np.float32)
-    np.testing.assert_allclose(ziln_loss([[3.0]], wild, max_sigma=SIGMA_CAP).numpy(),
-                               ziln_loss([[3.0]], at_cap).numpy(), rtol=1e-5)
+    assert ziln_predict(wild).numpy()[0, 0] == pytest.approx(np.exp(FLOAT32_SAFE_LOG), rel=1e-3)
+    assert ziln_predict(wild, np.log(500.0)).numpy()[0, 0] == pytest.approx(500.0 / (1 + np.exp(-10.0)), rel=1e-5)
+    tame = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)  # below the cap: Google's value
+    sigma = np.log1p(np.exp(0.0))
+    assert ziln_predict(tame, np.log(500.0)).numpy()[0, 0] == pytest.approx(0.5 * np.exp(1.0 + sigma ** 2 / 2), rel=1e-5)
+    # No cap inside the loss: sigma keeps its gradient however large it is (a tf.minimum cap zeroed it).
+    logits = tf.Variable([[0.0, 1.0, 8.0]])
+    with tf.GradientTape() as tape:
+        loss = ziln_loss([[3.0]], logits)
+    assert tape.gradient(loss, logits).numpy()[0, 2] > 0.05  # NLL falls as sigma shrinks toward the data
+
+
+def test_dnn_ziln_predictions_never_exceed_the_largest_train_label():
+    from mean_tf.models.ziln import DNNZILN
+
+    config = MEANConfig(ziln_units=(4,), label_max={"cltv_365": 1000.0})
+    model = DNNZILN(config)
+    features = {"numeric": np.full((3, 2), 1e3, np.float32)}  # extreme inputs
+    model(features)
+    model.head.bias.assign([0.0, 30.0, 30.0])  # mu = 30, sigma = 30: exp(480) unguarded
+    cltv = model(features)["cltv"].numpy()
+    assert np.all(np.isfinite(cltv)) and cltv.max() <= 1000.0 * (1 + 1e-5)
 
 
 @pytest.mark.parametrize("bad", [{"ziln_units": ()}, {"odmn_tower_units": (0,)}, {"gbdt_max_iter": 0}])

@@ -20,6 +20,9 @@ class CLTVModel(tf.keras.Model):
     """A Keras model whose loss is a sum of named terms, each logged in `fit`'s history."""
 
     output_space = "scaled"
+    # The logged loss term of the model's own prediction (the tie-break of model selection, and the
+    # "val_prediction_loss" criterion): the Huber term for MEAN, the ZILN NLL for the ZILN family.
+    prediction_loss = "loss"
 
     def __init__(self, config: MEANConfig, **kwargs):
         super().__init__(**kwargs)

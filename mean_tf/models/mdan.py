@@ -8,7 +8,8 @@ distance-similarity loss `ranksim_loss` on the fused hidden vectors.
 
 Left open by the source paper, and the simple readings taken here:
 - Segments: the Transform's bucket (0 = zero label, 1..n-1 = quantile ranges of positive labels)
-  mapped onto the channels as bucket x C // n, so C = n gives one channel per bucket.
+  mapped onto the channels by `channel_segments`: the zero labels have channel 0 to themselves and the
+  positive buckets share channels 1..C-1 in order, so C = n gives one channel per bucket.
 - Regression: plain squared error on the scaled label; the head's softplus keeps predictions >= 0.
 - Several labels: the channels are shared and each horizon has its own controller, head and RankSim
   term (the paper trains one label).
@@ -60,6 +61,18 @@ def ranksim_loss(hidden, labels):
     return tf.reduce_mean(tf.square(feature_ranks - label_ranks))
 
 
+def channel_segments(bucket, num_distributions: int, channels: int):
+    """Controller target per example: 0 for the zero bucket, 1 + (b - 1)(C - 1) // (n - 1) for bucket b >= 1.
+
+    With one channel, everything is channel 0.
+    """
+    bucket = tf.cast(bucket, tf.int32)
+    if channels == 1:
+        return tf.zeros_like(bucket)
+    positive = 1 + (tf.maximum(bucket, 1) - 1) * (channels - 1) // max(num_distributions - 1, 1)
+    return tf.where(bucket > 0, tf.minimum(positive, channels - 1), 0)
+
+
 @tf.keras.utils.register_keras_serializable("mean_tf")
 class MDAN(CLTVModel):
     """Encoder -> shared MLP -> C channel towers -> per-horizon softmax controller and weighted-sum fusion -> head.
@@ -67,6 +80,7 @@ class MDAN(CLTVModel):
     Outputs: `cltv` [B, H] (scaled label), `channel_logits` [B, H, C], `hidden` [B, H, U] (fused vectors).
     """
 
+    prediction_loss = "loss_regression"
     output_space = "scaled"
 
     def __init__(self, config, **kwargs):
@@ -89,8 +103,7 @@ class MDAN(CLTVModel):
     def loss_terms(self, targets, outputs):
         scaled = tf.cast(targets["scaled"], tf.float32)
         channels = self.config.mdan_channels
-        segment = tf.minimum(tf.cast(targets["bucket"], tf.int32) * channels // self.config.num_distributions,
-                             channels - 1)
+        segment = channel_segments(targets["bucket"], self.config.num_distributions, channels)
         regression = tf.reduce_sum(tf.reduce_mean(tf.square(outputs["cltv"] - scaled), axis=0))
         controller = tf.reduce_sum(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=segment, logits=outputs["channel_logits"]), axis=0))

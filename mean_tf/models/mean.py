@@ -1,6 +1,7 @@
 """MEAN, the Multi-Expert Adaptive Network (paper, sec. 3.2), and its multi-horizon variant MTL-MEAN.
 
 x_u = FeatureEncoder(features); s = shared ReLU MLP [512, 256] (x_u); H = MVFE(s) (eq. 2-3);
+the gates read x_u (eq. 3; `mvfe_gate_input="shared"` feeds them s instead);
 (e, A, theta_hat) = DistributionAttention(H) (eq. 4-6, 12); y_hat = FC(e) (eq. 7);
 (k, b_hat) = DAM(x_u) (eq. 9-10), a bypass on the encoded features with its own projection W_s.
 
@@ -21,23 +22,31 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
-from mean_tf.layers import DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
+from mean_tf.layers import BN_MOMENTUM, DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
 from mean_tf.losses import mean_loss
 from mean_tf.models.base import CLTVModel
 
 LOSS_TERMS = ("loss", "loss_cltv", "loss_kl", "loss_dis")
 
 
+def training_bn_momentum(config: MEANConfig) -> float:
+    """The experts' batch-norm momentum: `config.bn_momentum` (training fills in the derived value)."""
+    return BN_MOMENTUM if config.bn_momentum is None else config.bn_momentum
+
+
 @tf.keras.utils.register_keras_serializable("mean_tf")
 class MEAN(CLTVModel):
     """MEAN(config): call(features) -> outputs dict (see the module docstring); loss = L^MEAN (eq. 17)."""
+
+    prediction_loss = "loss_cltv"
 
     def __init__(self, config: MEANConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.num_horizons = len(config.labels)
         self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
-        self.mvfe = MVFE(config.num_experts, config.expert_units, config.num_distributions, name="mvfe")
+        self.mvfe = MVFE(config.num_experts, config.expert_units, config.num_distributions,
+                         bn_momentum=training_bn_momentum(config), name="mvfe")
         self.attention = DistributionAttention(config.attention_units, name="attention")
         self.head = tf.keras.layers.Dense(self.num_horizons, name="cltv_head")
         self.dams = [
@@ -51,7 +60,8 @@ class MEAN(CLTVModel):
     @tf.autograph.experimental.do_not_convert
     def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         x_u = self.encoder(features)
-        tokens = self.mvfe(self.shared(x_u), training=training)
+        gate_inputs = x_u if self.config.mvfe_gate_input == "x_u" else None
+        tokens = self.mvfe(self.shared(x_u), gate_inputs=gate_inputs, training=training)
         embedding, attention, attention_mean = self.attention(tokens)
         outputs = {"cltv": self.head(embedding), "attention": attention, "attention_mean": attention_mean}
         if self.dams:

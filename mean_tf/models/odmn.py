@@ -8,8 +8,12 @@ bucket width. Training uses the true sub-distribution and bucket (teacher forcin
 the argmax sub-distribution, then the argmax bucket inside it.
 
 Left open by the source paper, and the simple readings taken here:
-- Cut points: equal widths over the scaled label range [0, label_clip] (the paper balances the
-  sub-distributions by hand from label statistics). Zero labels fall in the first bucket, bias 0.
+- Cut points: ODMN splits the label range into "relatively balanced" sub-distributions. Here the S x K
+  buckets are equal-frequency ranges of the positive train labels (`quantile_edges`; training fills
+  `config.odmn_edges` per label); the zero labels join the first bucket with bias 0, so its bias head
+  still ranks them below its buyers (a zero-width bucket of their own would predict a tie at 0 for
+  everyone classified there). Sub-distribution s holds buckets s K .. s K + K - 1. Without edges (a
+  model built outside training) the buckets have equal widths over [0, label_clip].
 - Losses: cross-entropy for the two classifications and squared error for the bias, summed over the
   horizons with weight 1 each.
 - Order dependency: tower t's hidden vector gets + h_{t-1} W_t with W_t = softplus(V_t) >= 0 (the
@@ -19,7 +23,10 @@ Left open by the source paper, and the simple readings taken here:
 """
 from __future__ import annotations
 
+from typing import List, Tuple
+
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
+import numpy as np
 import tensorflow as tf
 
 from mean_tf.layers import MLP, FeatureEncoder
@@ -46,13 +53,49 @@ class MonotoneLink(tf.keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def mdme_targets(y_scaled, label_clip: float, sub_distributions: int, buckets: int):
-    """(sub-distribution id, bucket id inside it, bias in [0, 1]) of scaled labels, equal-width cuts."""
-    bucket_width = label_clip / (sub_distributions * buckets)
-    y = tf.clip_by_value(tf.cast(y_scaled, tf.float32), 0.0, label_clip)
-    flat = tf.minimum(tf.cast(tf.floor(y / bucket_width), tf.int32), sub_distributions * buckets - 1)
-    bias = tf.clip_by_value(y / bucket_width - tf.cast(flat, tf.float32), 0.0, 1.0)
+def quantile_edges(positive_scaled: np.ndarray, label_clip: float, sub_distributions: int,
+                   buckets: int) -> Tuple[float, ...]:
+    """S x K + 1 bucket edges from 0 to `label_clip`: equal-frequency ranges of the positive scaled labels
+    (equal widths when there are none)."""
+    count = sub_distributions * buckets
+    positive = np.asarray(positive_scaled, dtype=np.float64)
+    positive = positive[positive > 0]
+    if positive.size:
+        inner = np.quantile(positive, np.arange(1, count) / count)
+    else:
+        inner = np.linspace(0.0, label_clip, count + 1)[1:-1]
+    inner = np.clip(inner, 0.0, label_clip)
+    return tuple(float(e) for e in np.concatenate([[0.0], inner, [label_clip]]))
+
+
+def _edges(config) -> List[Tuple[float, ...]]:
+    """Per label of the config: its `odmn_edges`, or the equal-width edges."""
+    fallback = quantile_edges(np.zeros(0), config.label_clip, config.odmn_sub_distributions, config.odmn_buckets)
+    return [tuple(config.odmn_edges.get(label, fallback)) for label in config.labels]
+
+
+def mdme_targets(y_scaled, edges, sub_distributions: int, buckets: int):
+    """(sub-distribution id, bucket id inside it, bias in [0, 1]) of scaled labels [B, H].
+
+    `edges` [H, S K + 1]: bucket b spans [edges[b], edges[b + 1]]; zero labels are in bucket 0, bias 0.
+    """
+    edges = tf.cast(tf.convert_to_tensor(edges), tf.float32)
+    y = tf.cast(y_scaled, tf.float32)
+    count = sub_distributions * buckets
+    # The bucket whose left edge is the last one <= y (the inner edges 1 .. count - 1 decide).
+    flat = tf.transpose(tf.searchsorted(edges[:, 1:count], tf.transpose(y), side="right"))  # [B, H]
+    flat = tf.where(y > 0, tf.cast(flat, tf.int32), 0)
+    left, width = _left_and_width(edges, flat)
+    bias = tf.where(width > 0, tf.clip_by_value((y - left) / tf.maximum(width, 1e-12), 0.0, 1.0), 0.0)
     return flat // buckets, flat % buckets, bias
+
+
+def _left_and_width(edges, flat):
+    """Left edge and width of flat bucket ids [B, H] under edges [H, E]."""
+    per_example = tf.broadcast_to(edges[None], tf.concat([tf.shape(flat)[:1], tf.shape(edges)], 0))  # [B, H, E]
+    left = tf.gather(per_example, flat, axis=2, batch_dims=2)
+    right = tf.gather(per_example, flat + 1, axis=2, batch_dims=2)
+    return left, right - left
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
@@ -64,12 +107,13 @@ class ODMN(CLTVModel):
     """
 
     output_space = "scaled"
+    uses_label_edges = True  # training fills config.odmn_edges from the train labels
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.num_sub = config.odmn_sub_distributions
         self.num_buckets = config.odmn_buckets
-        self.bucket_width = config.label_clip / (self.num_sub * self.num_buckets)
+        self.edges = _edges(config)  # [H, S K + 1], Python floats (constants of the graph)
         width = config.odmn_tower_units[-1]
         self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
@@ -105,7 +149,8 @@ class ODMN(CLTVModel):
         flat = sub * self.num_buckets + bucket
         flat_biases = tf.reshape(biases, [-1, len(self.config.labels), self.num_sub * self.num_buckets])
         bias = tf.gather(flat_biases, flat, axis=2, batch_dims=2)
-        return (tf.cast(flat, tf.float32) + bias) * self.bucket_width
+        left, width = _left_and_width(tf.constant(self.edges, tf.float32), flat)
+        return left + bias * width
 
     @staticmethod
     def _running_max(value):
@@ -115,7 +160,7 @@ class ODMN(CLTVModel):
         return tf.stack(columns, axis=1)
 
     def loss_terms(self, targets, outputs):
-        sub, bucket, bias = mdme_targets(targets["scaled"], self.config.label_clip, self.num_sub, self.num_buckets)
+        sub, bucket, bias = mdme_targets(targets["scaled"], self.edges, self.num_sub, self.num_buckets)
         sub_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=sub, logits=outputs["sub_logits"])
         true_sub_buckets = tf.gather(outputs["bucket_logits"], sub, axis=2, batch_dims=2)  # [B, H, K]
         bucket_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=bucket, logits=true_sub_buckets)

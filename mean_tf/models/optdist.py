@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from mean_tf.layers import MLP, FeatureEncoder
 from mean_tf.models.base import CLTVModel
-from mean_tf.ziln import ziln_guards, ziln_loss, ziln_predict
+from mean_tf.ziln import log_prediction_caps, ziln_loss, ziln_predict
 
 
 def gumbel_softmax(logits, temperature: float):
@@ -39,11 +39,12 @@ class OptDist(CLTVModel):
     one-hot argmax otherwise).
     """
 
+    prediction_loss = "loss_distribution"
     output_space = "money"
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
-        self.guards = ziln_guards(config)
+        self.log_caps = [[[cap]] for cap in log_prediction_caps(config)]  # [H, 1, 1]
         self.num_labels = len(config.labels)
         self.num_candidates = config.optdist_candidates
         self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
@@ -58,7 +59,7 @@ class OptDist(CLTVModel):
         x = self.shared(self.encoder(features), training=training)
         logits = tf.stack([tf.reshape(head(net(x, training=training)), [-1, self.num_labels, 3])
                            for net, head in zip(self.candidates, self.candidate_heads)], axis=2)  # [B, H, L, 3]
-        candidate_cltv = ziln_predict(logits, **self.guards)[..., 0]
+        candidate_cltv = ziln_predict(logits, self.log_caps)[..., 0]
         selection_logits = tf.reshape(self.selector_head(self.selector(x, training=training)),
                                       [-1, self.num_labels, self.num_candidates])
         if training:
@@ -71,7 +72,7 @@ class OptDist(CLTVModel):
     def loss_terms(self, targets, outputs):
         logits = outputs["candidate_logits"]
         labels = tf.broadcast_to(tf.cast(targets["raw"], tf.float32)[..., None, None], tf.shape(logits[..., :1]))
-        per_candidate = ziln_loss(labels, logits, **self.guards)  # [B, H, L]
+        per_candidate = ziln_loss(labels, logits)  # [B, H, L]
         distribution = tf.reduce_sum(tf.reduce_mean(
             tf.reduce_sum(outputs["selection_weights"] * per_candidate, axis=-1), axis=0))
         fit = tf.stop_gradient(tf.nn.softmax(-per_candidate, axis=-1))

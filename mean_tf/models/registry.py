@@ -61,9 +61,12 @@ def model_config(name: str, config: MEANConfig) -> MEANConfig:
     return config.replace(**changes) if changes else config
 
 
+def model_class(name: str):
+    """The class (or factory) registered as `name`."""
+    module, attr = spec(name).target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def build(name: str, config: MEANConfig | None = None):
     """Build the model registered as `name` (a CLTVModel, or a classical fit/predict adapter)."""
-    s = spec(name)
-    module, attr = s.target.split(":")
-    factory = getattr(importlib.import_module(module), attr)
-    return factory(model_config(name, config or MEANConfig()))
+    return model_class(name)(model_config(name, config or MEANConfig()))
