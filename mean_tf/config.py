@@ -130,6 +130,9 @@ class MEANConfig:
     optdist_gumbel_temperature: float = 1.0
     optdist_alignment_weight: float = 1.0
     gbdt_max_iter: int = 200
+    gbdt_learning_rate: float = 0.1
+    gbdt_max_leaf_nodes: int = 31
+    gbdt_l2: float = 0.0
 
     # Reproducibility (mean_tf.determinism): True makes TensorFlow ops deterministic in training.fit, so
     # the same seed gives the same metrics on the same machine and thread count (turn off on GPU for speed).
@@ -204,6 +207,9 @@ class MEANConfig:
             ("mdan_ranksim_weight", self.mdan_ranksim_weight >= 0, "must be >= 0"),
             ("optdist_alignment_weight", self.optdist_alignment_weight >= 0, "must be >= 0"),
             ("gbdt_max_iter", self.gbdt_max_iter >= 1, "must be at least 1"),
+            ("gbdt_learning_rate", self.gbdt_learning_rate > 0, "must be > 0"),
+            ("gbdt_max_leaf_nodes", self.gbdt_max_leaf_nodes >= 2, "must be at least 2"),
+            ("gbdt_l2", self.gbdt_l2 >= 0, "must be >= 0"),
         ]
         for name in ("ziln_units", "odmn_tower_units", "mdan_channel_units", "optdist_units"):
             units = getattr(self, name)

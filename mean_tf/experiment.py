@@ -26,6 +26,7 @@ class Outcome:
     p: np.ndarray
     fit: Optional[training.FitResult] = None  # Keras models only
     model: object = None
+    eval: Optional["Outcome"] = None  # the eval split's, when `run(..., with_eval=True)`
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         return {label: metrics.evaluate(self.y[:, i], self.p[:, i]) for i, label in enumerate(self.labels)}
@@ -38,8 +39,9 @@ def materialize_cached(manifest, config: MEANConfig, work_dir: str) -> transform
 
 
 def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str = "test",
-        verbose: int = 0, backup_dir: Optional[str] = None) -> Outcome:
-    """Fit `model_name` (train split, early stopping on eval) and predict `split` in money."""
+        verbose: int = 0, backup_dir: Optional[str] = None, with_eval: bool = False) -> Outcome:
+    """Fit `model_name` (train split, model selection on eval) and predict `split` in money
+    (and the eval split too, as `Outcome.eval`, with `with_eval`)."""
     from mean_tf.data.manifest import read_split
 
     config = registry.model_config(model_name, config)
@@ -49,12 +51,24 @@ def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str
         raise MeanTFError(f"label {missing[0]!r} is not a label of dataset {manifest.name} ({', '.join(manifest.labels)})")
     if registry.spec(model_name).kind == "classical":
         model = training.fit_classical(model_name, config, manifest)
-        y = read_split(manifest, split)[list(labels)].to_numpy(float)
-        return Outcome(labels, y, training.predict_classical(model, manifest, split), model=model)
+
+        def classical(name):
+            y = read_split(manifest, name)[list(labels)].to_numpy(float)
+            return Outcome(labels, y, training.predict_classical(model, manifest, name), model=model)
+
+        outcome = classical(split)
+        outcome.eval = classical("eval") if with_eval else None
+        return outcome
     mat = materialize_cached(manifest, config, work_dir)
     result = training.fit(model_name, config, mat.out_dir, mat.files("train"), mat.files("eval"),
                           verbose=verbose, backup_dir=backup_dir)
     spec = mat.tf_transform_output().transformed_feature_spec()
-    data = training.make_dataset(mat.files(split), spec, list(labels), config.batch_size)
-    p = training.predict_money(result.model, data, result.label_transform, labels)
-    return Outcome(labels, training.dataset_targets(data, "raw"), p, fit=result, model=result.model)
+
+    def keras(name):
+        data = training.make_dataset(mat.files(name), spec, list(labels), config.batch_size)
+        p = training.predict_money(result.model, data, result.label_transform, labels)
+        return Outcome(labels, training.dataset_targets(data, "raw"), p, fit=result, model=result.model)
+
+    outcome = keras(split)
+    outcome.eval = keras("eval") if with_eval else None
+    return outcome

@@ -103,6 +103,11 @@ class ModelSelection(tf.keras.callbacks.Callback):
         if self.state_dir and self.model.distribute_strategy.extended.should_checkpoint:
             self._save(epoch)
 
+    @property
+    def best_value(self) -> float:
+        """The criterion at the selected epoch (NaN if no epoch scored)."""
+        return self.sign * self.best if np.isfinite(self.best) else float("nan")
+
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)

@@ -43,10 +43,18 @@ def run_fn(fn_args) -> None:
         if key not in custom:
             raise MeanTFError(f"Trainer custom_config lacks {key!r} (build it with mean_tf.trainer.trainer_config)")
     config = MEANConfig.from_dict(custom["config"])
+    if fn_args.hyperparameters:  # the Tuner's best_hyperparameters (`create_pipeline(tune=True)`)
+        import keras_tuner
+
+        from mean_tf import tuning
+
+        config = tuning.apply(config, keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values)
     result = training.fit(custom["model_name"], config, fn_args.transform_output, fn_args.train_files,
                           fn_args.eval_files, log_dir=fn_args.model_run_dir, backup_dir=custom.get("backup_dir"))
     with open(os.path.join(fn_args.model_run_dir, "fit_summary.json"), "w", encoding="utf-8") as f:
-        json.dump({"best_epoch": result.best_epoch, "history": result.history}, f, indent=2)
+        json.dump({"best_epoch": result.best_epoch, "steps": result.steps, "hit_max_steps": result.hit_max_steps,
+                   "selection": result.selection, "config": result.config.to_dict(), "history": result.history},
+                  f, indent=2)
     export_dir = fn_args.serving_model_dir if _is_chief() else tempfile.mkdtemp(prefix="mean_tf_worker_export_")
     export_serving_model(result.model, tft.TFTransformOutput(fn_args.transform_output), custom["label"],
                          custom["raw_features"], export_dir)

@@ -159,6 +159,7 @@ class FitResult:
     best_epoch: int
     steps: int = 0  # optimizer steps taken
     hit_max_steps: bool = False  # stopped by the step budget, not by model selection
+    selection: float = float("nan")  # the selection criterion on the eval split at the best epoch
 
 
 def data_config(model_name: str, config: MEANConfig, tf_transform_output, train_files: Sequence[str],
@@ -270,7 +271,7 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
         shutil.rmtree(os.path.join(backup_dir, SELECTION_STATE), ignore_errors=True)
     check_finite_history(model_name, {k: v for k, v in history.history.items() if k != selection.SELECTION_KEY})
     return FitResult(model, model_config, history.history, label_transform, chooser.best_epoch,
-                     int(model.optimizer.iterations.numpy()), chooser.hit_max_steps)
+                     int(model.optimizer.iterations.numpy()), chooser.hit_max_steps, chooser.best_value)
 
 
 def money_predictor(label_transform: transform.LabelTransform, labels: Sequence[str]):

@@ -34,8 +34,8 @@ def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir
                      label: str = configs.DEFAULT_LABEL, gini_floor: float = configs.GINI_FLOOR,
                      gini_max_drop: float = configs.GINI_MAX_DROP,
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
-                     shuffle_examples: bool = configs.SHUFFLE_EXAMPLES,
-                     pipeline_name: str = configs.PIPELINE_NAME) -> str:
+                     shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False,
+                     tuner_trials: Optional[int] = None, pipeline_name: str = configs.PIPELINE_NAME) -> str:
     """Write the Kubeflow V2 pipeline JSON; returns its path."""
     from tfx import v1 as tfx
 
@@ -47,7 +47,7 @@ def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, data_root=data_root,
         serving_model_dir=serving_model_dir, model_name=model_name, config=config, label=label,
         gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
-        shuffle_examples=shuffle_examples)
+        shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials)
     output_file = os.path.abspath(output_file)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),

@@ -44,7 +44,8 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
           config: Optional[MEANConfig] = None, label: str = configs.DEFAULT_LABEL,
           gini_floor: float = configs.GINI_FLOOR, gini_max_drop: float = configs.GINI_MAX_DROP,
           beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS, enable_cache: bool = True,
-          shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, pipeline_name: str = configs.PIPELINE_NAME):
+          shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False, tuner_trials: Optional[int] = None,
+          pipeline_name: str = configs.PIPELINE_NAME):
     """The local pipeline object for a dataset folder."""
     from tfx import v1 as tfx
 
@@ -59,7 +60,7 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
         model_name=model_name, config=config, label=label,
         gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
-        enable_cache=enable_cache, shuffle_examples=shuffle_examples)
+        enable_cache=enable_cache, shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials)
 
 
 def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:

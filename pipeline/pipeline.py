@@ -3,7 +3,7 @@
 ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.example_gen`) -> StatisticsGen
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
 ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`)
--> Trainer (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
+-> [Tuner (`mean_tf.tuning.tuner_fn`), optional] -> Trainer (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
 the last blessed model) -> Pusher (to a serving folder, only when blessed).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pipeline import schema as schemas
 
 PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
 RUN_FN = "mean_tf.trainer.run_fn"
+TUNER_FN = "mean_tf.tuning.tuner_fn"
 SPLITS = ("train", "eval", "test")
 
 
@@ -79,6 +80,8 @@ def create_pipeline(
     metadata_connection_config=None,
     enable_cache: bool = True,
     shuffle_examples: bool = configs.SHUFFLE_EXAMPLES,
+    tune: bool = False,
+    tuner_trials: Optional[int] = None,
 ) -> tfx.dsl.Pipeline:
     """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
 
@@ -88,6 +91,8 @@ def create_pipeline(
     config: MEANConfig for the model; its `labels` become `(label,)` for single-horizon models.
     shuffle_examples: TFX's stock ExampleGen, which re-encodes and reshuffles every split (memory grows with
     the data on the DirectRunner); by default `pipeline.example_gen` copies the split files as they are.
+    tune: a Tuner (`mean_tf.tuning.tuner_fn`, `tuner_trials` trials, default `tuning.TRIALS`) searches the
+    model's space on the eval split and the Trainer trains with its best_hyperparameters (the penguin wiring).
     """
     config = (config or MEANConfig()).replace(labels=(label,))
     if label not in manifest.labels:
@@ -124,14 +129,20 @@ def create_pipeline(
         custom_config=transform.transform_config(manifest, config, registry.model_config(model_name, config).labels),
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
         disable_statistics=True)
-    trainer_component = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=transform_component.outputs["transformed_examples"],
-        transform_graph=transform_component.outputs["transform_graph"],
-        schema=gate.outputs["validated_schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=trainer.trainer_config(model_name, config, label, manifest.features))
+    trainer_custom_config = trainer.trainer_config(model_name, config, label, manifest.features)
+    training_inputs = dict(examples=transform_component.outputs["transformed_examples"],
+                           transform_graph=transform_component.outputs["transform_graph"],
+                           schema=gate.outputs["validated_schema"], train_args=tfx.proto.TrainArgs(splits=["train"]),
+                           eval_args=tfx.proto.EvalArgs(splits=["eval"]))
+    tuner_nodes, hyperparameters = [], None
+    if tune:
+        from mean_tf import tuning
+
+        tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs, custom_config={
+            **trainer_custom_config, "tuner_trials": int(tuner_trials or tuning.TRIALS)})
+        tuner_nodes, hyperparameters = [tuner], tuner.outputs["best_hyperparameters"]
+    trainer_component = tfx.components.Trainer(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs,
+                                               custom_config=trainer_custom_config)
 
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -151,7 +162,7 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, *schema_nodes, example_validator, gate, transform_component,
-                    trainer_component, model_resolver, evaluator, pusher],
+                    *tuner_nodes, trainer_component, model_resolver, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args))

@@ -16,17 +16,43 @@ def test_plan_covers_every_table1_model_and_trains_multi_horizon_models_once():
     assert len({c.key for c in cells}) == len(cells)
 
 
-def test_run_order_puts_cltv_365_with_all_its_seeds_first_then_horizons_then_studies():
+def test_run_order_puts_choices_then_searches_then_cltv_365_with_all_its_seeds_then_the_rest():
     cells = plan.cells(plan.Plan())
-    first = cells[: 3 * len(plan.TABLE1_MODELS + plan.ABLATION_MODELS) + 1]  # + the synthetic oracle
+    studies = [c.study for c in cells]
+    n_choice, n_tune = studies.count("choice"), studies.count("tune")
+    assert studies[:n_choice] == ["choice"] * n_choice
+    assert {c.dataset for c in cells[:n_choice]} == {"online_retail_ii", "cdnow"}
+    searches = cells[n_choice:n_choice + n_tune]
+    assert {c.study for c in searches} == {"tune"} and searches[-1].dataset == "synthetic"
+    assert {(c.dataset, c.model) for c in searches} == {(d, m) for d in plan.Plan().datasets for m in plan.TUNED_MODELS}
+    rest = cells[n_choice + n_tune:]
+    first = rest[: 3 * len(plan.TABLE1_MODELS + plan.ABLATION_MODELS) + 1]  # + the synthetic oracle
     assert all("cltv_365" in c.labels and c.seed == 0 and c.study == "table1" for c in first)
-    assert {c.dataset for c in first} == {"online_retail_ii", "cdnow", "synthetic"}
-    is_365 = ["cltv_365" in c.labels and c.study == "table1" for c in cells]
+    is_365 = ["cltv_365" in c.labels and c.study == "table1" for c in rest]
     last_365 = max(i for i, flag in enumerate(is_365) if flag)
     assert all(is_365[: last_365 + 1])  # every seed of cltv_365 before any other horizon or study
-    assert {c.seed for c in cells[: last_365 + 1]} == {0, 1, 2}
-    other_horizons = [i for i, c in enumerate(cells) if c.study == "table1" and not is_365[i] and c.seed == 0]
-    assert max(other_horizons) < min(i for i, c in enumerate(cells) if c.study != "table1")
+    assert {c.seed for c in rest[: last_365 + 1]} == {0, 1, 2, 3, 4}
+    other = [c for c in rest if c.study == "table1" and not ("cltv_365" in c.labels)]
+    assert {c.seed for c in other} == {0, 1}  # the other horizons: 2 seeds
+
+
+def test_ablations_reuse_means_setting_and_the_heuristics_have_none():
+    assert plan.tuned_model("mean_no_kl") == "mean" and plan.tuned_model("odmn") == "odmn"
+    assert plan.tuned_model("last_period") == "" and plan.tuned_model("bgnbd_gg") == ""
+    assert plan.tune_cell("cdnow", "mtl_mean").labels == ALL_LABELS
+
+
+def test_significance_needs_a_paired_lead_across_seeds():
+    def rows(model, values):
+        return [{"status": "ok", "study": "table1", "dataset": "d", "model": model, "seed": s,
+                 "metrics": {"cltv_365": {"normalized_gini": v}}} for s, v in enumerate(values)]
+
+    clear = rows("a", [0.80, 0.81, 0.82]) + rows("b", [0.70, 0.72, 0.71])
+    assert report.best_models(clear, "table1", "d", ["a", "b"], "cltv_365", "normalized_gini") == {"a"}
+    noisy = rows("a", [0.80, 0.60, 0.82]) + rows("b", [0.70, 0.72, 0.71])
+    assert report.best_models(noisy, "table1", "d", ["a", "b"], "cltv_365", "normalized_gini") == set()
+    one_seed = rows("a", [0.9]) + rows("b", [0.1])
+    assert report.best_models(one_seed, "table1", "d", ["a", "b"], "cltv_365", "normalized_gini") == set()
 
 
 def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, capsys):
@@ -41,15 +67,23 @@ def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, ca
     skipped = [r for r in rows if r["status"] != "ok"]
     assert [r["model"] for r in skipped] == ["bgnbd_gg"], [r.get("error") for r in skipped]
     assert "no bgnbd_features" in skipped[0]["error"]
+    searches = [r for r in rows if r["study"] == "tune"]
+    assert {r["model"] for r in searches} == {"mean", "two_stage_gbdt"}
+    assert all(r["trial_count"] == 2 and r["tuned"] for r in searches)
     for r in rows:
-        if r["status"] != "ok":
+        if r["status"] != "ok" or r["study"] == "tune":
             continue
-        for values in r["metrics"].values():
+        if r["study"] == "table1" and r["model"] == "mean":  # trains with the setting its search found
+            assert r["tuned"] == next(s["tuned"] for s in searches if s["model"] == "mean")
+            assert r["fit"]["steps"] > 0 and "val_selection" in r["fit"]["history"]
+        for values in list(r["metrics"].values()) + list(r.get("eval_metrics", {}).values()):
             assert -1.0 <= values["normalized_gini"] <= 1.0
             assert np.isfinite(values["percentile_mape"])
     text = (work / "docs" / "results.md").read_text()
     for model in set(plan.SMOKE.models + ("oracle",)) - {"bgnbd_gg"}:
         assert f"| {model} |" in text
+    assert "### Summary: cltv_365" in text and "### Tuning (eval split only)" in text
+    assert "| teacher_log_probs | 1 |" in text
     assert "- bgnbd_gg: dataset 'synthetic' has no bgnbd_features" in text
     assert (f"{len(planned) - 1} of {len(planned)} planned cells finished, 1 skipped with their reason "
             "(the run is complete)") in text

@@ -57,6 +57,25 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
     assert manifest.name == "tiny"
 
 
+def test_tune_adds_a_tuner_whose_best_hyperparameters_feed_the_trainer(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", rows=100)
+    path = kubeflow_v2_runner.compile_pipeline(
+        str(tmp_path / "data"), data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test",
+        output_file=str(tmp_path / "p.json"), tune=True, tuner_trials=3)
+    text = open(path).read()
+    dag = json.loads(text)["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "Tuner" in dag and "Tuner" in dag["Trainer"]["dependentTasks"]
+    trainer_inputs = dag["Trainer"]["inputs"]["artifacts"]
+    assert trainer_inputs["hyperparameters"]["taskOutputArtifact"]["producerTask"] == "Tuner"
+    assert mean_pipeline.TUNER_FN in text and '\\"tuner_trials\\": 3' in text
+    module, name = mean_pipeline.TUNER_FN.rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), name))
+    untuned = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"), manifest=manifest,
+                                            serving_model_dir=str(tmp_path / "serving"))
+    assert "Tuner" not in {c.id for c in untuned.components}
+
+
 def bundled_like(tmp_path) -> Manifest:
     return Manifest(name="online_retail_ii", splits={"train": ["train-00000-of-00001.tfrecord.gz"],
                                                      "eval": ["eval-00000-of-00001.tfrecord.gz"],

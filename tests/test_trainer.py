@@ -11,7 +11,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from mean_tf import trainer, training, transform
+from mean_tf import trainer, training, transform, tuning
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from tiny_dataset import materialized_tiny
@@ -26,9 +26,12 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("trainer")
     manifest, done = materialized_tiny()
     config = MEANConfig(**SMALL)
+    tuned = tuning.search_space("mtl_mean", config)  # the Tuner's best_hyperparameters, as TFX passes them
+    tuned.values.update(width=2.0, huber_delta=2.0)
     fn_args = FnArgs(train_files=done.files("train"), eval_files=done.files("eval"), transform_output=done.out_dir,
                      serving_model_dir=str(root / "serving"), model_run_dir=str(root / "run"),
-                     custom_config=trainer.trainer_config("mtl_mean", config, "cltv_30", manifest.features))
+                     custom_config=trainer.trainer_config("mtl_mean", config, "cltv_30", manifest.features),
+                     hyperparameters=tuned.get_config())
     os.makedirs(fn_args.model_run_dir)
     exported_models = []
     export = trainer.export_serving_model
@@ -64,7 +67,10 @@ def test_run_fn_exports_a_model_tf_serving_can_load(exported):
     np.testing.assert_allclose(answer["bucket_probs"].sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(answer["cltv"], expected_money(done, model, records, 0), rtol=1e-4, atol=1e-6)
     summary = json.load(open(os.path.join(fn_args.model_run_dir, "fit_summary.json")))
-    assert summary["best_epoch"] == 0 and "val_loss" in summary["history"]
+    assert summary["best_epoch"] == 0 and "val_selection" in summary["history"] and summary["steps"] > 0
+    # trained with the Tuner's setting: width x 2 and delta 2
+    assert summary["config"]["expert_units"] == 16 and summary["config"]["huber_delta"] == 2.0
+    assert model.config.expert_units == 16
 
 
 def test_transform_features_signature_returns_transformed_labels(exported):

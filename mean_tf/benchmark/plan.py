@@ -1,5 +1,9 @@
 """What the benchmark runs: a list of cells (study × dataset × model × labels × seed × config changes).
 
+Studies: `tune` (one KerasTuner search per dataset and tunable model on cltv_365, eval split only, the
+same trial budget for all), `table1` (every model with its tuned setting; cltv_365 with 5 seeds, the
+other horizons with 2), `choice` (the BN and the two readings' switches for MEAN, chosen on the eval
+split), `variant` (stop-gradients and label scaling), `delta` and `n` (MEAN's sensitivity curves).
 A cell's `key` identifies it in the results file, so a rerun skips cells that already finished.
 """
 from __future__ import annotations
@@ -14,6 +18,18 @@ from mean_tf.models import registry
 TABLE1_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean",
                  "two_stage_gbdt", "bgnbd_gg", "last_period")
 ABLATION_MODELS = ("mean_no_kl", "mean_no_distill", "mvfe_only")
+# Models with hyperparameters to tune (mean_tf.tuning); the ablations reuse MEAN's setting.
+TUNED_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean", "two_stage_gbdt")
+TUNE_LABEL = "cltv_365"
+# The paper's ambiguous readings and the BN choice of issue 18, as MEAN config changes (chosen on eval).
+# Every choice cell trains with the default hyperparameters, so "default" is their reference.
+CHOICES: Dict[str, Dict] = {
+    "default": {},
+    "bn_reestimate": {"bn_reestimate": True, "bn_momentum": 0.99},
+    "bn_keras_default": {"bn_momentum": 0.99},
+    "gates_on_shared": {"mvfe_gate_input": "shared"},
+    "teacher_log_probs": {"distill_teacher": "log_probs"},
+}
 # Stop-gradient choices of the alignment losses and the label scaling, as MEAN config changes.
 VARIANTS: Dict[str, Dict] = {
     "kl_grad_to_dam": {"kl_stop_gradient_dam": False},
@@ -53,15 +69,18 @@ class Plan:
 
     datasets: Tuple[str, ...] = ("online_retail_ii", "cdnow", "synthetic")
     models: Tuple[str, ...] = TABLE1_MODELS + ABLATION_MODELS
-    seeds: Tuple[int, ...] = (0, 1, 2)
+    seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)  # Table 1 at cltv_365
+    other_horizon_seeds: Tuple[int, ...] = (0, 1)  # Table 1 at the other horizons
     labels: Tuple[str, ...] = ALL_LABELS
     # Extra studies run on these datasets only (they multiply the cell count).
-    study_datasets: Tuple[str, ...] = ("online_retail_ii",)
-    # The studies' horizons: the shortest and the longest (all four multiply the cost by two).
-    study_labels: Tuple[str, ...] = ("cltv_30", "cltv_365")
+    study_datasets: Tuple[str, ...] = ("online_retail_ii", "cdnow")
+    study_labels: Tuple[str, ...] = ("cltv_365",)
     study_seeds: Tuple[int, ...] = (0, 1, 2)
+    choice_seeds: Tuple[int, ...] = (0, 1)
     sweep_seeds: Tuple[int, ...] = (0,)
-    studies: Tuple[str, ...] = ("table1", "variant", "delta", "n")
+    studies: Tuple[str, ...] = ("choice", "tune", "table1", "variant", "delta", "n")
+    tuned_models: Tuple[str, ...] = TUNED_MODELS
+    choices: Tuple[str, ...] = tuple(CHOICES)
     variants: Tuple[str, ...] = tuple(VARIANTS)
     deltas: Tuple[float, ...] = DELTAS
     num_distributions: Tuple[int, ...] = NUM_DISTRIBUTIONS
@@ -70,27 +89,54 @@ class Plan:
 # The smoke run (CI): the tiny synthetic dataset, one seed, cltv_365, a model of each kind (single- and
 # multi-horizon network, tree, probabilistic, heuristic) plus the oracle, and one cell of each study.
 SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "two_stage_gbdt", "bgnbd_gg"),
-             seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",), study_labels=("cltv_365",),
-             study_seeds=(0,), variants=("kl_grad_to_dam",), deltas=(0.5,), num_distributions=(3,))
+             seeds=(0,), other_horizon_seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",),
+             study_labels=("cltv_365",), study_seeds=(0,), choice_seeds=(0,), tuned_models=("mean", "two_stage_gbdt"),
+             choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5,), num_distributions=(3,))
 
 
-def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="") -> List[Cell]:
+def tuned_model(model: str) -> str:
+    """Whose tuned setting a model trains with: its own, MEAN's for the ablations, none ("") otherwise."""
+    if model in TUNED_MODELS:
+        return model
+    return "mean" if model in ABLATION_MODELS else ""
+
+
+def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None) -> List[Cell]:
+    """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the horizons but cltv_365."""
     if registry.is_multi_horizon(model):
         groups = [tuple(ALL_LABELS)]
     else:
         groups = [(label,) for label in labels]
-    return [Cell(study, dataset, model, g, seed, tuple(sorted(overrides)), variant) for g in groups for seed in seeds]
+    out = []
+    for g in groups:
+        for seed in (seeds if TUNE_LABEL in g or other_seeds is None else other_seeds):
+            out.append(Cell(study, dataset, model, g, seed, tuple(sorted(overrides)), variant))
+    return out
+
+
+def tune_cell(dataset: str, model: str) -> Cell:
+    """The search whose setting `model` trains with on `dataset` (cltv_365, or all labels if multi-horizon)."""
+    labels = tuple(ALL_LABELS) if registry.is_multi_horizon(model) else (TUNE_LABEL,)
+    return Cell("tune", dataset, model, labels, 0)
 
 
 def cells(plan: Plan) -> List[Cell]:
     out: List[Cell] = []
+    if "tune" in plan.studies:
+        out += [tune_cell(dataset, model) for dataset in plan.datasets for model in plan.models
+                if model in plan.tuned_models]
     if "table1" in plan.studies:
         for dataset in plan.datasets:
             for model in plan.models:
-                out += _model_cells("table1", dataset, model, plan.labels, plan.seeds)
+                out += _model_cells("table1", dataset, model, plan.labels, plan.seeds,
+                                    other_seeds=plan.other_horizon_seeds)
             if dataset in ORACLE_DATASETS:  # the true expected value: the ceiling of every column
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
     for dataset in (d for d in plan.datasets if d in plan.study_datasets):
+        if "choice" in plan.studies and "mean" in plan.models:
+            for name in plan.choices:
+                out += _model_cells("choice", dataset, "mean", plan.study_labels, plan.choice_seeds,
+                                    CHOICES[name].items(), name)
         if "variant" in plan.studies and "mean" in plan.models:
             for name in plan.variants:
                 changes = VARIANTS[name]
@@ -107,12 +153,17 @@ def cells(plan: Plan) -> List[Cell]:
 
 
 def _priority(cell: Cell):
-    """Run order, so an interrupted run leaves the most useful results: every Table 1 model once on
-    every dataset for cltv_365 (the targeting horizon) first, then its other seeds (the spread that
-    decides whether a lead counts), then the other horizons, then the studies, then the rest."""
-    studies = ("table1", "variant", "delta", "n")
+    """Run order, so an interrupted run leaves the most useful results: MEAN's choices (they decide its
+    defaults), then the searches (every later cell trains with their setting), then every Table 1 model once on every dataset for cltv_365
+    (the targeting horizon), then its other seeds (the spread that decides whether a lead counts), then
+    the other horizons, then the studies, then the rest."""
+    studies = ("tune", "choice", "table1", "variant", "delta", "n")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
-    if cell.study == "table1" and "cltv_365" in cell.labels:
+    if cell.study == "choice":
+        tier = -2
+    elif cell.study == "tune":
+        tier = -1
+    elif cell.study == "table1" and "cltv_365" in cell.labels:
         tier = 0 if cell.seed == 0 else 1
     elif cell.seed == 0:
         tier = 2 if cell.study == "table1" else 3
@@ -120,7 +171,7 @@ def _priority(cell: Cell):
         tier = 4
     dataset = datasets.index(cell.dataset) if cell.dataset in datasets else len(datasets)
     # After the first pass, the large synthetic dataset waits for the two real ones.
-    return (tier, tier > 0 and cell.dataset == "synthetic", cell.seed, studies.index(cell.study), dataset)
+    return (tier, tier != 0 and cell.dataset == "synthetic", cell.seed, studies.index(cell.study), dataset)
 
 
 def narrow(all_cells: Sequence[Cell], only: Sequence[str] = (), models: Sequence[str] = (),

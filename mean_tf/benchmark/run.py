@@ -1,6 +1,7 @@
 """Run benchmark cells: build each dataset once, Transform it with the pipeline's `preprocessing_fn`
-(cached per Transform setting), train each model through `mean_tf.training`, score the test split
-with `mean_tf.metrics.evaluate`, and append one JSON line per finished cell (so a rerun resumes).
+(cached per Transform setting), train each model through `mean_tf.training` with its tuned setting
+(`mean_tf.tuning`, searched on the eval split by the plan's `tune` cells), score the eval and test
+splits with `mean_tf.metrics.evaluate`, and append one JSON line per finished cell (so a rerun resumes).
 """
 from __future__ import annotations
 
@@ -13,18 +14,22 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf import experiment, metrics
-from mean_tf.benchmark.plan import Cell
+from mean_tf import experiment, metrics, tuning
+from mean_tf.benchmark.plan import Cell, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 
 GAIN_POINTS = 101
 GAIN_LABEL = "cltv_365"
-# Small-data settings of the smoke run (CI): tiny layers, two epochs.
+# Small-data settings of the smoke run (CI): tiny layers, two epochs, two trials per search.
 SMOKE_CONFIG = dict(shared_units=(32, 16), expert_units=16, attention_units=16, dam_shared_units=32,
                     dam_units=(32, 16), ziln_units=(32, 16), epochs=2, batch_size=256, gbdt_max_iter=20)
-# Full run: the paper's settings (sec. 4.1), at most 15 epochs (the paper converges in 12-15), patience 2.
-FULL_CONFIG = dict(epochs=15, patience=2)
+SMOKE_TRIALS = 2
+# Full run: the paper's settings (sec. 4.1) and the protocol's defaults (selection on eval Gini, patience 10,
+# a budget of max_steps optimizer steps); the searches set learning rate, width and each model's own knob.
+FULL_CONFIG: Dict[str, object] = {}
+# Studies whose cells train with the tuned setting (the choice cells compare MEAN's readings at the defaults).
+TUNED_STUDIES = ("table1", "variant", "delta", "n")
 
 
 def _build_online_retail(out: str, smoke: bool):
@@ -56,7 +61,9 @@ def settings(smoke: bool) -> Dict[str, object]:
     """What the report states about the run's configuration."""
     changes = dict(SMOKE_CONFIG if smoke else FULL_CONFIG)
     rows, features = SMOKE_SYNTHETIC if smoke else (SYNTHETIC_ROWS, SYNTHETIC_FEATURES)
-    return {**changes, "synthetic size": f"{rows:,} rows x {features} features"}
+    trials = SMOKE_TRIALS if smoke else tuning.TRIALS
+    return {**changes, "synthetic size": f"{rows:,} rows x {features} features",
+            "tuning": f"{trials} random-search trials per (dataset, model) on the eval split"}
 
 
 BUILDERS: Dict[str, Callable[[str, bool], None]] = {
@@ -91,13 +98,30 @@ class Runner:
         return self._manifests[dataset]
 
     # --- cells ------------------------------------------------------------------------------------
+    def _rows(self) -> List[dict]:
+        if not os.path.exists(self.results_path):
+            return []
+        with open(self.results_path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
     def done_keys(self) -> set:
         """Cells that finished (ok) or cannot run on their dataset (skipped)."""
-        if not os.path.exists(self.results_path):
-            return set()
-        with open(self.results_path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        return {r["key"] for r in rows if r["status"] in ("ok", "skipped")}  # failed cells run again
+        return {r["key"] for r in self._rows() if r["status"] in ("ok", "skipped")}  # failed cells run again
+
+    def tuned(self, dataset: str, model: str) -> Dict[str, object]:
+        """The tuned values `model` trains with on `dataset` (running the search first if it has not run)."""
+        owner = tuned_model(model)
+        if not owner:
+            return {}
+        cell = tune_cell(dataset, owner)
+        row = next((r for r in reversed(self._rows()) if r["key"] == cell.key and r["status"] == "ok"), None)
+        if row is None:
+            self._log(f"search for {owner} on {dataset} first")
+            row = self.run_cell(cell)
+            self._append(row)
+            if row["status"] != "ok":
+                raise MeanTFError(f"the search for {owner} on {dataset} did not finish: {row.get('error')}")
+        return dict(row["tuned"])
 
     def run(self, cells: Sequence[Cell]) -> List[dict]:
         done = self.done_keys()
@@ -122,6 +146,10 @@ class Runner:
         row = {"key": cell.key, **cell.to_dict()}
         try:
             manifest = self.manifest(cell.dataset)
+            if cell.study == "tune":
+                row.update(self._search(cell, manifest), status="ok")
+                row["wall_s"] = round(time.time() - t0, 2)
+                return row
             y, p, extra = self._predict(cell, manifest)
             row["metrics"] = {label: metrics.evaluate(y[:, i], p[:, i]) for i, label in enumerate(cell.labels)}
             if GAIN_LABEL in cell.labels:
@@ -150,12 +178,36 @@ class Runner:
                 raise MeanTFError(f"dataset {cell.dataset} has no oracle columns")
             test = read_split(manifest, "test")
             return test[labels].to_numpy(float), test[[manifest.oracle_columns[l] for l in labels]].to_numpy(float), {}
-        config = self.base_config().replace(seed=cell.seed, labels=tuple(labels), **dict(cell.overrides))
-        outcome = experiment.run(cell.model, config, manifest, self.work_dir)
-        extra = {}
+        tuned = self.tuned(cell.dataset, cell.model) if cell.study in TUNED_STUDIES else {}
+        config = tuning.apply(self.base_config(), tuned).replace(seed=cell.seed, labels=tuple(labels),
+                                                                 **dict(cell.overrides))
+        outcome = experiment.run(cell.model, config, manifest, self.work_dir, with_eval=True)
+        extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
         if outcome.fit is not None:
-            extra = {"best_epoch": int(outcome.fit.best_epoch), "epochs_run": len(outcome.fit.history.get("loss", []))}
+            fit = outcome.fit
+            extra.update(best_epoch=int(fit.best_epoch), epochs_run=len(fit.history.get("loss", [])),
+                         fit={"steps": fit.steps, "hit_max_steps": fit.hit_max_steps, "selection": fit.selection,
+                              "bn_momentum": fit.config.bn_momentum, "history": _rounded(fit.history)})
         return outcome.y, outcome.p, extra
+
+    def _search(self, cell: Cell, manifest) -> dict:
+        """One KerasTuner search (`mean_tf.tuning`): trials scored by the mean eval Gini over the cell's labels."""
+        base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
+
+        def trial(config):
+            outcome = experiment.run(cell.model, config, manifest, self.work_dir, split="eval")
+            scores = [metrics.normalized_gini(outcome.y[:, i], outcome.p[:, i]) for i in range(len(cell.labels))]
+            return float(np.mean(scores))
+
+        folder = os.path.join(self.work_dir, "tuning", cell.dataset)
+        trials = SMOKE_TRIALS if self.smoke else tuning.TRIALS
+        tuner = tuning.make_tuner(cell.model, trial, base, folder, cell.model, max_trials=trials, seed=cell.seed)
+        tuner.search()
+        summary = tuning.trials_summary(tuner)
+        if not summary:
+            raise RuntimeError(f"no trial of the search for {cell.model} finished")
+        return {"tuned": summary[0]["values"], "eval_score": summary[0]["score"], "trials": summary,
+                "trial_count": len(summary)}
 
     def _append(self, row: dict) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
@@ -167,6 +219,15 @@ class Runner:
     def _log(self, message: str) -> None:
         if self.verbose:
             print(message, file=sys.stderr, flush=True)
+
+
+def _metrics(outcome) -> Dict[str, Dict[str, float]]:
+    return {label: metrics.evaluate(outcome.y[:, i], outcome.p[:, i]) for i, label in enumerate(outcome.labels)}
+
+
+def _rounded(history: Dict[str, list]) -> Dict[str, list]:
+    """Per-epoch curves of every logged term, rounded for the results file."""
+    return {k: [round(float(v), 6) for v in values] for k, values in history.items()}
 
 
 def environment() -> Dict[str, str]:

@@ -47,6 +47,8 @@ def register(subparsers) -> None:
     sp.add_argument("--steps", type=int, default=30, help="timed steps per model and mode (default 30)")
     sp.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     sp.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
+    sp.add_argument("--deterministic", action="store_true",
+                    help="enable TensorFlow's op determinism, as training does by default (MEANConfig.deterministic)")
     sp.add_argument("--roofline-min-seconds", type=float, default=0.05,
                     help="shortest timing sample of each roofline op (default 0.05; smaller is faster, noisier)")
     sp.add_argument("--peak-size", type=int, default=1024, help="n of the n x n x n matmul giving the peak rate")
@@ -112,6 +114,10 @@ def _train(args) -> int:
     from mean_tf.perf import suite
 
     config, command = _prepare(args)
+    if args.deterministic:
+        from mean_tf import determinism
+
+        determinism.configure(config.seed, deterministic=True)
     record = suite.run_train(command, args.work, args.rows, args.features, config, args.models, args.steps,
                              args.warmup, args.jit, roofline_min_seconds=args.roofline_min_seconds,
                              peak_size=args.peak_size, note=args.note)

@@ -28,6 +28,10 @@ def register(subparsers):
         sp.add_argument("--shuffle-examples", action="store_true",
                         help="ExampleGen re-encodes and reshuffles every split (TFX's stock executor; on the "
                              "DirectRunner it holds each split in memory); default: copy the dataset's split files")
+        sp.add_argument("--tune", action="store_true",
+                        help="add a Tuner: search the model's hyperparameters on the eval split (mean_tf.tuning), "
+                             "then train with the best")
+        sp.add_argument("--tuner-trials", type=int, default=None, help="trials of --tune (default 6)")
         add_config_options(sp)
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",
@@ -72,7 +76,7 @@ def run_main(args) -> int:
         data, args.output_dir, model_name=args.model, config=config_from_args(args), label=args.label,
         gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
         beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache,
-        shuffle_examples=args.shuffle_examples)
+        shuffle_examples=args.shuffle_examples, tune=args.tune, tuner_trials=args.tuner_trials)
     print(local_runner.format_summary(summary))
     return 0
 
@@ -84,6 +88,7 @@ def compile_main(args) -> int:
         args.manifest, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
         output_file=args.out, data_root=args.data_root, model_name=args.model, config=config_from_args(args),
         label=args.label, gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
-        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, shuffle_examples=args.shuffle_examples)
+        beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, shuffle_examples=args.shuffle_examples,
+        tune=args.tune, tuner_trials=args.tuner_trials)
     print(f"wrote {path}")
     return 0

@@ -62,7 +62,8 @@ class TwoStageGBDT(ClassicalModel):
     classifier uses log loss, the regressor the Gamma deviance (log link, the mean of a positive,
     skewed spend) fitted on payers only; categorical strings are ordinal-encoded and passed as native
     categorical features (unseen categories count as missing; at most 254 categories per feature, the
-    rarest grouped); `gbdt_max_iter` trees each; `eval_df` is unused (HistGradientBoosting holds out
+    rarest grouped); `gbdt_max_iter` trees each, `gbdt_learning_rate`, `gbdt_max_leaf_nodes` and `gbdt_l2`
+    (scikit-learn's defaults; tuned by `mean_tf.tuning`); `eval_df` is unused (HistGradientBoosting holds out
     its own 10% for early stopping above 10 000 rows). A label with a single class falls back to its
     training share of payers, and one without payers predicts 0.
     """
@@ -78,8 +79,9 @@ class TwoStageGBDT(ClassicalModel):
             raise MeanTFError(f"{self.name}: the manifest lists no numeric_features and no categorical_features")
         x = self._design(train_df, fit=True)
         mask = [False] * len(self.numeric) + [True] * len(self.categorical)
-        common = dict(max_iter=self.config.gbdt_max_iter, random_state=self.config.seed,
-                      categorical_features=mask if self.categorical else None)
+        common = dict(max_iter=self.config.gbdt_max_iter, learning_rate=self.config.gbdt_learning_rate,
+                      max_leaf_nodes=self.config.gbdt_max_leaf_nodes, l2_regularization=self.config.gbdt_l2,
+                      random_state=self.config.seed, categorical_features=mask if self.categorical else None)
         self.stages: Dict[str, tuple] = {}
         for label, y in _columns(train_df, list(self.config.labels), self.name).items():
             y = y.to_numpy(dtype=np.float64)
