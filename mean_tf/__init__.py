@@ -25,3 +25,14 @@ def _check_keras_mode() -> None:
 
 
 _check_keras_mode()
+
+_SUBPACKAGES = ("benchmark", "commands", "data", "models", "perf")
+
+
+def __getattr__(name):
+    """`mean_tf.data`, `mean_tf.models`, ... without an explicit `import mean_tf.data` (loaded on first use)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,8 @@ import tensorflow as tf
 from mean_tf.errors import MeanTFError
 
 SERVING_INPUT = "examples"
+# The name the README starts TF Serving with (`--model_name=mean`).
+MODEL_NAME = "mean"
 SIGNATURE = "serving_default"
 Raw = Union[tf.train.Example, bytes, Mapping[str, object]]
 
@@ -66,7 +68,7 @@ def rest_request_body(examples: Iterable[Raw], signature_name: str = SIGNATURE) 
             "instances": [{"b64": base64.b64encode(s).decode("ascii")} for s in serialize(examples)]}
 
 
-def grpc_predict_request(examples: Iterable[Raw], model_name: str = "mean_tf", signature_name: str = SIGNATURE,
+def grpc_predict_request(examples: Iterable[Raw], model_name: str = MODEL_NAME, signature_name: str = SIGNATURE,
                          version: Optional[int] = None):
     """A tensorflow_serving.apis.predict_pb2.PredictRequest for the `examples` input."""
     from tensorflow_serving.apis import predict_pb2
@@ -89,7 +91,7 @@ def predict_rest(url: str, examples: Sequence[Raw], timeout: float = 30.0) -> Li
         return json.loads(response.read())["predictions"]
 
 
-def predict_grpc(target: str, examples: Sequence[Raw], model_name: str = "mean_tf", timeout: float = 30.0) -> Dict:
+def predict_grpc(target: str, examples: Sequence[Raw], model_name: str = MODEL_NAME, timeout: float = 30.0) -> Dict:
     """Call TF Serving's gRPC Predict at `target` (HOST:8500); returns {output name: numpy array}."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc

@@ -8,7 +8,7 @@ from mean_tf.config import ALL_LABELS
 
 
 def test_plan_covers_every_table1_model_and_trains_multi_horizon_models_once():
-    cells = plan.cells(plan.Plan(datasets=("online_retail_ii",), studies=("table1",), seeds=(0,)))
+    cells = plan.cells(plan.Plan(datasets=("online_retail_ii",), studies=("table1",), seeds=(0,), other_horizon_seeds=(0,)))
     assert {c.model for c in cells} == set(plan.TABLE1_MODELS + plan.ABLATION_MODELS)
     mtl = [c for c in cells if c.model == "mtl_mean"]
     assert len(mtl) == 1 and mtl[0].labels == ALL_LABELS

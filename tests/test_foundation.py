@@ -26,6 +26,18 @@ def test_import_after_tensorflow_still_gets_keras2():
     assert out.stdout.strip().startswith("tf_keras"), out.stdout
 
 
+def test_subpackages_load_on_first_use_and_the_serving_client_names_the_readme_model():
+    out = _run("import mean_tf, sys; print('mean_tf.data' in sys.modules); f = mean_tf.data.write_dataset; "
+               "print('mean_tf.data' in sys.modules, mean_tf.models.build.__name__)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "build"]
+    from mean_tf import serving_client
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"--model_name={serving_client.MODEL_NAME}" in readme
+    assert serving_client.grpc_predict_request([]).model_spec.name == serving_client.MODEL_NAME
+
+
 def test_import_refuses_when_keras3_is_already_active():
     out = _run("import tensorflow as tf; tf.keras.layers; import mean_tf", {"TF_USE_LEGACY_KERAS": "0"})
     assert out.returncode != 0

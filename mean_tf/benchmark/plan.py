@@ -94,11 +94,10 @@ SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "t
              choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5,), num_distributions=(3,))
 
 
-def tuned_model(model: str) -> str:
+def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
     """Whose tuned setting a model trains with: its own, MEAN's for the ablations, none ("") otherwise."""
-    if model in TUNED_MODELS:
-        return model
-    return "mean" if model in ABLATION_MODELS else ""
+    owner = "mean" if model in ABLATION_MODELS else model
+    return owner if owner in tuned_models else ""
 
 
 def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None) -> List[Cell]:

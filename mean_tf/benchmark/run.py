@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 
 from mean_tf import experiment, metrics, tuning
-from mean_tf.benchmark.plan import Cell, tune_cell, tuned_model
+from mean_tf.benchmark.plan import TUNED_MODELS, Cell, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 
@@ -73,7 +73,9 @@ BUILDERS: Dict[str, Callable[[str, bool], None]] = {
 class Runner:
     """Runs cells under `work_dir` (datasets and Transform caches) and appends results to `results_path`."""
 
-    def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True):
+    def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True,
+                 tuned_models: Sequence[str] = TUNED_MODELS):
+        self.tuned_models = tuple(tuned_models)  # the others train with the defaults
         self.work_dir = work_dir
         self.results_path = results_path
         self.smoke = smoke
@@ -110,7 +112,7 @@ class Runner:
 
     def tuned(self, dataset: str, model: str) -> Dict[str, object]:
         """The tuned values `model` trains with on `dataset` (running the search first if it has not run)."""
-        owner = tuned_model(model)
+        owner = tuned_model(model, self.tuned_models)
         if not owner:
             return {}
         cell = tune_cell(dataset, owner)

@@ -74,7 +74,7 @@ def main(args) -> int:
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
         _record_command(meta_path)  # first, so a run that is stopped midway is still on record
-        rows = run.Runner(work, results, smoke=args.smoke).run(cells)
+        rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models).run(cells)
         failed = [r for r in rows if r["status"] != "ok"]
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):
