@@ -243,7 +243,7 @@ def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: 
     folder whose record matches is reused as is. The folder is written atomically (a temp folder next
     to it, renamed at the end), so an interrupted run leaves nothing half-written.
     """
-    from mean_tf.data.manifest import atomic_output_dir
+    from mean_tf.data.manifest import atomic_output_dir, verify_split_files
 
     custom_config = transform_config(manifest, config)
     record = {"manifest_dir": os.path.abspath(manifest.root), "custom_config": custom_config,
@@ -253,6 +253,7 @@ def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: 
         with open(record_path, encoding="utf-8") as f:
             if json.load(f) == record:
                 return Materialized(out_dir, custom_config)
+    verify_split_files(manifest)
     with atomic_output_dir(out_dir, dataset=False) as tmp:
         _run_transform(manifest, custom_config, str(tmp), beam_pipeline_args)
         with open(os.path.join(tmp, MATERIALIZE_RECORD), "w", encoding="utf-8") as f:

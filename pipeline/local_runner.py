@@ -64,7 +64,11 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
 
 
 def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
-    """Build and run the pipeline with LocalDagRunner; MeanTFError when data validation stops it."""
+    """Build and run the pipeline with LocalDagRunner; MeanTFError when a split file is damaged (checked first,
+    before anything is written) or data validation stops it."""
+    from mean_tf.data.manifest import read_manifest, verify_split_files
+
+    verify_split_files(read_manifest(data_dir))
     from tfx import v1 as tfx
 
     pipeline = build(data_dir, output_dir, **kwargs)

@@ -149,6 +149,8 @@ TABLE_CASES = {
                     ["column 'recency_days' has a non-finite value (nan) at line 7"]),
     "infinite feature": (lambda f: _edit(f, net_spend=(6, np.inf)),
                          ["column 'net_spend' has a non-finite value (inf) at line 8"]),
+    "absurd magnitude": (lambda f: _edit(f, net_spend=(3, 1e30)),
+                         ["column 'net_spend' has 1e+30 at line 5, beyond the bound |x| <= 1e+15"]),
     "negative label": (lambda f: _edit(f, cltv_30=(7, -3.0)), ["label 'cltv_30' is negative (-3.0) at line 9"]),
     "all-zero label": (lambda f: f.assign(cltv_30=0.0),
                        ["train split: label 'cltv_30' is 0 in all", "nothing to learn"]),
@@ -200,6 +202,44 @@ def test_manifest_pointing_to_missing_files(dataset, tmp_path, capsys):
     code, err = _run(["train", "--model", "mean", "--data", str(tmp_path / "nowhere")], capsys)
     _assert_one_error_line(code, err, f"no dataset manifest at {tmp_path / 'nowhere'}")
     assert sorted(os.listdir(tmp_path)) == ["broken"]
+
+
+def _damaged_copy(dataset, folder, how):
+    """A copy of the dataset whose train file is cut to half its bytes, or holds only its first 5 records."""
+    import shutil
+
+    import tensorflow as tf
+
+    shutil.copytree(dataset, folder)
+    train = folder / "train-00000-of-00001.tfrecord.gz"
+    if how == "truncated":
+        data = train.read_bytes()
+        train.write_bytes(data[: len(data) // 2])
+    else:
+        records = [r.numpy() for r in tf.data.TFRecordDataset(str(train), compression_type="GZIP").take(5)]
+        with tf.io.TFRecordWriter(str(train), options="GZIP") as writer:
+            for record in records:
+                writer.write(record)
+    return train
+
+
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+def test_a_split_file_cut_short_is_named_before_anything_runs(command, dataset, tmp_path, capsys):
+    train = _damaged_copy(dataset, tmp_path / "cut", "truncated")
+    argv = (["train", "--model", "mean", "--data", str(tmp_path / "cut"), "--work", str(tmp_path / "work")]
+            if command == "train" else ["pipeline", "run", "--data", str(tmp_path / "cut"),
+                                        "--output-dir", str(tmp_path / "out")])
+    code, err = _run(argv, capsys)
+    _assert_one_error_line(code, err, f"{train}: corrupt or truncated after record", "rebuild the dataset")
+    assert sorted(os.listdir(tmp_path)) == ["cut"]  # no work folder, no pipeline output, no metadata.sqlite
+
+
+def test_a_split_file_with_fewer_records_than_the_manifest_is_refused(dataset, tmp_path, capsys):
+    _damaged_copy(dataset, tmp_path / "short", "fewer")
+    expected = mf.read_manifest(tmp_path / "short").row_counts["train"]
+    code, err = _run(["train", "--model", "mean", "--data", str(tmp_path / "short"), "--work",
+                      str(tmp_path / "work")], capsys)
+    _assert_one_error_line(code, err, f"split 'train' has 5 records in its files but the manifest says {expected}")
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -557,13 +557,58 @@ def check_output_dir(out: Union[str, Path]) -> None:
                               f"refusing to replace it: choose a new or empty folder")
 
 
+# Largest |value| a numeric feature or label may have: its square (variance analyzers) stays far inside
+# float32 (3.4e38), and no real spend or count comes near it. `check_table(max_abs=...)` changes it.
+MAX_ABS_VALUE = 1e15
+
+
+def verify_split_files(manifest: Manifest) -> None:
+    """Read every split file of the dataset end to end (gzip and TFRecord framing) and compare the record
+    counts with the manifest's `row_counts`; MeanTFError naming the file and the record offset otherwise.
+
+    A gzip TFRecord cut short otherwise reads as fewer records, silently.
+    """
+    import gzip
+    import struct
+    import zlib
+
+    for split in manifest.splits:
+        total = 0
+        for path in manifest.files(split):
+            count, offset = 0, 0
+            try:
+                with gzip.open(path, "rb") as f:
+                    while True:
+                        header = f.read(12)
+                        if not header:
+                            break
+                        if len(header) < 12:
+                            raise EOFError("a record header is cut short")
+                        (length,) = struct.unpack("<Q", header[:8])
+                        body = f.read(length + 4)
+                        if len(body) < length + 4:
+                            raise EOFError("a record is cut short")
+                        count += 1
+                        offset += 12 + length + 4
+            except FileNotFoundError:
+                raise MeanTFError(f"dataset {manifest.name!r}: split {split!r} file {path} does not exist") from None
+            except (EOFError, OSError, zlib.error) as e:
+                raise MeanTFError(f"{path}: corrupt or truncated after record {count} (uncompressed byte offset "
+                                  f"{offset}): {e}; rebuild the dataset") from None
+            total += count
+        expected = manifest.row_counts.get(split)
+        if expected is not None and total != expected:
+            raise MeanTFError(f"dataset {manifest.name!r}: split {split!r} has {total} records in its files but the "
+                              f"manifest says {expected} (a file was cut short or replaced); rebuild the dataset")
+
+
 def zero_shares(frame, labels: Sequence[str]) -> Dict[str, float]:
     return {lab: (round(float((frame[lab].to_numpy() <= 0).mean()), 4) if len(frame) else 0.0) for lab in labels}
 
 
-def check_table(frame, manifest: Manifest, source: str = "table") -> None:
+def check_table(frame, manifest: Manifest, source: str = "table", max_abs: float = MAX_ABS_VALUE) -> None:
     """Check a snapshot table against its manifest before writing: columns present, numeric columns
-    finite, labels >= 0 and monotone in the manifest's label order, no missing ids or categories, no
+    finite and at most `max_abs` in magnitude, labels >= 0 and monotone in the manifest's label order, no missing ids or categories, no
     duplicate (id columns) row. Rows are named by index label: "line N" when the index is named "line"."""
     import pandas as pd
 
@@ -583,6 +628,11 @@ def check_table(frame, manifest: Manifest, source: str = "table") -> None:
             what = (f"a non-numeric value {raw!r}" if isinstance(raw, (str, bytes))
                     else f"a non-finite value ({raw})")
             raise MeanTFError(f"{source}: column {c!r} has {what} at {_where(frame, i)}")
+        huge = np.abs(v) > max_abs
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise MeanTFError(f"{source}: column {c!r} has {v[i]:g} at {_where(frame, i)}, beyond the bound "
+                              f"|x| <= {max_abs:g} (mean_tf.data.manifest.MAX_ABS_VALUE)")
     for c in manifest.bytes_columns:
         bad = frame[c].isna().to_numpy()
         if bad.any():
