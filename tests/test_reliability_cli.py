@@ -173,6 +173,25 @@ def test_feature_table_errors(case, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["features.csv"]
 
 
+def test_a_truncated_parquet_exits_2_every_time(tmp_path):
+    """pandas.read_parquet left an Arrow thread that aborted the process at exit (134) about half the time."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "features.parquet"
+    feature_table(rows=2000).to_parquet(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    code = ("import sys; from mean_tf.cli import main; "
+            f"sys.exit(main(['data', 'table', '--input', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]))")
+    for _ in range(8):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+        assert run.returncode == 2 and "terminate called" not in run.stderr, run.stderr[-500:]
+        assert len(errors) == 1 and f"{path}: cannot read" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_feature_table_empty_file_and_unexpected_column(tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("")
     code, err = _run(["data", "table", "--input", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "a")], capsys)

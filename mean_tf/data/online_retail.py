@@ -42,7 +42,7 @@ def load_lines(path: Optional[Union[str, Path]] = None) -> pd.DataFrame:
     if p.stat().st_size == 0:
         raise MeanTFError(f"{p}: the file is empty")
     try:
-        df = pd.read_parquet(p)
+        df = mf.read_parquet(p)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise MeanTFError(f"{p}: cannot read as parquet ({type(e).__name__}: {e})") from None
     return prepare_lines(df, source=str(p))

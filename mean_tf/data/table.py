@@ -34,7 +34,7 @@ def load_table(path: Union[str, Path]) -> pd.DataFrame:
         raise MeanTFError(f"feature table {p} not found")
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
+            df = mf.read_parquet(p)
         else:
             df = pd.read_csv(p)
             df.index = pd.RangeIndex(len(df)) + 2  # line 1 is the header
