@@ -5,6 +5,8 @@
 - `mean_per_bucket`: any per-example array averaged over the examples of each true bucket
   (A or ϑ̂ per true bucket: what the alignment of eq. 13-16 is meant to shape);
 - `confusion_matrix`: true bucket against DAM's most likely bucket (argmax b̂, eq. 10);
+- `diagnostics`: MEAN's attention entropy, how often argmax ϑ̂ agrees with DAM's argmax b̂ and with the
+  true bucket, DAM's accuracy, and the gate usage per expert (the benchmark's per-cell diagnostics);
 - `bucket_boundaries`: the bucket boundaries a trained Transform graph picked (quantiles of the positive
   scaled labels, docs/design.md "Transformed features"), read back by running the graph on a label grid.
 """
@@ -35,6 +37,39 @@ def model_outputs(model: tf.keras.Model, dataset: tf.data.Dataset, keys: Sequenc
         for key, value in targets.items():
             parts.setdefault(key, []).append(value.numpy())
     return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def diagnostics(model: tf.keras.Model, dataset: tf.data.Dataset, label: str) -> Dict[str, object]:
+    """Scalars that say where a MEAN-family model's errors come from, over a (inputs, targets) dataset.
+
+    `attention_entropy`: mean entropy of ϑ̂ (eq. 12) divided by log n (1 = uniform, 0 = one distribution);
+    `attention_vs_dam`: share of examples where argmax ϑ̂ = argmax b̂; `attention_vs_bucket`,
+    `dam_vs_bucket`: shares where argmax ϑ̂ / argmax b̂ is the true bucket of `label`; `gate_usage`: the
+    mean gate weight of each expert (eq. 3) over distributions and examples. Keys a model lacks are absent.
+    """
+    labels = list(model.config.labels)
+    h = labels.index(label)
+    out = model_outputs(model, dataset, ("attention_mean", "bucket_probs"))
+    result: Dict[str, object] = {}
+    truth = out["bucket"][:, h]
+    if "attention_mean" in out:
+        theta = np.clip(out["attention_mean"], 1e-12, 1.0)
+        n = theta.shape[-1]
+        result["attention_entropy"] = float((-(theta * np.log(theta)).sum(-1) / np.log(n)).mean())
+        result["attention_vs_bucket"] = float((theta.argmax(-1) == truth).mean())
+    if "bucket_probs" in out:
+        probs = out["bucket_probs"] if out["bucket_probs"].ndim == 2 else out["bucket_probs"][:, h]
+        result["dam_vs_bucket"] = float((probs.argmax(-1) == truth).mean())
+        if "attention_mean" in out:
+            result["attention_vs_dam"] = float((out["attention_mean"].argmax(-1) == probs.argmax(-1)).mean())
+    if hasattr(model, "mvfe"):
+        usage = []
+        for inputs, _ in dataset:
+            x_u = model.encoder(inputs)
+            gate_in = x_u if model.config.mvfe_gate_input == "x_u" else model.shared(x_u)
+            usage.append(model.mvfe.gate_weights(gate_in).numpy().mean(axis=1))  # [B, M]
+        result["gate_usage"] = [round(float(v), 4) for v in np.concatenate(usage).mean(axis=0)]
+    return result
 
 
 def mean_per_bucket(values, buckets, num_buckets: int) -> np.ndarray:

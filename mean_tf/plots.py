@@ -86,7 +86,7 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], title:
 
 
 def loss_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str] = ("loss_cltv", "loss_kl", "loss_dis"),
-                title: str = "MEAN loss terms", ax=None):
+                title: str = "MEAN loss terms", ax=None, ylabel: str = "loss"):
     """Training (solid) and validation (dashed) curves of the named loss terms from a Keras History dict,
     against the epoch number (1 = first)."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]
@@ -97,7 +97,7 @@ def loss_curves(history: Mapping[str, Sequence[float]], keys: Sequence[str] = ("
             if f"val_{key}" in history:
                 ax.plot(epochs, history[f"val_{key}"], ls="--", color=line.get_color(), label=f"val_{key}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     return ax

@@ -84,6 +84,7 @@ def test_smoke_run_scores_every_cell_renders_the_report_and_resumes(tmp_path, ca
         assert f"| {model} |" in text
     assert "### Summary: cltv_365" in text and "### Tuning (eval split only)" in text
     assert "| teacher_log_probs | 1 |" in text
+    assert "### Diagnostics of MEAN" in text and (work / "docs" / "figures" / "synthetic_eval_gini_per_epoch.png").exists()
     assert "- bgnbd_gg: dataset 'synthetic' has no bgnbd_features" in text
     assert (f"{len(planned) - 1} of {len(planned)} planned cells finished, 1 skipped with their reason "
             "(the run is complete)") in text

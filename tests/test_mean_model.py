@@ -261,3 +261,22 @@ def test_mirrored_replicas_take_the_same_sgd_step_as_one_device():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
     assert result["max_diff"] < 1e-4, result  # unscaled, the two-replica step is about twice as long
+
+
+def test_diagnostics_match_a_numpy_computation():
+    from mean_tf import explain
+
+    features, targets = _synthetic(48, seed=6)
+    model = MEAN(_config())
+    out = _outputs(model, features)
+    data = tf.data.Dataset.from_tensor_slices((features, targets)).batch(16)
+    got = explain.diagnostics(model, data, "cltv_365")
+    theta, probs, truth = out["attention_mean"], out["bucket_probs"], targets["bucket"][:, 0]
+    entropy = (-(theta * np.log(theta)).sum(-1) / np.log(N_DIST)).mean()
+    assert got["attention_entropy"] == pytest.approx(entropy, rel=1e-4)
+    assert got["attention_vs_dam"] == pytest.approx((theta.argmax(-1) == probs.argmax(-1)).mean())
+    assert got["dam_vs_bucket"] == pytest.approx((probs.argmax(-1) == truth).mean())
+    assert got["attention_vs_bucket"] == pytest.approx((theta.argmax(-1) == truth).mean())
+    gates = model.mvfe.gate_weights(model.encoder(features)).numpy().mean(axis=(0, 1))
+    np.testing.assert_allclose(got["gate_usage"], gates, atol=1e-4)
+    assert sum(got["gate_usage"]) == pytest.approx(1.0, abs=1e-3)

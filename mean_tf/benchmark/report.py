@@ -272,6 +272,43 @@ def _sweep_figure(rows, dataset, study, param, values, figdir) -> List[str]:
     return paths
 
 
+def _seed0_rows(rows, dataset, label=TARGET_LABEL):
+    return {r["model"]: r for r in rows if r["status"] == "ok" and r["study"] == "table1" and r["dataset"] == dataset
+            and r["seed"] == 0 and label in r["labels"] and r.get("fit")}
+
+
+def _curve_figures(rows, dataset, figdir) -> List[str]:
+    """Per-epoch eval curves (seed 0, cltv_365): every model's selection criterion, and MEAN's loss terms."""
+    found = _seed0_rows(rows, dataset)
+    paths = []
+    if found:
+        series = {m: r["fit"]["history"]["val_selection"] for m, r in sorted(found.items())}
+        ax = plots.loss_curves(series, keys=list(series), ylabel="eval normalised Gini",
+                               title=f"{dataset}: eval Gini per epoch ({TARGET_LABEL}, seed 0)")
+        paths.append(plots.save(ax, os.path.join(figdir, f"{dataset}_eval_gini_per_epoch.png")))
+    if "mean" in found:
+        ax = plots.loss_curves(found["mean"]["fit"]["history"], title=f"{dataset}: MEAN loss terms (seed 0)")
+        paths.append(plots.save(ax, os.path.join(figdir, f"{dataset}_mean_loss_terms.png")))
+    return paths
+
+
+def diagnostics_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
+    """MEAN-family diagnostics (test split, mean over seeds): attention entropy, agreements, gate usage."""
+    keys = ("attention_entropy", "attention_vs_dam", "attention_vs_bucket", "dam_vs_bucket")
+    lines = ["| Method | seeds | " + " | ".join(keys) + " | gate usage per expert |", "|---|---|" + "---|" * (len(keys) + 1)]
+    by_model = defaultdict(list)
+    for r in rows:
+        if (r["status"] == "ok" and r["study"] == "table1" and r["dataset"] == dataset and label in r["labels"]
+                and r.get("diagnostics")):
+            by_model[r["model"]].append(r["diagnostics"])
+    for model, found in by_model.items():
+        cells = [_fmt(*_stats([d.get(k, float("nan")) for d in found])) for k in keys]
+        usage = np.mean([d["gate_usage"] for d in found if "gate_usage" in d], axis=0)
+        lines.append(f"| {model} | {len(found)} | " + " | ".join(cells) + " | "
+                     + " / ".join(f"{u:.2f}" for u in np.atleast_1d(usage)) + " |")
+    return lines if by_model else []
+
+
 def _gain_figure(rows, dataset, figdir):
     curves = {}
     for r in rows:
@@ -371,6 +408,15 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         stops = selection_table(rows, dataset, [m for m in models if m != "oracle"])
         if stops:
             md += [f"Model selection at {TARGET_LABEL}:", ""] + stops + [""]
+        diagnosis = diagnostics_table(rows, dataset)
+        if diagnosis:
+            md += [f"### Diagnostics of MEAN ({TARGET_LABEL}, test split)", "",
+                   "attention_entropy: entropy of θ̂ / log n (1 = uniform); attention_vs_dam: argmax θ̂ = argmax b̂; "
+                   "attention_vs_bucket / dam_vs_bucket: the argmax is the true bucket; gate usage: mean gate weight "
+                   "per expert (eq. 3).", ""] + diagnosis + [""]
+        curves = _curve_figures(rows, dataset, figdir)
+        if curves:
+            md += [f"![{os.path.basename(p)}](figures/{os.path.basename(p)})" for p in curves] + [""]
         md += ["Rankings per horizon:", ""] + rank_summary(t, [m for m in models if m != "oracle"]) + [""]
         skipped = sorted({(r["model"], r.get("error", "")) for r in rows
                           if r["dataset"] == dataset and r["status"] != "ok"})

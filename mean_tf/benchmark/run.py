@@ -185,12 +185,24 @@ class Runner:
                                                                  **dict(cell.overrides))
         outcome = experiment.run(cell.model, config, manifest, self.work_dir, with_eval=True)
         extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
+        if outcome.model is not None and hasattr(outcome.model, "mvfe"):  # MEAN family: where its errors come from
+            extra["diagnostics"] = self._diagnostics(cell, config, manifest, outcome.model)
         if outcome.fit is not None:
             fit = outcome.fit
             extra.update(best_epoch=int(fit.best_epoch), epochs_run=len(fit.history.get("loss", [])),
                          fit={"steps": fit.steps, "hit_max_steps": fit.hit_max_steps, "selection": fit.selection,
                               "bn_momentum": fit.config.bn_momentum, "history": _rounded(fit.history)})
         return outcome.y, outcome.p, extra
+
+    def _diagnostics(self, cell: Cell, config, manifest, model) -> dict:
+        """`mean_tf.explain.diagnostics` on the test split, for the cell's target label."""
+        from mean_tf import explain, training
+
+        mat = experiment.materialize_cached(manifest, config, self.work_dir)
+        data = training.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
+                                     list(model.config.labels), config.batch_size)
+        label = GAIN_LABEL if GAIN_LABEL in model.config.labels else model.config.labels[-1]
+        return explain.diagnostics(model, data, label)
 
     def _search(self, cell: Cell, manifest) -> dict:
         """One KerasTuner search (`mean_tf.tuning`): trials scored by the mean eval Gini over the cell's labels."""
