@@ -37,12 +37,13 @@ def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir
                      shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False,
                      tuner_trials: Optional[int] = None, pipeline_name: str = configs.PIPELINE_NAME) -> str:
     """Write the Kubeflow V2 pipeline JSON; returns its path."""
+    from mean_tf.data.manifest import read_manifest
+
+    manifest = read_manifest(manifest_dir, check_files=data_root is None)  # before TFX loads: errors in seconds
     from tfx import v1 as tfx
 
-    from mean_tf.data.manifest import read_manifest
     from pipeline.pipeline import create_pipeline
 
-    manifest = read_manifest(manifest_dir, check_files=data_root is None)
     pipeline = create_pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, data_root=data_root,
         serving_model_dir=serving_model_dir, model_name=model_name, config=config, label=label,

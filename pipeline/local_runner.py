@@ -18,7 +18,6 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from pipeline import configs
-from pipeline.components import DataValidationError
 
 
 @dataclasses.dataclass
@@ -70,6 +69,8 @@ def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
 
     verify_split_files(read_manifest(data_dir))
     from tfx import v1 as tfx
+
+    from pipeline.components import DataValidationError
 
     pipeline = build(data_dir, output_dir, **kwargs)
     try:

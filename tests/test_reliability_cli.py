@@ -262,6 +262,29 @@ def test_a_split_file_with_fewer_records_than_the_manifest_is_refused(dataset, t
 
 
 @pytest.mark.parametrize("argv, expected", [
+    (["train", "--model", "mean", "--data", "{dir}/nowhere"], "no dataset manifest"),
+    (["train", "--model", "mean", "--data", "{dataset}", "--set", "n_experts=3"], "unknown key 'n_experts'"),
+    (["pipeline", "run", "--data", "{dir}/nowhere", "--output-dir", "{dir}/out"], "no dataset manifest"),
+    (["pipeline", "run", "--data", "{dataset}", "--output-dir", "{dir}/out", "--set", "tau=0"], "tau=0 must be > 0"),
+    (["pipeline", "compile", "--manifest", "{dir}/nowhere", "--pipeline-root", "gs://b/r", "--serving-dir", "gs://b/s",
+      "--image", "gcr.io/p/mean-tf:1", "--data-root", "gs://b/d"], "no dataset manifest"),
+    (["data", "table", "--input", "{dir}/none.csv", "--out", "{dir}/o"], "not found"),
+])
+def test_bad_arguments_fail_in_seconds_before_tensorflow_loads(argv, expected, dataset, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    argv = [a.format(dir=tmp_path, dataset=dataset) for a in argv]
+    code = f"import sys; from mean_tf.cli import main; sys.exit(main({argv!r}))"
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert run.returncode == 2 and expected in run.stderr, run.stderr[-300:]
+    assert elapsed < 3.0, f"{argv}: {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("argv, expected", [
     (["--set", "num_distributions=1"], "config: num_distributions=1 must be at least 2"),
     (["--set", "tau=0"], "config: tau=0 must be > 0"),
     (["--set", "huber_delta=-1"], "config: huber_delta=-1 must be > 0"),

@@ -59,7 +59,6 @@ def _record_command(meta_path: str) -> None:
 
 def main(args) -> int:
     from mean_tf.benchmark import plan as plan_lib
-    from mean_tf.benchmark import report, run
     from mean_tf.errors import MeanTFError
     from mean_tf.models import registry
 
@@ -67,6 +66,7 @@ def main(args) -> int:
     for name in args.models:
         if name != "oracle":
             registry.spec(name)
+    from mean_tf.benchmark import report, run  # after the checks: they load TensorFlow
     meta_path = os.path.splitext(results)[0] + ".meta.json"
     plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
     if args.action in ("run", "all"):

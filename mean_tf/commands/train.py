@@ -37,14 +37,16 @@ def format_metrics(results) -> str:
 
 
 def main(args) -> int:
-    from mean_tf import experiment
-    from mean_tf.data.manifest import read_manifest
+    from mean_tf.data.manifest import read_manifest, verify_split_files
 
     changes = {"labels": (args.label,)}
     if args.seed is not None:
         changes["seed"] = args.seed
     config = config_from_args(args, **changes)
     manifest = read_manifest(args.data)
+    verify_split_files(manifest)  # bad input fails in seconds: all checks before TensorFlow loads
+    from mean_tf import experiment
+
     run_key = json.dumps([args.model, manifest.root, config.to_dict()], sort_keys=True).encode()
     backup = os.path.join(args.work, "backup", f"{args.model}-{hashlib.sha1(run_key).hexdigest()[:12]}")
     outcome = experiment.run(args.model, config, manifest, args.work, verbose=2, backup_dir=backup)
