@@ -25,6 +25,8 @@ SERVING_SUBDIR = "serving_model"
 # may fall at most GINI_MAX_DROP below the last blessed model's.
 GINI_FLOOR = 0.3
 GINI_MAX_DROP = 0.01
+# The run summary prints slices of at least this many test customers; smaller ones are folded into one row.
+MIN_SLICE_SIZE = 50
 
 BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
 # ExampleGen: False copies the dataset's split files (`pipeline.example_gen`: constant memory, disk speed);

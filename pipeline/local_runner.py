@@ -158,19 +158,36 @@ def _number(value) -> float:
     return float("nan")
 
 
-def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None) -> str:
-    """Text report: component states, the metrics table, blessed or not, the pushed model's path."""
+def shown_slices(metrics: Dict[str, Dict[str, float]], min_slice_size: int = configs.MIN_SLICE_SIZE):
+    """The slices the summary prints: Overall and every slice of at least `min_slice_size` customers, then one
+    "other" row counting the smaller ones (their metrics are noise or NaN; TFMA's evaluation keeps them all)."""
+    shown, small = {}, []
+    for name, values in metrics.items():
+        if name == "Overall" or values.get("example_count", 0) >= min_slice_size:
+            shown[name] = values
+        else:
+            small.append(values.get("example_count", 0))
+    if small:
+        shown[f"other ({len(small)} slices < {min_slice_size})"] = {"example_count": float(sum(small))}
+    return shown
+
+
+def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None,
+                   min_slice_size: int = configs.MIN_SLICE_SIZE) -> str:
+    """Text report: component states, the metrics table (slices under `min_slice_size` customers folded into
+    one "other" row), blessed or not, the pushed model's path."""
     from mean_tf.metrics import METRIC_NAMES
 
     names = metric_names or ["example_count", *METRIC_NAMES]
     lines = ["components: " + ", ".join(f"{node} {state}" for node, state in summary.executions.items()), ""]
     if summary.metrics:
-        width = max(len(s) for s in summary.metrics) + 2
+        table = shown_slices(summary.metrics, min_slice_size)
+        width = max(len(s) for s in table) + 2
         lines.append("Evaluator (test split)".ljust(width) + "".join(f"{n:>17}" for n in names))
-        for slice_name, values in summary.metrics.items():
+        for slice_name, values in table.items():
             cells = "".join(f"{values.get(n, float('nan')):>17.4f}" if n != "example_count"
                             else f"{values.get(n, float('nan')):>17.0f}" for n in names)
-            lines.append(slice_name.ljust(width) + cells)
+            lines.append(slice_name.ljust(width) + cells.replace("nan", "  -"))
         lines.append("")
     lines.append(f"blessed: {'yes' if summary.blessed else 'no'}")
     lines.append(f"pushed model: {summary.pushed_model or 'none (not blessed)'}")

@@ -232,3 +232,20 @@ def test_inferred_schema_is_curated_with_non_negative_labels(retail_slice):
     assert "cltv_30" in anomalies.anomaly_info
     with pytest.raises(MeanTFError, match="cltv_999"):
         schemas.curate_inferred_schema(inferred, ["cltv_999"], [])
+
+
+def test_the_summary_folds_slices_under_fifty_customers_into_one_row():
+    from pipeline import local_runner
+
+    metrics = {"Overall": {"example_count": 6802.0, "normalized_gini": 0.86},
+               "country:United Kingdom": {"example_count": 6100.0, "normalized_gini": 0.85},
+               "country:Korea": {"example_count": 1.0, "normalized_gini": float("nan")},
+               "country:Cyprus": {"example_count": 12.0, "normalized_gini": 0.2, "percentile_mape": 16.6}}
+    summary = local_runner.RunSummary({"Evaluator": "COMPLETE"}, metrics, True, "/serving/1", None, None)
+    text = local_runner.format_summary(summary, ["example_count", "normalized_gini", "percentile_mape"])
+    rows = [line.split()[0] for line in text.splitlines()[2:] if line and not line.startswith(("blessed", "pushed"))]
+    assert "country:Korea" not in text and "country:Cyprus" not in text and "16.6" not in text
+    assert "other (2 slices < 50)" in text and "nan" not in text
+    assert rows[:3] == ["Evaluator", "Overall", "country:United"]
+    other = next(line for line in text.splitlines() if line.startswith("other"))
+    assert other.split()[5] == "13"  # 1 + 12 customers
