@@ -192,12 +192,15 @@ def scaled_labels(files: Sequence[str], labels: Sequence[str]) -> np.ndarray:
 def eval_scorer(criterion: str, dataset: tf.data.Dataset, label_transform: transform.LabelTransform,
                 labels: Sequence[str]):
     """score(model) -> the metric `criterion` of `mean_tf.metrics` on the dataset's money predictions
-    (mean over labels; NaN if any label's metric is NaN). One traced prediction function per scorer."""
+    (mean over labels; NaN if any label's metric is NaN or any prediction is not finite). One traced
+    prediction function per scorer."""
     truth = dataset_targets(dataset, "raw")
     predictor = money_predictor(label_transform, labels)
 
     def score(model) -> float:
         predicted = predictor(model, dataset)
+        if not np.isfinite(predicted).all():  # a diverged model: never selected (fit then reports the NaN loss)
+            return float("nan")
         return float(np.mean([metrics.evaluate(truth[:, i], predicted[:, i])[criterion] for i in range(len(labels))]))
 
     return score

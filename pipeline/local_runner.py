@@ -19,6 +19,8 @@ from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from pipeline import configs
 
+ALREADY_SERVED = "already_served"  # pipeline.pusher.ALREADY_SERVED, without importing TFX here
+
 
 @dataclasses.dataclass
 class RunSummary:
@@ -30,6 +32,7 @@ class RunSummary:
     pushed_model: Optional[str]
     evaluation_uri: Optional[str]
     model_uri: Optional[str]
+    already_served: Optional[str] = None  # blessed, but identical to this served version: nothing pushed
 
 
 def paths(output_dir: str) -> Tuple[str, str, str]:
@@ -111,7 +114,9 @@ def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> Ru
         pushed_model=(pushed.custom_properties["pushed_destination"].string_value
                       if pushed and pushed.custom_properties["pushed"].int_value else None),
         evaluation_uri=evaluation.uri if evaluation else None,
-        model_uri=model.uri if model else None)
+        model_uri=model.uri if model else None,
+        already_served=(pushed.custom_properties[ALREADY_SERVED].string_value
+                        if pushed and ALREADY_SERVED in pushed.custom_properties else None))
 
 
 def _node_id(store, execution_id: int, pipeline_name: str) -> str:
@@ -190,7 +195,10 @@ def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None
             lines.append(slice_name.ljust(width) + cells.replace("nan", "  -"))
         lines.append("")
     lines.append(f"blessed: {'yes' if summary.blessed else 'no'}")
-    lines.append(f"pushed model: {summary.pushed_model or 'none (not blessed)'}")
+    if summary.already_served:
+        lines.append(f"pushed model: none (identical to the served version {summary.already_served})")
+    else:
+        lines.append(f"pushed model: {summary.pushed_model or 'none (not blessed)'}")
     return "\n".join(lines)
 
 

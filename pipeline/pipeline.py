@@ -4,7 +4,7 @@ ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.e
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
 ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`)
 -> [Tuner (`mean_tf.tuning.tuner_fn`), optional] -> Trainer (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
-the last blessed model) -> Pusher (to a serving folder, only when blessed).
+the last blessed model) -> Pusher (to a serving folder, only when blessed, and only once: `pipeline.pusher`).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 from pipeline import components, configs
 from pipeline.example_gen import CopyingImportExampleGen
+from pipeline.pusher import OncePusher
 from pipeline import schema as schemas
 
 PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
@@ -153,10 +154,10 @@ def create_pipeline(
         examples=example_gen.outputs["examples"], model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"], example_splits=["test"],
         eval_config=eval_config(label, manifest.slice_features, gini_floor, gini_max_drop))
-    pusher = tfx.components.Pusher(
+    pusher = OncePusher(
         model=trainer_component.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

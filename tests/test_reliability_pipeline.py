@@ -81,7 +81,7 @@ def runs(datasets):
     capsys = _Capture()
     results = {}
     for name, data, extra in (("diverged", good, ["--set", "learning_rate=1e30"]), ("good", good, []),
-                              ("degraded", degraded, [])):
+                              ("degraded", degraded, []), ("again", good, [])):
         with capsys:
             code = cli.main(["pipeline", "run", "--data", str(data.root), "--output-dir", str(out),
                              "--gini-floor", "0.0", *SMALL_MODEL, *extra])
@@ -129,6 +129,15 @@ def test_the_rerun_after_the_failure_reuses_the_cached_upstream_outputs(runs):
     assert summary.executions["Trainer"] == "COMPLETE"
     assert summary.blessed is True and "blessed: yes" in printed and len(versions) == 1
     assert summary.metrics["Overall"]["normalized_gini"] > 0.3
+
+
+def test_a_cached_rerun_pushes_the_same_model_no_second_time(runs):
+    (code, printed, err, summary, versions) = runs[0]["again"]
+    assert code == 0, err[-3000:]
+    assert summary.executions["Trainer"] == "CACHED" and summary.blessed is True
+    assert versions == runs[0]["good"][4]  # still the one version of the good run
+    assert summary.pushed_model is None and summary.already_served.endswith(versions[0])
+    assert f"pushed model: none (identical to the served version {summary.already_served})" in printed
 
 
 def test_a_degraded_model_is_not_blessed_and_the_good_model_stays_served(runs):
