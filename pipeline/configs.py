@@ -33,6 +33,8 @@ BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
 # True is TFX's stock ImportExampleGen, which re-encodes and reshuffles every split (in memory on the DirectRunner).
 SHUFFLE_EXAMPLES = False
 
-# Kubeflow Pipelines v2 / Vertex AI Pipelines.
-DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/mean-tf:0.1.0"
+# Kubeflow Pipelines v2 / Vertex AI Pipelines: the image is required (`mean-tf pipeline compile --image`).
 DEFAULT_KFP_OUTPUT = "mean_tf_pipeline.json"
+# The Trainer container's requests (22M x 720 rows stream from disk: memory is for the model and TF's buffers).
+TRAINER_RESOURCES = {"cpu": 8.0, "memory_gib": 32.0}
+VERTEX_MACHINE_TYPE = "n1-standard-8"

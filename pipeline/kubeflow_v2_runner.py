@@ -24,22 +24,53 @@ from typing import Optional, Sequence
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
 from pipeline import configs
 
 
-def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir: str,
-                     image: str = configs.DEFAULT_IMAGE, output_file: str = configs.DEFAULT_KFP_OUTPUT,
-                     data_root: Optional[str] = None,
+CLUSTER_SCHEMES = ("gs://", "s3://")
+
+
+def check_cluster_uri(flag: str, uri: Optional[str], local_cluster_paths: bool = False) -> None:
+    """MeanTFError unless the cluster can read `uri`: gs:// or s3://, or (with `local_cluster_paths`, for a
+    cluster whose pods mount the same volume at the same place) an absolute path."""
+    if not uri:
+        raise MeanTFError(f"compile: {flag} is required (where the cluster finds it, e.g. gs://BUCKET/...)")
+    if uri.startswith(CLUSTER_SCHEMES) or (local_cluster_paths and os.path.isabs(uri)):
+        return
+    where = "an absolute path" if os.path.isabs(uri) else "a relative path"
+    raise MeanTFError(f"compile: {flag} {uri!r} is {where} on this machine, which the cluster cannot read: use "
+                      f"gs://... or s3://... (or --local-cluster-paths when every pod mounts it at that path)")
+
+
+def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir: Optional[str],
+                     image: str, data_root: str, output_file: str = configs.DEFAULT_KFP_OUTPUT,
+                     local_cluster_paths: bool = False,
+                     trainer_resources: Optional[dict] = None, vertex: Optional[dict] = None,
                      model_name: str = configs.DEFAULT_MODEL, config: Optional[MEANConfig] = None,
                      label: str = configs.DEFAULT_LABEL, gini_floor: float = configs.GINI_FLOOR,
                      gini_max_drop: float = configs.GINI_MAX_DROP,
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
                      shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False,
                      tuner_trials: Optional[int] = None, pipeline_name: str = configs.PIPELINE_NAME) -> str:
-    """Write the Kubeflow V2 pipeline JSON; returns its path."""
+    """Write the Kubeflow V2 pipeline JSON; returns its path.
+
+    Checked first (one MeanTFError each): a real `image` (not the placeholder), and a `data_root`,
+    `pipeline_root` and `serving_model_dir` the cluster can reach (`check_cluster_uri`); with a Vertex
+    endpoint (`vertex["endpoint"]`) the model goes there instead of `serving_model_dir`.
+    """
     from mean_tf.data.manifest import read_manifest
 
-    manifest = read_manifest(manifest_dir, check_files=data_root is None)  # before TFX loads: errors in seconds
+    if not image or "YOUR_PROJECT" in image:
+        raise MeanTFError("compile: --image is required: the container image with mean-tf installed "
+                          "(build it with the repository's Dockerfile), e.g. gcr.io/PROJECT/mean-tf:0.1.0")
+    check_cluster_uri("--data-root", data_root, local_cluster_paths)
+    check_cluster_uri("--pipeline-root", pipeline_root, local_cluster_paths)
+    if not (vertex and vertex.get("endpoint")):
+        check_cluster_uri("--serving-dir", serving_model_dir, local_cluster_paths)
+    if vertex:
+        vertex = {"image": image, **vertex}
+    manifest = read_manifest(manifest_dir, check_files=False)  # before TFX loads: errors in seconds
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
@@ -48,7 +79,8 @@ def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, data_root=data_root,
         serving_model_dir=serving_model_dir, model_name=model_name, config=config, label=label,
         gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
-        shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials)
+        shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials,
+        trainer_resources=trainer_resources or configs.TRAINER_RESOURCES, vertex=vertex)
     output_file = os.path.abspath(output_file)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),

@@ -83,6 +83,8 @@ def create_pipeline(
     shuffle_examples: bool = configs.SHUFFLE_EXAMPLES,
     tune: bool = False,
     tuner_trials: Optional[int] = None,
+    trainer_resources: Optional[dict] = None,
+    vertex: Optional[dict] = None,
 ) -> tfx.dsl.Pipeline:
     """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
 
@@ -94,6 +96,9 @@ def create_pipeline(
     the data on the DirectRunner); by default `pipeline.example_gen` copies the split files as they are.
     tune: a Tuner (`mean_tf.tuning.tuner_fn`, `tuner_trials` trials, default `tuning.TRIALS`) searches the
     model's space on the eval split and the Trainer trains with its best_hyperparameters (the penguin wiring).
+    trainer_resources: {"cpu": float, "memory_gib": float}, the Trainer container's requests on Kubeflow/Vertex.
+    vertex: {"project", "region", "machine_type", "image"} trains on Vertex AI Training (the Google Cloud
+    Trainer extension), and with "endpoint" and "serving_image" also pushes to that Vertex endpoint.
     """
     config = (config or MEANConfig()).replace(labels=(label,))
     if label not in manifest.labels:
@@ -142,8 +147,26 @@ def create_pipeline(
         tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs, custom_config={
             **trainer_custom_config, "tuner_trials": int(tuner_trials or tuning.TRIALS)})
         tuner_nodes, hyperparameters = [tuner], tuner.outputs["best_hyperparameters"]
-    trainer_component = tfx.components.Trainer(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs,
-                                               custom_config=trainer_custom_config)
+    if vertex:
+        from tfx.extensions.google_cloud_ai_platform import constants as vertex_keys
+        from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer
+
+        trainer_custom_config = {**trainer_custom_config, vertex_keys.ENABLE_VERTEX_KEY: True,
+                                 vertex_keys.VERTEX_REGION_KEY: vertex["region"],
+                                 vertex_trainer.TRAINING_ARGS_KEY: {"project": vertex["project"], "worker_pool_specs": [
+                                     {"machine_spec": {"machine_type": vertex["machine_type"]}, "replica_count": 1,
+                                      "container_spec": {"image_uri": vertex["image"]}}]}}
+        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+    else:
+        trainer_class = tfx.components.Trainer
+    trainer_component = trainer_class(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs,
+                                      custom_config=trainer_custom_config).with_id("Trainer")
+    if trainer_resources:
+        from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2
+
+        trainer_component = trainer_component.with_platform_config(
+            pipeline_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
+                cpu_limit=float(trainer_resources["cpu"]), memory_limit=float(trainer_resources["memory_gib"])))
 
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -154,10 +177,20 @@ def create_pipeline(
         examples=example_gen.outputs["examples"], model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"], example_splits=["test"],
         eval_config=eval_config(label, manifest.slice_features, gini_floor, gini_max_drop))
-    pusher = OncePusher(
-        model=trainer_component.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))).with_id("Pusher")
+    if vertex and vertex.get("endpoint"):
+        from tfx.extensions.google_cloud_ai_platform import constants as vertex_keys
+
+        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+            model=trainer_component.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            custom_config={vertex_keys.ENABLE_VERTEX_KEY: True, vertex_keys.VERTEX_REGION_KEY: vertex["region"],
+                           vertex_keys.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex["serving_image"],
+                           vertex_keys.SERVING_ARGS_KEY: {"project_id": vertex["project"],
+                                                          "endpoint_name": vertex["endpoint"]}}).with_id("Pusher")
+    else:
+        pusher = OncePusher(
+            model=trainer_component.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

@@ -249,3 +249,58 @@ def test_the_summary_folds_slices_under_fifty_customers_into_one_row():
     assert rows[:3] == ["Evaluator", "Overall", "country:United"]
     other = next(line for line in text.splitlines() if line.startswith("other"))
     assert other.split()[5] == "13"  # 1 + 12 customers
+
+
+def _compile(tmp_path, **changes):
+    write_tiny_dataset(tmp_path / "data", rows=100)
+    args = dict(data_root="gs://bucket/data", pipeline_root="gs://bucket/root", serving_model_dir="gs://bucket/serving",
+                image="gcr.io/project/mean-tf:test", output_file=str(tmp_path / "p.json"))
+    args.update(changes)
+    path = kubeflow_v2_runner.compile_pipeline(str(tmp_path / "data"), **args)
+    return open(path).read()
+
+
+def test_compile_requests_trainer_resources_and_can_train_and_push_on_vertex(tmp_path):
+    text = _compile(tmp_path, trainer_resources={"cpu": 6, "memory_gib": 24})
+    executors = json.loads(text)["pipelineSpec"]["deploymentSpec"]["executors"]
+    trainer = next(e for name, e in executors.items() if name.startswith("Trainer"))
+    assert trainer["container"]["resources"] == {"cpuLimit": 6.0, "memoryLimit": 24.0}
+    assert "pipeline.pusher.Executor" in text  # the push-once Pusher
+
+    vertex = _compile(tmp_path, serving_model_dir=None, vertex={
+        "project": "my-project", "region": "europe-west4", "machine_type": "n1-standard-16",
+        "endpoint": "cltv", "serving_image": "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"})
+    for needle in ("google_cloud_ai_platform.trainer.executor.GenericExecutor", "ai_platform_training_args",
+                   "n1-standard-16", "my-project", "europe-west4", "google_cloud_ai_platform.pusher.executor",
+                   "endpoint_name", "tf2-cpu.2-16", "ai_platform_enable_vertex"):
+        assert needle in vertex, needle
+    assert vertex.count("gcr.io/project/mean-tf:test") >= 2  # the pipeline image also runs the training job
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"image": "gcr.io/YOUR_PROJECT/mean-tf:0.1.0"}, "--image is required"),
+    ({"data_root": None}, "--data-root is required"),
+    ({"pipeline_root": "/home/me/root"}, "--pipeline-root '/home/me/root' is an absolute path on this machine"),
+    ({"serving_model_dir": "serving"}, "--serving-dir 'serving' is a relative path"),
+])
+def test_compile_refuses_a_spec_the_cluster_cannot_run(changes, message, tmp_path):
+    with pytest.raises(MeanTFError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _compile(tmp_path, **changes)
+    assert _compile(tmp_path, local_cluster_paths=True, pipeline_root="/mnt/shared/root",
+                    serving_model_dir="/mnt/shared/serving", data_root="/mnt/shared/data")
+
+
+def test_dockerfile_builds_from_the_lock_and_the_package_in_its_context():
+    """No Docker daemon here: check the build context instead (every COPY source exists and is not ignored)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dockerfile = open(os.path.join(root, "Dockerfile")).read()
+    ignored = {line.strip() for line in open(os.path.join(root, ".dockerignore")) if line.strip()
+               and not line.startswith("#")}
+    sources = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert {"requirements.lock", "setup.py", "README.md", "mean_tf", "pipeline"} == set(sources)
+    for src in sources:
+        assert os.path.exists(os.path.join(root, src)) and src not in ignored, src
+    assert "FROM python:3.10" in dockerfile  # TFX 1.16 needs 3.9 or 3.10 (setup.py's python_requires)
+    assert "pip install -r requirements.lock" in dockerfile and "pip install --no-deps ." in dockerfile
+    assert "TF_USE_LEGACY_KERAS=1" in dockerfile
+    assert {".venv", ".cache", "tests", "docs"} <= ignored

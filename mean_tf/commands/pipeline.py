@@ -48,10 +48,24 @@ def register(subparsers):
                           description="Compile with KubeflowV2DagRunner; see pipeline/kubeflow_v2_runner.py for "
                                       "submitting the JSON to Vertex AI Pipelines.")
     comp.add_argument("--manifest", required=True, help="local dataset folder (read at compile time)")
-    comp.add_argument("--data-root", help="the dataset folder as the pipeline sees it (e.g. gs://...)")
+    comp.add_argument("--data-root", required=True, help="the dataset folder as the cluster sees it (gs://... or s3://...)")
     comp.add_argument("--pipeline-root", required=True, help="artifact root, e.g. gs://BUCKET/pipeline_root")
-    comp.add_argument("--serving-dir", required=True, help="where Pusher writes blessed models")
-    comp.add_argument("--image", default=configs.DEFAULT_IMAGE, help="container image with mean-tf installed")
+    comp.add_argument("--serving-dir", help="where Pusher writes blessed models (gs://...); not with --vertex-endpoint")
+    comp.add_argument("--image", required=True,
+                      help="container image with mean-tf installed (built from the repository's Dockerfile)")
+    comp.add_argument("--local-cluster-paths", action="store_true",
+                      help="accept absolute paths for --data-root/--pipeline-root/--serving-dir (a cluster whose "
+                           "pods mount that volume at the same path)")
+    comp.add_argument("--trainer-cpu", type=float, default=configs.TRAINER_RESOURCES["cpu"],
+                      help=f"Trainer CPU request (default {configs.TRAINER_RESOURCES['cpu']:g})")
+    comp.add_argument("--trainer-memory-gib", type=float, default=configs.TRAINER_RESOURCES["memory_gib"],
+                      help=f"Trainer memory request in GiB (default {configs.TRAINER_RESOURCES['memory_gib']:g})")
+    comp.add_argument("--vertex-project", help="train on Vertex AI Training in this GCP project (with --vertex-region)")
+    comp.add_argument("--vertex-region", help="Vertex AI region, e.g. europe-west4")
+    comp.add_argument("--vertex-machine-type", default=configs.VERTEX_MACHINE_TYPE,
+                      help=f"Vertex AI Training machine (default {configs.VERTEX_MACHINE_TYPE})")
+    comp.add_argument("--vertex-endpoint", help="push blessed models to this Vertex AI endpoint instead of --serving-dir")
+    comp.add_argument("--vertex-serving-image", help="the TF serving container for --vertex-endpoint")
     comp.add_argument("--out", default=configs.DEFAULT_KFP_OUTPUT,
                       help=f"JSON file (default {configs.DEFAULT_KFP_OUTPUT})")
     common(comp)
@@ -82,11 +96,22 @@ def run_main(args) -> int:
 
 
 def compile_main(args) -> int:
+    from mean_tf.errors import MeanTFError
     from pipeline import configs, kubeflow_v2_runner
 
+    vertex = None
+    if args.vertex_project or args.vertex_region or args.vertex_endpoint:
+        if not (args.vertex_project and args.vertex_region):
+            raise MeanTFError("compile: Vertex AI needs both --vertex-project and --vertex-region")
+        if args.vertex_endpoint and not args.vertex_serving_image:
+            raise MeanTFError("compile: --vertex-endpoint needs --vertex-serving-image (a TF serving container)")
+        vertex = {"project": args.vertex_project, "region": args.vertex_region,
+                  "machine_type": args.vertex_machine_type, "endpoint": args.vertex_endpoint,
+                  "serving_image": args.vertex_serving_image}
     path = kubeflow_v2_runner.compile_pipeline(
         args.manifest, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
-        output_file=args.out, data_root=args.data_root, model_name=args.model, config=config_from_args(args),
+        output_file=args.out, data_root=args.data_root, local_cluster_paths=args.local_cluster_paths,
+        trainer_resources={"cpu": args.trainer_cpu, "memory_gib": args.trainer_memory_gib}, vertex=vertex, model_name=args.model, config=config_from_args(args),
         label=args.label, gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
         beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, shuffle_examples=args.shuffle_examples,
         tune=args.tune, tuner_trials=args.tuner_trials)
