@@ -33,6 +33,8 @@ class RunSummary:
     evaluation_uri: Optional[str]
     model_uri: Optional[str]
     already_served: Optional[str] = None  # blessed, but identical to this served version: nothing pushed
+    gini_floor: Optional[float] = None  # the blessing thresholds the run used
+    gini_max_drop: Optional[float] = None
 
 
 def paths(output_dir: str) -> Tuple[str, str, str]:
@@ -80,7 +82,9 @@ def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataValidationError as e:
         raise MeanTFError(str(e)) from None
-    return summarize(output_dir, pipeline.pipeline_info.pipeline_name)
+    summary = summarize(output_dir, pipeline.pipeline_info.pipeline_name)
+    return dataclasses.replace(summary, gini_floor=kwargs.get("gini_floor", configs.GINI_FLOOR),
+                               gini_max_drop=kwargs.get("gini_max_drop", configs.GINI_MAX_DROP))
 
 
 def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> RunSummary:
@@ -177,6 +181,20 @@ def shown_slices(metrics: Dict[str, Dict[str, float]], min_slice_size: int = con
     return shown
 
 
+def blessing_context(summary: RunSummary) -> str:
+    """Why the Evaluator blessed or not: the test Gini against the floor, the baseline and the allowed drop."""
+    overall = summary.metrics.get("Overall", {})
+    gini = overall.get("normalized_gini")
+    if gini is None or summary.gini_floor is None:
+        return ""
+    text = f" (test Gini {gini:.4f}, floor {summary.gini_floor:g}"
+    change = overall.get("normalized_gini_diff")
+    if change is None:
+        return text + "; no earlier blessed model to compare with)"
+    return (text + f"; last blessed model {gini - change:.4f}, change {change:+.4f}, "
+            f"largest drop allowed {summary.gini_max_drop:g})")
+
+
 def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None,
                    min_slice_size: int = configs.MIN_SLICE_SIZE) -> str:
     """Text report: component states, the metrics table (slices under `min_slice_size` customers folded into
@@ -194,7 +212,7 @@ def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None
                             else f"{values.get(n, float('nan')):>17.0f}" for n in names)
             lines.append(slice_name.ljust(width) + cells.replace("nan", "  -"))
         lines.append("")
-    lines.append(f"blessed: {'yes' if summary.blessed else 'no'}")
+    lines.append(f"blessed: {'yes' if summary.blessed else 'no'}" + blessing_context(summary))
     if summary.already_served:
         lines.append(f"pushed model: none (identical to the served version {summary.already_served})")
     else:

@@ -251,6 +251,19 @@ def test_the_summary_folds_slices_under_fifty_customers_into_one_row():
     assert other.split()[5] == "13"  # 1 + 12 customers
 
 
+def test_the_summary_says_why_a_model_was_blessed():
+    from pipeline import local_runner
+
+    first = local_runner.RunSummary({}, {"Overall": {"normalized_gini": 0.86}}, True, "/s/1", None, None,
+                                    gini_floor=0.3, gini_max_drop=0.01)
+    assert ("blessed: yes (test Gini 0.8600, floor 0.3; no earlier blessed model to compare with)"
+            in local_runner.format_summary(first))
+    worse = local_runner.RunSummary({}, {"Overall": {"normalized_gini": 0.80, "normalized_gini_diff": -0.06}}, False,
+                                    None, None, None, gini_floor=0.3, gini_max_drop=0.01)
+    assert ("blessed: no (test Gini 0.8000, floor 0.3; last blessed model 0.8600, change -0.0600, largest drop "
+            "allowed 0.01)") in local_runner.format_summary(worse)
+
+
 def _compile(tmp_path, **changes):
     write_tiny_dataset(tmp_path / "data", rows=100)
     args = dict(data_root="gs://bucket/data", pipeline_root="gs://bucket/root", serving_model_dir="gs://bucket/serving",

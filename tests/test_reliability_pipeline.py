@@ -149,6 +149,9 @@ def test_a_degraded_model_is_not_blessed_and_the_good_model_stays_served(runs):
     gini = summary.metrics["Overall"]["normalized_gini"]
     assert gini < good_summary.metrics["Overall"]["normalized_gini"] - 0.1  # it is worse
     assert summary.blessed is False and summary.pushed_model is None and "blessed: no" in printed
+    change = summary.metrics["Overall"]["normalized_gini_diff"]  # TFMA's change against the last blessed model
+    assert change == pytest.approx(gini - good_summary.metrics["Overall"]["normalized_gini"], abs=1e-4)
+    assert f"change {change:+.4f}, largest drop allowed 0.01" in printed
     assert versions == good_versions  # nothing new in the serving folder: the good model is still served
     served = os.path.join(out, "serving_model", versions[0])
     assert served == good_summary.pushed_model and os.path.isfile(os.path.join(served, "saved_model.pb"))
