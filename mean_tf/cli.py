@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mean-tf", description="MEAN customer-lifetime-value models and pipeline.")
     parser.add_argument("--version", action="version", version=f"mean-tf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every log line and warning of TensorFlow, Beam and TFX (default: errors and "
+                             "one line per pipeline component)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -49,6 +52,12 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.verbose:
+        os.environ["MEAN_TF_VERBOSE"] = "1"  # mean_tf.trainer.VERBOSE_ENV (without importing TensorFlow here)
+    else:
+        from mean_tf import logs
+
+        logs.quiet()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MeanTFWarning)

@@ -28,6 +28,7 @@ from mean_tf.layers import CATEGORICAL_PREFIX, NUMERIC_KEY
 SERVING_INPUT = "examples"
 CLTV_OUTPUT = "cltv"
 BUCKET_PROBS_OUTPUT = "bucket_probs"
+VERBOSE_ENV = "MEAN_TF_VERBOSE"  # set by `mean-tf --verbose`
 
 
 def trainer_config(model_name: str, config: MEANConfig, label: str, raw_features: Sequence[str]) -> dict:
@@ -49,8 +50,12 @@ def run_fn(fn_args) -> None:
         from mean_tf import tuning
 
         config = tuning.apply(config, keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values)
+    verbose = 2 if os.environ.get(VERBOSE_ENV) else 0  # `mean-tf --verbose`: Keras' line per epoch
     result = training.fit(custom["model_name"], config, fn_args.transform_output, fn_args.train_files,
-                          fn_args.eval_files, log_dir=fn_args.model_run_dir, backup_dir=custom.get("backup_dir"))
+                          fn_args.eval_files, log_dir=fn_args.model_run_dir, backup_dir=custom.get("backup_dir"),
+                          verbose=verbose)
+    print(f"Trainer: {len(result.history['loss'])} epochs ({result.steps} steps), selected epoch "
+          f"{result.best_epoch + 1} with eval {config.selection_metric} {result.selection:.4f}", flush=True)
     with open(os.path.join(fn_args.model_run_dir, "fit_summary.json"), "w", encoding="utf-8") as f:
         json.dump({"best_epoch": result.best_epoch, "steps": result.steps, "hit_max_steps": result.hit_max_steps,
                    "selection": result.selection, "config": result.config.to_dict(), "history": result.history},

@@ -9,9 +9,11 @@ the Evaluator's metrics per slice, whether the model was blessed, and where it w
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
@@ -79,12 +81,39 @@ def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
 
     pipeline = build(data_dir, output_dir, **kwargs)
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with component_progress():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataValidationError as e:
         raise MeanTFError(str(e)) from None
     summary = summarize(output_dir, pipeline.pipeline_info.pipeline_name)
     return dataclasses.replace(summary, gini_floor=kwargs.get("gini_floor", configs.GINI_FLOOR),
                                gini_max_drop=kwargs.get("gini_max_drop", configs.GINI_MAX_DROP))
+
+
+@contextlib.contextmanager
+def component_progress(stream=None):
+    """Print "component X started" and "component X finished in N s" (or "failed after N s") around every
+    component the LocalDagRunner launches, whatever the log settings."""
+    from tfx.orchestration.portable import launcher
+
+    launch = launcher.Launcher.launch
+
+    def timed(self, *args, **kwargs):
+        node, start = self._pipeline_node.node_info.id, time.time()
+        print(f"component {node} started", file=stream or sys.stdout, flush=True)
+        try:
+            result = launch(self, *args, **kwargs)
+        except BaseException:
+            print(f"component {node} failed after {time.time() - start:.0f} s", file=stream or sys.stdout, flush=True)
+            raise
+        print(f"component {node} finished in {time.time() - start:.0f} s", file=stream or sys.stdout, flush=True)
+        return result
+
+    launcher.Launcher.launch = timed
+    try:
+        yield
+    finally:
+        launcher.Launcher.launch = launch
 
 
 def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> RunSummary:

@@ -242,3 +242,27 @@ def test_serving_fills_a_missing_feature_and_rejects_a_malformed_example(runs, d
             with pytest.raises(tf.errors.InvalidArgumentError):
                 predict([bad])
         assert predict([_example(row, features)]) == pytest.approx(full, rel=1e-6)  # still serving
+
+
+def test_a_run_prints_one_line_per_component_and_the_summary_and_no_library_noise(tmp_path):
+    """In a fresh process (C++ and import-time logs included): no FutureWarnings, absl warnings, TF
+    deprecations or CUDA factory errors unless `--verbose`."""
+    import subprocess
+    import sys
+
+    from tiny_dataset import write_tiny_dataset
+
+    write_tiny_dataset(tmp_path / "data", rows=300)
+    code = ("import sys; from mean_tf.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "pipeline", "run", "--data", str(tmp_path / "data"),
+                          "--output-dir", str(tmp_path / "out"), *SMALL_MODEL], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = (run.stdout + run.stderr).splitlines()
+    progress = [line for line in lines if line.startswith("component ")]
+    assert "component Transform started" in progress and any(line.startswith("component Pusher finished in ")
+                                                              for line in progress)
+    summary_start = next(i for i, line in enumerate(lines) if line.startswith("components: "))
+    other = [line for line in lines[:summary_start] if not line.startswith(("component ", "Trainer: "))]
+    assert len(other) <= 20, other
+    assert not any(word in run.stderr for word in ("FutureWarning", "cuFFT", "WARNING:absl", "deprecat"))
