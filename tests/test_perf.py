@@ -25,14 +25,14 @@ def test_forward_flops_of_a_tiny_mean_equal_a_hand_count():
     # D = 3 numeric inputs, shared [4, 2], M = 2 experts of 3 units, n = 2 distributions, attention width 2.
     hand = (2 * (3 * 4 + 4 * 2)  # shared MLP
             + 2 * 2 * (2 * 3)  # two experts, Dense 2 -> 3
-            + 2 * 2 * (2 * 2)  # two gates, Dense 2 -> M = 2
+            + 2 * 2 * (3 * 2)  # two gates on x_u (eq. 3), Dense D = 3 -> M = 2
             + 2 * 2 * 2 * 3  # f_i = sum_j G_ij E_j (eq. 2): bnm,bmu->bnu
             + 2 * (2 * 2 * 3 * 2)  # W_q h_t and W_k h_t (eq. 4): bnd,du->bnu, twice
             + 2 * 2 * 2 * 2  # g'_t W_a (eq. 5): bnu,um->bnm
             + 2 * 2 * 2 * 3  # z_i = sum_j A_ij h_j (eq. 6): bij,bjd->bid
             + 2 * 3 * 1)  # the CLTV head (eq. 7); DAM does not feed `cltv`, so it is not in the forward count
     count = count_model_flops(build("mean", TINY_MEAN), num_numeric=3, batch_size=4)
-    assert count.forward_per_example == hand == 198
+    assert count.forward_per_example == hand == 206
 
 
 def test_training_flops_count_backward_matmuls_but_not_the_unused_input_gradient():
