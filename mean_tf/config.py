@@ -14,6 +14,7 @@ import math
 import numbers
 from typing import Dict, Optional, Tuple
 
+from mean_tf import calibration
 from mean_tf.errors import MeanTFError
 
 HORIZONS = (30, 90, 180, 365)
@@ -107,6 +108,9 @@ class MEANConfig:
     bn_momentum: Optional[float] = None
     # Alternatively re-estimate the running statistics on training batches before each evaluation.
     bn_reestimate: bool = False
+    # Money calibration fitted on the eval split after training and exported in the serving graph
+    # (mean_tf.calibration; strictly increasing, so rankings are unchanged): "isotonic" or "none".
+    calibration: str = "isotonic"
     seed: int = 0
 
     # Baselines' own knobs.
@@ -196,6 +200,7 @@ class MEANConfig:
              f"must be one of {selection_metrics()}"),
             ("mvfe_gate_input", self.mvfe_gate_input in GATE_INPUTS, f"must be one of {GATE_INPUTS}"),
             ("distill_teacher", self.distill_teacher in DISTILL_TEACHERS, f"must be one of {DISTILL_TEACHERS}"),
+            ("calibration", self.calibration in calibration.METHODS, f"must be one of {calibration.METHODS}"),
             ("label_clip", self.label_clip > 0, "must be > 0"),
             ("label_scaling", self.label_scaling in LABEL_SCALINGS, f"must be one of {LABEL_SCALINGS}"),
             ("labels", len(self.labels) >= 1, "must name at least one label"),

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mean_tf import metrics, training, transform
+from mean_tf import calibration, metrics, training, transform
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
@@ -30,6 +30,19 @@ class Outcome:
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         return {label: metrics.evaluate(self.y[:, i], self.p[:, i]) for i, label in enumerate(self.labels)}
+
+
+def calibrated(outcome: Outcome, config: MEANConfig) -> Optional[Outcome]:
+    """`outcome` with its predictions passed through the money calibration fitted on `outcome.eval`
+    (`mean_tf.calibration`, as the serving model does); None if `config.calibration` is "none", there
+    is no eval outcome, or the eval split cannot be calibrated (no positive value)."""
+    if config.calibration == "none" or outcome.eval is None:
+        return None
+    try:
+        fitted = calibration.fit_columns(outcome.eval.p, outcome.eval.y, outcome.labels)
+    except MeanTFError:
+        return None
+    return dataclasses.replace(outcome, p=calibration.apply_columns(fitted, outcome.p, outcome.labels), eval=None)
 
 
 def materialize_cached(manifest, config: MEANConfig, work_dir: str) -> transform.Materialized:

@@ -1,4 +1,5 @@
-"""CLTV metrics of the MEAN paper (section 4.1, Table 1): Percentile MAPE, normalised Gini, Spearman, AUC.
+"""CLTV metrics of the MEAN paper (section 4.1, Table 1): Percentile MAPE, normalised Gini, Spearman, AUC;
+and the calibration of the money prediction: `value_ratio` and `decile_calibration`.
 
 NumPy in, float out. These functions are the one definition of every metric in the project: the
 benchmark, the notebooks and the TFMA metrics of the TFX Evaluator (`mean_tf.tfma_metrics`) call
@@ -44,6 +45,8 @@ HIGHER_IS_BETTER: Dict[str, bool] = {
     "top_auc": True,
     "lift_at_10": True,
 }
+# Calibration of the money value, reported beside the scores (not rankable: 1 is best, both sides are worse).
+CALIBRATION_NAMES: Tuple[str, ...] = ("value_ratio",)
 
 
 def _as_pair(y, p) -> Tuple[np.ndarray, np.ndarray]:
@@ -191,8 +194,31 @@ def lift_at(y, p, top: float = TOP_SHARE) -> float:
     return float(_gains(y, ranking_order(p))[k - 1] / (k / n))
 
 
+def value_ratio(y, p) -> float:
+    """sum(p) / sum(y): the predicted total spend over the actual (1 is calibrated in total; the
+    budget a targeting campaign plans with). NaN when sum(y) = 0."""
+    y, p = _as_pair(y, p)
+    total = y.sum()
+    return float(p.sum() / total) if total > 0 else float("nan")
+
+
+def decile_calibration(y, p, n_bins: int = DECILE_BINS) -> Dict[str, np.ndarray]:
+    """Mean predicted and mean actual value per group of the prediction (10 groups by p descending, as
+    `percentile_mape` forms them): {"group": 1..n, "customers", "mean_predicted", "mean_actual",
+    "ratio" (predicted / actual, NaN where mean actual is 0)}. Empty groups are left out."""
+    y, p = _as_pair(y, p)
+    groups = [g for g in np.array_split(ranking_order(p), int(n_bins)) if g.size]
+    mean_p = np.array([p[g].mean() for g in groups])
+    mean_y = np.array([y[g].mean() for g in groups])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(mean_y > 0, mean_p / np.where(mean_y > 0, mean_y, 1.0), np.nan)
+    return {"group": np.arange(1, len(groups) + 1), "customers": np.array([g.size for g in groups]),
+            "mean_predicted": mean_p, "mean_actual": mean_y, "ratio": ratio}
+
+
 def evaluate(y, p) -> Dict[str, float]:
-    """All scalar metrics under their stable names (`METRIC_NAMES`); every results table uses this."""
+    """All scalar metrics under their stable names (`METRIC_NAMES`, then `CALIBRATION_NAMES`); every
+    results table uses this."""
     y, p = _as_pair(y, p)
     return {
         "percentile_mape": percentile_mape(y, p),
@@ -202,4 +228,5 @@ def evaluate(y, p) -> Dict[str, float]:
         "decile_mape": decile_mape(y, p),
         "top_auc": top_auc(y, p),
         "lift_at_10": lift_at(y, p, TOP_SHARE),
+        "value_ratio": value_ratio(y, p),
     }

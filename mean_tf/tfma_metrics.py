@@ -183,7 +183,14 @@ class LiftAt10(metric_types.Metric):
         super().__init__(_computations_fn(_lift_at_10), name=name)
 
 
-# Metric name (as in `mean_tf.metrics.evaluate`) -> TFMA class, in `metrics.METRIC_NAMES` order.
+class ValueRatio(metric_types.Metric):
+    """`mean_tf.metrics.value_ratio`: total predicted over total actual value (1 is calibrated)."""
+
+    def __init__(self, name: str = "value_ratio"):
+        super().__init__(_computations_fn(metrics.value_ratio), name=name)
+
+
+# Metric name (as in `mean_tf.metrics.evaluate`) -> TFMA class, in `evaluate`'s order.
 METRIC_CLASSES: Dict[str, type] = {
     "percentile_mape": PercentileMape,
     "normalized_gini": NormalizedGini,
@@ -192,6 +199,7 @@ METRIC_CLASSES: Dict[str, type] = {
     "decile_mape": DecileMape,
     "top_auc": TopAuc,
     "lift_at_10": LiftAt10,
+    "value_ratio": ValueRatio,
 }
 
 
@@ -201,14 +209,14 @@ def metric_configs(
 ) -> List[tfma.MetricConfig]:
     """`tfma.MetricConfig`s (class_name + module) for an EvalConfig's MetricsSpec.
 
-    names: metric names from `mean_tf.metrics.METRIC_NAMES` (default: all of them);
+    names: metric names of `mean_tf.metrics.evaluate` (default: all of them);
     thresholds: optional `tfma.MetricThreshold` per metric name, for the Evaluator's blessing.
     """
-    names = list(metrics.METRIC_NAMES if names is None else names)
+    names = list(METRIC_CLASSES if names is None else names)
     thresholds = dict(thresholds or {})
     unknown = sorted(set(names) - set(METRIC_CLASSES))
     if unknown:
-        raise MeanTFError(f"unknown CLTV metric {unknown[0]!r}; known: {', '.join(metrics.METRIC_NAMES)}")
+        raise MeanTFError(f"unknown CLTV metric {unknown[0]!r}; known: {', '.join(METRIC_CLASSES)}")
     unused = sorted(set(thresholds) - set(names))
     if unused:
         raise MeanTFError(f"threshold for CLTV metric {unused[0]!r}, which is not among the metrics {names}")

@@ -228,9 +228,9 @@ def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None
                    min_slice_size: int = configs.MIN_SLICE_SIZE) -> str:
     """Text report: component states, the metrics table (slices under `min_slice_size` customers folded into
     one "other" row), blessed or not, the pushed model's path."""
-    from mean_tf.metrics import METRIC_NAMES
+    from mean_tf.metrics import CALIBRATION_NAMES, METRIC_NAMES
 
-    names = metric_names or ["example_count", *METRIC_NAMES]
+    names = metric_names or ["example_count", *METRIC_NAMES, *CALIBRATION_NAMES]
     lines = ["components: " + ", ".join(f"{node} {state}" for node, state in summary.executions.items()), ""]
     if summary.metrics:
         table = shown_slices(summary.metrics, min_slice_size)

@@ -113,8 +113,8 @@ def test_lift_and_gain_curve():
 @pytest.mark.parametrize(
     "y, p, expected_nan",
     [
-        ([0, 0, 0, 0], [1, 2, 3, 4], set(metrics.METRIC_NAMES)),  # all zero: no value, one class
-        ([], [], set(metrics.METRIC_NAMES)),
+        ([0, 0, 0, 0], [1, 2, 3, 4], set(metrics.METRIC_NAMES) | {"value_ratio"}),  # all zero: no value, one class
+        ([], [], set(metrics.METRIC_NAMES) | {"value_ratio"}),
         ([1, 2, 3, 4], [1, 1, 1, 1], {"spearman", "payer_auc"}),  # ties everywhere, all payers
         ([3.0], [1.0], {"spearman", "payer_auc", "top_auc"}),
         ([2, 2, 2, 2], [1, 2, 3, 4], {"spearman", "payer_auc", "top_auc"}),
@@ -136,7 +136,7 @@ def test_ties_everywhere_are_deterministic():
 def test_evaluate_names_and_directions():
     y, p = zero_inflated(5, n=200)
     result = metrics.evaluate(y, p)
-    assert tuple(result) == metrics.METRIC_NAMES
+    assert tuple(result) == metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES
     assert set(metrics.HIGHER_IS_BETTER) == set(metrics.METRIC_NAMES)
     assert result["normalized_gini"] == metrics.normalized_gini(y, p)
     assert result["lift_at_10"] == metrics.lift_at(y, p, 0.1)
@@ -174,3 +174,20 @@ def test_gini_bounded_by_oracle_and_invariant_to_monotone_rescaling(y, seed):
     assert gini <= 1.0 + 1e-12
     assert metrics.normalized_gini(y, y) == pytest.approx(1.0)
     assert metrics.normalized_gini(y, np.exp(p / 10) * 3) == pytest.approx(gini, abs=1e-12)
+
+
+def test_value_ratio_and_decile_calibration_golden():
+    y = np.array([0, 0, 10, 20, 30, 40, 0, 50, 60, 90], dtype=float)  # sum 300
+    p = np.arange(10, dtype=float) * 10  # sum 450, ranks y in input order
+    assert metrics.value_ratio(y, p) == pytest.approx(450 / 300)
+    assert metrics.value_ratio(y, 2 * y) == pytest.approx(2.0)
+    assert math.isnan(metrics.value_ratio(np.zeros(3), np.ones(3)))
+    table = metrics.decile_calibration(y, p, n_bins=5)  # groups of 2 by p descending
+    np.testing.assert_array_equal(table["customers"], [2, 2, 2, 2, 2])
+    np.testing.assert_allclose(table["mean_predicted"], [85, 65, 45, 25, 5])
+    np.testing.assert_allclose(table["mean_actual"], [75, 25, 35, 15, 0])
+    np.testing.assert_allclose(table["ratio"][:4], [85 / 75, 65 / 25, 45 / 35, 25 / 15])
+    assert math.isnan(table["ratio"][4])
+    # the groups are those of Percentile MAPE
+    errors = np.abs(table["mean_predicted"][:4] - table["mean_actual"][:4]) / table["mean_actual"][:4]
+    assert metrics.percentile_mape(y, p, n_bins=5) == pytest.approx(errors.mean())

@@ -14,6 +14,8 @@ from tensorflow_model_analysis.metrics import metric_specs, metric_util
 from mean_tf import metrics, tfma_metrics
 from mean_tf.errors import MeanTFError
 
+ALL_METRICS = metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES
+
 SCORES = {
     "percentile_mape": metrics.percentile_mape,
     "normalized_gini": metrics.normalized_gini,
@@ -63,7 +65,7 @@ def combiner(name):
 
 
 def test_classes_cover_every_metric_and_keep_their_names():
-    assert tuple(tfma_metrics.METRIC_CLASSES) == metrics.METRIC_NAMES
+    assert tuple(tfma_metrics.METRIC_CLASSES) == ALL_METRICS
     for name, cls in tfma_metrics.METRIC_CLASSES.items():
         (computation,) = cls().computations()
         assert computation.keys[0].name == name
@@ -86,7 +88,7 @@ def test_beam_combine_per_slice_equals_numpy():
             | "Standard" >> beam.Map(lambda item: (item[0], metric_util.to_standard_metric_inputs(item[1])))
             | "Slice" >> beam.FlatMap(with_slices)
         )
-        for name in metrics.METRIC_NAMES:
+        for name in ALL_METRICS:
             key, metric_combiner = combiner(name)
             result = sliced | f"Combine_{name}" >> beam.CombinePerKey(metric_combiner)
 
@@ -105,7 +107,7 @@ def test_merged_accumulators_equal_numpy_and_ignore_arrival_order():
     y, p = zero_inflated(2, 300)
     elements = [metric_util.to_standard_metric_inputs(x) for x in inputs(y, p)]
     rng = np.random.default_rng(3)
-    for name in metrics.METRIC_NAMES:
+    for name in ALL_METRICS:
         key, metric_combiner = combiner(name)
         outputs = []
         for chunks in (np.array_split(np.arange(300), 4), np.array_split(rng.permutation(300), 7)):
@@ -124,7 +126,7 @@ def test_without_prediction_ties_equals_numpy_on_input_order():
     rng = np.random.default_rng(4)
     y = np.where(rng.random(200) < 0.6, 0.0, rng.gamma(1.0, 50.0, 200))
     p = y + rng.uniform(0, 30, 200)  # continuous: no ties
-    for name in metrics.METRIC_NAMES:
+    for name in ALL_METRICS:
         key, metric_combiner = combiner(name)
         accumulator = metric_combiner.create_accumulator()
         for element in inputs(y, p):
@@ -134,7 +136,7 @@ def test_without_prediction_ties_equals_numpy_on_input_order():
 
 def test_edge_slices_give_documented_values():
     for y, p in (([0.0, 0.0, 0.0], [1.0, 2.0, 3.0]), ([], [])):
-        for name in metrics.METRIC_NAMES:
+        for name in ALL_METRICS:
             key, metric_combiner = combiner(name)
             accumulator = metric_combiner.create_accumulator()
             for element in inputs(y, p):
@@ -149,8 +151,8 @@ def test_weighted_metrics_are_refused():
 
 def test_metric_configs_resolve_through_tfma():
     configs = tfma_metrics.metric_configs()
-    assert [config.module for config in configs] == ["mean_tf.tfma_metrics"] * len(metrics.METRIC_NAMES)
-    for config, name in zip(configs, metrics.METRIC_NAMES):
+    assert [config.module for config in configs] == ["mean_tf.tfma_metrics"] * len(ALL_METRICS)
+    for config, name in zip(configs, ALL_METRICS):
         assert metric_specs.metric_instance(config).name == name
     gate = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.2}))
     (gated,) = tfma_metrics.metric_configs(["normalized_gini"], {"normalized_gini": gate})
@@ -187,5 +189,5 @@ def test_run_model_analysis_with_predictions_in_the_examples(tmp_path):
     for slice_key, values in got.items():
         mask = np.ones(120, bool) if not slice_key else country == slice_key[0][1]
         want = expected(y[mask], p[mask])
-        for name in metrics.METRIC_NAMES:
+        for name in ALL_METRICS:
             assert_close(values[""][""][name]["doubleValue"], want[name])

@@ -185,6 +185,9 @@ class Runner:
                                                                  **dict(cell.overrides))
         outcome = experiment.run(cell.model, config, manifest, self.work_dir, with_eval=True)
         extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
+        calibrated = experiment.calibrated(outcome, config)
+        if calibrated is not None:  # the money calibration the serving model carries (fitted on eval)
+            extra["calibrated_metrics"] = _metrics(calibrated)
         if outcome.model is not None and hasattr(outcome.model, "mvfe"):  # MEAN family: where its errors come from
             extra["diagnostics"] = self._diagnostics(cell, config, manifest, outcome.model)
         if outcome.fit is not None:
