@@ -3,31 +3,44 @@
 The exported SavedModel (a plain tf.Module, so TF Serving's TF1 loader and TFMA's generic loader
 both read it) has two signatures:
 - `serving_default(examples)`: serialized raw tf.Example without label -> Transform graph -> model ->
-  `cltv` [B], the pipeline label's CLTV in money (inverse label transform, >= 0), and
-  `bucket_probs` [B, n] when the model has a DAM head. A feature missing from an example takes its
+  `cltv` [B], the pipeline label's CLTV in money (inverse label transform, >= 0), calibrated on the
+  eval split (`mean_tf.calibration`, strictly increasing: the ranking is the model's), and
+  `cltv_uncalibrated` [B], the model's own money value; `<label>` [B] per model label (calibrated; all
+  four for a multi-horizon model); `p_payer` [B] where the model has one (ZILN: its payer probability;
+  a DAM head: 1 - P(bucket 0)); `cltv_q10/q50/q90` [B] for ZILN models and `bucket_probs`, `bucket_lower`,
+  `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`).
+  A feature missing from an example takes its
   serving default (`serving_feature_spec`); a malformed example fails the request with
   InvalidArgumentError (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (for TFMA).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from mean_tf import training, transform
+import numpy as np
+
+from mean_tf import calibration, training, transform, uncertainty
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.layers import CATEGORICAL_PREFIX, NUMERIC_KEY
 
 SERVING_INPUT = "examples"
 CLTV_OUTPUT = "cltv"
+UNCALIBRATED_OUTPUT = "cltv_uncalibrated"
+PAYER_OUTPUT = "p_payer"
 BUCKET_PROBS_OUTPUT = "bucket_probs"
+BUCKET_LOWER_OUTPUT = "bucket_lower"
+BUCKET_UPPER_OUTPUT = "bucket_upper"
+CALIBRATION_FILE = "calibration.json"
 VERBOSE_ENV = "MEAN_TF_VERBOSE"  # set by `mean-tf --verbose`
 
 
@@ -60,9 +73,46 @@ def run_fn(fn_args) -> None:
         json.dump({"best_epoch": result.best_epoch, "steps": result.steps, "hit_max_steps": result.hit_max_steps,
                    "selection": result.selection, "config": result.config.to_dict(), "history": result.history},
                   f, indent=2)
+    extras = serving_extras(result, fn_args.train_files, fn_args.eval_files, fn_args.transform_output)
+    with open(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w", encoding="utf-8") as f:
+        json.dump(extras.to_dict(), f, indent=2)
     export_dir = fn_args.serving_model_dir if _is_chief() else tempfile.mkdtemp(prefix="mean_tf_worker_export_")
     export_serving_model(result.model, tft.TFTransformOutput(fn_args.transform_output), custom["label"],
-                         custom["raw_features"], export_dir)
+                         custom["raw_features"], export_dir, extras)
+
+
+@dataclasses.dataclass
+class ServingExtras:
+    """What the serving graph adds to the model, fitted after training: a money calibration per label
+    (eval split) and, for bucket models, each bucket's money range per label (train split)."""
+
+    calibrations: Dict[str, calibration.Calibration] = dataclasses.field(default_factory=dict)
+    bucket_ranges: Dict[str, tuple] = dataclasses.field(default_factory=dict)  # label -> (lower [n], upper [n])
+
+    def to_dict(self) -> dict:
+        return {"calibrations": {k: c.to_dict() for k, c in self.calibrations.items()},
+                "bucket_ranges": {k: {"lower": list(map(float, lo)), "upper": list(map(float, up))}
+                                  for k, (lo, up) in self.bucket_ranges.items()}}
+
+
+def serving_extras(result: training.FitResult, train_files: Sequence[str], eval_files: Sequence[str],
+                   transform_dir: str) -> ServingExtras:
+    """Fit the `ServingExtras` of a trained model (`config.calibration` "none": no calibration)."""
+    model, config = result.model, result.model.config
+    labels = list(config.labels)
+    spec = tft.TFTransformOutput(transform_dir).transformed_feature_spec()
+    extras = ServingExtras()
+    if config.calibration != "none":
+        data = training.make_dataset(eval_files, spec, labels, config.batch_size)
+        predicted = training.predict_money(model, data, result.label_transform, labels)
+        extras.calibrations = calibration.fit_columns(predicted, training.dataset_targets(data, "raw"), labels)
+    if getattr(model, "dams", None):  # a DAM head: bucket probabilities to give ranges to
+        data = training.make_dataset(train_files, spec, labels, config.batch_size)
+        money, bucket = training.dataset_targets(data, "raw"), training.dataset_targets(data, "bucket")
+        extras.bucket_ranges = {label: uncertainty.bucket_money_ranges(money[:, i], bucket[:, i],
+                                                                        config.num_distributions)
+                                for i, label in enumerate(labels)}
+    return extras
 
 
 def _is_chief() -> bool:
@@ -91,8 +141,9 @@ def serving_feature_spec(raw_spec: Dict, raw_features: Sequence[str]) -> Dict:
 
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
-                         export_dir: str) -> str:
-    """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels."""
+                         export_dir: str, extras: Optional[ServingExtras] = None) -> str:
+    """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels.
+    Without `extras` (or a label missing from them) the money is served uncalibrated."""
     labels = list(model.config.labels)
     if label not in labels:
         raise MeanTFError(f"label {label!r} is not one of the model's labels {labels}")
@@ -103,6 +154,11 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     if missing:
         raise MeanTFError(f"raw feature {missing[0]!r} is not in the Transform's raw schema")
     serving_spec = serving_feature_spec(raw_spec, raw_features)
+    extras = extras or ServingExtras()
+    clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
+    if clashes:
+        raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
+    log_caps = ziln_caps(config)
 
     module = tf.Module()
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
@@ -113,16 +169,36 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
         transformed = module.tft_layer(tf.io.parse_example(examples, serving_spec))
         inputs = {k: v for k, v in transformed.items() if k == NUMERIC_KEY or k.startswith(CATEGORICAL_PREFIX)}
         outputs = model(inputs, training=False)
-        cltv = outputs["cltv"][:, column]
-        if model.output_space == "money":
-            money = tf.maximum(cltv, 0.0)
-        else:
-            scale = transformed.get(label + transform.SCALE_SUFFIX)
-            money = transform.to_money(cltv, config.label_scaling, config.label_clip, scale)
-        result = {CLTV_OUTPUT: money}
+        result = {}
+        for i, name in enumerate(labels):
+            cltv = outputs["cltv"][:, i]
+            if model.output_space == "money":
+                money = tf.maximum(cltv, 0.0)
+            else:
+                scale = transformed.get(name + transform.SCALE_SUFFIX)
+                money = transform.to_money(cltv, config.label_scaling, config.label_clip, scale)
+            if name == label:
+                result[UNCALIBRATED_OUTPUT] = money
+            if name in extras.calibrations:
+                money = extras.calibrations[name].apply_tf(money)
+            result[name] = money
+        result[CLTV_OUTPUT] = result[label]
+        if "ziln_logits" in outputs:
+            logits = outputs["ziln_logits"][:, column, :]
+            result[PAYER_OUTPUT] = tf.sigmoid(logits[:, 0])
+            quantiles = uncertainty.ziln_quantiles_tf(logits, uncertainty.QUANTILES, log_caps[column])
+            for j, q in enumerate(uncertainty.QUANTILES):
+                result[uncertainty.quantile_name(q)] = quantiles[:, j]
         if BUCKET_PROBS_OUTPUT in outputs:
             probs = outputs[BUCKET_PROBS_OUTPUT]
-            result[BUCKET_PROBS_OUTPUT] = probs[:, column, :] if probs.shape.rank == 3 else probs
+            probs = probs[:, column, :] if probs.shape.rank == 3 else probs
+            result[BUCKET_PROBS_OUTPUT] = probs
+            result[PAYER_OUTPUT] = 1.0 - probs[:, 0]
+            if label in extras.bucket_ranges:
+                batch = tf.shape(probs)[0:1]
+                for key, edges in zip((BUCKET_LOWER_OUTPUT, BUCKET_UPPER_OUTPUT), extras.bucket_ranges[label]):
+                    row = tf.constant(np.asarray(edges, dtype=np.float32))[None, :]
+                    result[key] = tf.tile(row, tf.concat([batch, [1]], axis=0))
         return result
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
@@ -132,6 +208,13 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": serve, "transform_features": transform_features})
     return export_dir
+
+
+def ziln_caps(config: MEANConfig):
+    """Per model label: the log cap of ZILN predictions (`mean_tf.ziln.log_prediction_caps`)."""
+    from mean_tf import ziln
+
+    return ziln.log_prediction_caps(config)
 
 
 def predict_serialized(export_dir: str, serialized: Sequence[bytes]) -> Dict[str, "object"]:

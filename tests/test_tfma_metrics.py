@@ -24,6 +24,7 @@ SCORES = {
     "decile_mape": metrics.decile_mape,
     "top_auc": metrics.top_auc,
     "lift_at_10": lambda y, p: metrics.lift_at(y, p, 0.1),
+    "value_ratio": metrics.value_ratio,
 }
 
 

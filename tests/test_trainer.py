@@ -11,7 +11,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from mean_tf import trainer, training, transform, tuning
+from mean_tf import calibration, trainer, training, transform, tuning
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from tiny_dataset import materialized_tiny
@@ -65,7 +65,19 @@ def test_run_fn_exports_a_model_tf_serving_can_load(exported):
     assert answer["cltv"].shape == (8,) and np.all(answer["cltv"] >= 0)
     assert answer["bucket_probs"].shape == (8, 5)
     np.testing.assert_allclose(answer["bucket_probs"].sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(answer["cltv"], expected_money(done, model, records, 0), rtol=1e-4, atol=1e-6)
+    raw = expected_money(done, model, records, 0)
+    np.testing.assert_allclose(answer["cltv_uncalibrated"], raw, rtol=1e-4, atol=1e-6)
+    # calibrated with the eval-split fit the Trainer wrote next to the model
+    fitted = json.load(open(os.path.join(fn_args.model_run_dir, trainer.CALIBRATION_FILE)))
+    cal = calibration.Calibration.from_dict(fitted["calibrations"]["cltv_30"])
+    np.testing.assert_allclose(answer["cltv"], cal.apply(raw), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(answer["cltv"], answer["cltv_30"])
+    assert {"cltv_90", "cltv_180", "cltv_365"} <= set(answer)  # every horizon of a multi-horizon model
+    np.testing.assert_allclose(answer["p_payer"], 1.0 - answer["bucket_probs"][:, 0], rtol=1e-6)
+    lower, upper = answer["bucket_lower"], answer["bucket_upper"]
+    assert lower.shape == (8, 5) and lower[0, 0] == upper[0, 0] == 0.0 and np.isinf(upper[0, -1])
+    np.testing.assert_array_equal(upper[:, 1:-1], lower[:, 2:])
+    assert np.all(np.diff(lower[0]) >= 0)
     summary = json.load(open(os.path.join(fn_args.model_run_dir, "fit_summary.json")))
     assert summary["best_epoch"] == 0 and "val_selection" in summary["history"] and summary["steps"] > 0
     # trained with the Tuner's setting: width x 2 and delta 2
