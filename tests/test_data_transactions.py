@@ -284,3 +284,59 @@ def test_readme_example_own_transaction_log(tmp_path):
     assert back.to_dict() == m.to_dict() and sum(back.row_counts.values()) == len(snaps.frame)
     assert "quantity" not in " ".join(back.numeric_features) and "units_bought" not in back.numeric_features
     assert back.labels == LABELS and back.slice_features == ["active_90d"]
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def test_scoring_features_equal_training_features_at_the_same_date(retail_lines):
+    """One feature code path: features at a date are the same with labels (training) and without (scoring)."""
+    train = online_retail.build_snapshots(retail_lines, ["2010-12-01"]).frame
+    score = snapshots_from_transactions(
+        retail_lines, "customer_id", "invoice_date", "amount", ["2010-12-01"], quantity_col="quantity",
+        product_col="description", categorical_cols=("country",), labels=False)
+    assert score.labels == [] and score.last_period_features == {}
+    assert not [c for c in score.frame.columns if c.startswith("cltv_")]
+    pd.testing.assert_frame_equal(score.frame, train[score.frame.columns])
+
+
+def test_scoring_allows_a_date_without_a_label_window_but_not_after_the_data():
+    tx = _log([("a", "2024-01-05", 10.0), ("b", "2024-12-30", 5.0), ("a", "2024-12-31", 3.0)])
+    with pytest.raises(MeanTFError, match="label window ends 2025-12-31"):
+        snapshots_from_transactions(tx, "cust", "time", "amount", ["2024-12-31"])
+    today = snapshots_from_transactions(tx, "cust", "time", "amount", ["2025-01-01"], labels=False).frame
+    assert list(today["customer_id"]) == ["a", "b"] and list(today["net_spend"]) == [13.0, 5.0]
+    with pytest.raises(MeanTFError, match="after the data end"):
+        snapshots_from_transactions(tx, "cust", "time", "amount", ["2025-01-02"], labels=False)
+
+
+def test_data_transactions_cli_writes_training_and_scoring_datasets(tmp_path, capsys):
+    from mean_tf.cli import main
+    from mean_tf.data import read_manifest, read_split
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    tx = pd.DataFrame({"user": rng.integers(0, 300, n).astype(str),
+                       "ts": (pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")
+                              ).strftime("%Y-%m-%d"),
+                       "amount": np.round(rng.lognormal(3, 1, n), 2),
+                       "region": rng.choice(["north", "south"], n)})
+    tx.to_csv(tmp_path / "tx.csv", index=False)
+    common = ["data", "transactions", "--input", str(tmp_path / "tx.csv"), "--customer", "user", "--time", "ts",
+              "--amount", "amount", "--categorical", "region"]
+    assert main(common + ["--cutoffs", "2023-01-01,2023-06-01", "--out", str(tmp_path / "train")]) == 0
+    train = read_manifest(tmp_path / "train")
+    assert train.labels == LABELS and "region" in train.categorical_features
+    assert main(common + ["--score-date", "end", "--out", str(tmp_path / "score")]) == 0
+    score = read_manifest(tmp_path / "score")
+    assert list(score.splits) == ["score"] and score.labels == [] and score.features == train.features
+    frame = read_split(score, "score")
+    assert set(frame["cutoff"]) == {str((pd.Timestamp(tx["ts"].max()) + pd.Timedelta(days=1)).date())}
+    assert score.row_counts["score"] == len(frame) == tx["user"].nunique()
+    # bad input: one line, exit 2, nothing written
+    capsys.readouterr()
+    assert main(common[:-2] + ["--score-date", "end", "--out", str(tmp_path / "bad"), "--amount", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and not (tmp_path / "bad").exists()
+    assert main(common + ["--out", str(tmp_path / "bad")]) == 2
+    assert "either --cutoffs" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""`mean-tf data online-retail|cdnow|synthetic --out DIR [options]`: build a dataset folder (gzipped
-TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files")."""
+"""`mean-tf data online-retail|cdnow|synthetic|table|transactions --out DIR [options]`: build a dataset
+folder (gzipped TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files")."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,32 @@ def register(subparsers) -> None:
                     help="how to split rows without a split column (default customer)")
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     sp.set_defaults(func=_table)
+
+    sp = sub.add_parser("transactions", help="your own transaction log (CSV or Parquet): a training or a scoring dataset",
+                        description="One row per transaction (or order line). With --cutoffs: customer x cutoff "
+                                    "snapshots with features before each cutoff and cltv_30/90/180/365 labels after "
+                                    "it (every label window must end within the data). With --score-date: the same "
+                                    "features at that date and no labels, for `mean-tf score` "
+                                    "(--score-date end: the day after the last transaction).")
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help="the transaction log: .csv, or .parquet")
+    sp.add_argument("--customer", required=True, metavar="COL", help="customer id column")
+    sp.add_argument("--time", required=True, metavar="COL", help="transaction time column (dates or datetimes)")
+    sp.add_argument("--amount", required=True, metavar="COL", help="money column (negative = a return)")
+    sp.add_argument("--quantity", metavar="COL", help="units column (adds unit and price features)")
+    sp.add_argument("--product", metavar="COL", help="product column (adds distinct products, basket breadth)")
+    sp.add_argument("--order", metavar="COL", help="order id column (default: one order per customer and time)")
+    sp.add_argument("--categorical", type=_names, default=(), metavar="COLS",
+                    help="customer attribute columns, comma-separated (e.g. country): categorical features and slices")
+    sp.add_argument("--time-format", default=None, help="strftime format of --time (default: parsed by pandas)")
+    sp.add_argument("--cutoffs", type=_cutoffs, default=(), help="comma-separated cutoff dates YYYY-MM-DD (training)")
+    sp.add_argument("--score-date", default=None, metavar="DATE",
+                    help="YYYY-MM-DD or 'end': build a scoring dataset at this date instead")
+    sp.add_argument("--name", default=None, help="dataset name (default: the input file's name)")
+    sp.add_argument("--split", choices=("customer", "time"), default="customer",
+                    help="customer: 7:1:2 by customer (default); time: test = last cutoff")
+    sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    sp.set_defaults(func=_transactions)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -110,6 +136,18 @@ def _table(args) -> int:
     t0 = time.time()
     m = table.build(args.out, args.input, labels=args.labels, categorical=args.categorical, numeric=args.numeric,
                     money=args.money, split_rule=args.split, seed=args.seed, name=args.name)
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _transactions(args) -> int:
+    from mean_tf.data import transaction_file
+
+    t0 = time.time()
+    m = transaction_file.build(args.out, args.input, args.customer, args.time, args.amount, cutoffs=args.cutoffs,
+                               score_date=args.score_date, quantity=args.quantity, product=args.product,
+                               order=args.order, categorical=args.categorical, time_format=args.time_format,
+                               split_rule=args.split, seed=args.seed, name=args.name)
     _summary(m, time.time() - t0)
     return 0
 

@@ -32,6 +32,7 @@ from mean_tf.errors import MeanTFError
 MANIFEST_FILE = "manifest.json"
 FORMAT = "tfrecord_gzip"
 SPLITS = ("train", "eval", "test")
+SCORE_SPLIT = "score"  # the one split of a scoring dataset (features at a date, no labels)
 ID_COLUMNS = ("customer_id", "cutoff")
 BGNBD_KEYS = ("frequency", "recency", "T", "monetary_value")
 
@@ -393,8 +394,12 @@ def validate_manifest(d: Mapping, root: Optional[Union[str, Path]] = None, sourc
     last = str_map("last_period_features")
     bg = str_map("bgnbd_features")
     docs = str_map("feature_docs")
-    if not labels:
-        raise MeanTFError(f"{source}: 'labels' is empty")
+    scoring = isinstance(d["splits"], Mapping) and list(d["splits"]) == [SCORE_SPLIT]
+    if not labels and not scoring:
+        raise MeanTFError(f"{source}: 'labels' is empty (only a scoring dataset, with the one split "
+                          f"{SCORE_SPLIT!r}, has no labels)")
+    if labels and scoring:
+        raise MeanTFError(f"{source}: a scoring dataset (split {SCORE_SPLIT!r}) has no labels, but lists {labels}")
     if not numeric and not categorical:
         raise MeanTFError(f"{source}: no features (numeric_features and categorical_features are both empty)")
     all_cols = ids + numeric + categorical + labels + list(oracle.values())
@@ -676,6 +681,24 @@ def check_labels_have_payers(frame, labels: Sequence[str], source: str = "table"
         if len(frame) and not (frame[lab].to_numpy(dtype=np.float64) > 0).any():
             raise MeanTFError(f"{source}: label {lab!r} is 0 in all {len(frame)} rows: no customer spent anything "
                               f"in the label window, so there is nothing to learn (check the label column, or the cutoffs)")
+
+
+def write_scoring_dataset(frame, out: Union[str, Path], manifest: Manifest, compresslevel: int = 6,
+                          source: str = "table") -> Manifest:
+    """Write a label-free table (features at a scoring date) as a scoring dataset: the one split
+    `SCORE_SPLIT`, checked like a training table, atomically. Returns the written manifest."""
+    if manifest.labels:
+        raise MeanTFError(f"{source}: a scoring dataset has no labels, got {manifest.labels}")
+    if not len(frame):
+        raise MeanTFError(f"{source}: no rows to write")
+    m = dataclasses.replace(manifest, splits={SCORE_SPLIT: [shard_name(SCORE_SPLIT, 0, 1)]}, zero_shares={})
+    check_table(frame, m, source)
+    with atomic_output_dir(out) as tmp:
+        rows = write_frame(frame, tmp / shard_name(SCORE_SPLIT, 0, 1), m.float_columns, m.bytes_columns,
+                           compresslevel=compresslevel)
+        m = dataclasses.replace(m, row_counts={SCORE_SPLIT: rows})
+        write_manifest(m, tmp)
+    return dataclasses.replace(m, root=str(Path(out).absolute()))
 
 
 def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column: str = "split",

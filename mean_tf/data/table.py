@@ -27,11 +27,11 @@ LABEL_PATTERN = re.compile(r"^cltv_(\d+)$")
 SPLIT_COLUMN = "split"
 
 
-def load_table(path: Union[str, Path]) -> pd.DataFrame:
+def load_table(path: Union[str, Path], what: str = "feature table") -> pd.DataFrame:
     """The file as a DataFrame (.csv, or .parquet/.pq); CSV rows are indexed by their line number."""
     p = Path(path)
     if not p.is_file():
-        raise MeanTFError(f"feature table {p} not found")
+        raise MeanTFError(f"{what} {p} not found")
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
             df = mf.read_parquet(p)

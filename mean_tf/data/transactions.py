@@ -126,6 +126,13 @@ class Snapshots:
         frame = self.frame.assign(split=assign_splits(self.frame, split_rule, seed))
         return write_dataset(frame, out, self.manifest(name, split_rule, seed), compresslevel=compresslevel)
 
+    def write_scoring(self, out, name: str, compresslevel: int = 6) -> Manifest:
+        """Write a label-free table (`labels=False`) as a scoring dataset (split "score"), atomically."""
+        from mean_tf.data.manifest import write_scoring_dataset
+
+        return write_scoring_dataset(self.frame, out, self.manifest(name, split_rule="none"),
+                                     compresslevel=compresslevel, source=name)
+
     def drop_features(self, names: Sequence[str]) -> "Snapshots":
         """The same table without some features (kept out of every list; the columns are dropped)."""
         names = set(names)
@@ -276,6 +283,7 @@ def snapshots_from_transactions(
     allow_negative_amounts: bool = True,
     time_format: Optional[str] = None,
     source: str = "transactions",
+    labels: bool = True,
 ) -> Snapshots:
     """Build the customer x cutoff snapshot table of a transaction log (one row per line or transaction).
 
@@ -288,6 +296,9 @@ def snapshots_from_transactions(
 
     `data_end` is the first instant not covered by the data (default: the day after the last
     transaction); every cutoff + max(horizons) days must be <= data_end so that labels are complete.
+    With `labels=False` (scoring today's customers) the table has the same features and no labels, and
+    any cutoff up to data_end is allowed: e.g. the day after the last transaction. Training and scoring
+    tables come from this one function, so their features cannot differ.
     Bad input raises MeanTFError naming the column and row.
     """
     if not isinstance(df, pd.DataFrame):
@@ -302,7 +313,7 @@ def snapshots_from_transactions(
     horizons = tuple(sorted(int(h) for h in horizons))
     if not horizons or horizons[0] <= 0:
         raise MeanTFError(f"horizons must be positive day counts, got {horizons}")
-    labels = [f"cltv_{h}" for h in horizons]
+    label_names = [f"cltv_{h}" for h in horizons] if labels else []
 
     cust = parse_ids(df[customer_col], customer_col, source)  # (codes, sorted str uniques)
     t = parse_times(df[time_col], time_col, source, time_format)
@@ -325,7 +336,10 @@ def snapshots_from_transactions(
         if c.value <= t_min:
             raise MeanTFError(f"cutoff {c.date()} is outside the data: no transaction before it "
                               f"(the data start on {first_day})")
-        if c + pd.Timedelta(days=horizons[-1]) > end:
+        if not labels and c > end:
+            raise MeanTFError(f"cutoff {c.date()} is outside the data: it is after the data end ({end.date()}); "
+                              f"features at a date need the transactions up to it")
+        if labels and c + pd.Timedelta(days=horizons[-1]) > end:
             raise MeanTFError(f"cutoff {c.date()} is outside the data: its {horizons[-1]}-day label window ends "
                               f"{(c + pd.Timedelta(days=horizons[-1])).date()}, after the data end ({end.date()}); "
                               f"use a cutoff on or before {(end - pd.Timedelta(days=horizons[-1])).date()}")
@@ -335,22 +349,24 @@ def snapshots_from_transactions(
     products = pd.factorize(df[product_col].to_numpy())[0] if product_col else None
     log = _prepare(codes, len(uniques), t, amount, qty, okey, {c: v[0] for c, v in cats.items()}, products)
     cat_values = {c: v[1] for c, v in cats.items()}
-    frames = [_rows_at(log, cut, horizons, np.asarray(uniques, dtype=object), cat_values) for cut in cuts]
+    frames = [_rows_at(log, cut, horizons if labels else (), np.asarray(uniques, dtype=object), cat_values)
+              for cut in cuts]
     frame = pd.concat(frames, ignore_index=True)
     numeric = [k for k in FEATURE_DOCS if k in frame.columns and k not in CATEGORICAL_FEATURES and k not in cats]
     categorical = list(cats) + list(CATEGORICAL_FEATURES)
     docs = {k: FEATURE_DOCS[k] for k in numeric + list(CATEGORICAL_FEATURES)}
     for c in cats:
         docs[c] = f"{c} on the customer's last transaction before the cutoff"
-    frame = frame[list(ID_COLUMNS) + numeric + categorical + labels]
+    frame = frame[list(ID_COLUMNS) + numeric + categorical + label_names]
     return Snapshots(
         frame=frame,
         numeric_features=numeric,
         money_features=[m for m in MONEY_FEATURES if m in numeric],
         categorical_features=categorical,
         slice_features=list(cats) + ["active_90d"],
-        labels=labels,
-        last_period_features={f"cltv_{h}": f"spend_last_{h}d" for h in horizons if f"spend_last_{h}d" in numeric},
+        labels=label_names,
+        last_period_features={f"cltv_{h}": f"spend_last_{h}d" for h in horizons
+                              if labels and f"spend_last_{h}d" in numeric},
         bgnbd_features=dict(BGNBD_FEATURES),
         feature_docs=docs,
         cutoffs=[str(c.date()) for c in cuts],
