@@ -29,6 +29,7 @@ import tensorflow_transform as tft
 import numpy as np
 
 from mean_tf import calibration, training, transform, uncertainty
+from mean_tf.scoring import MODEL_INFO_FILE
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.layers import CATEGORICAL_PREFIX, NUMERIC_KEY
@@ -207,7 +208,13 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
 
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": serve, "transform_features": transform_features})
+    info = {"label": label, "labels": labels, "raw_features": list(raw_features),
+            "calibrated": sorted(extras.calibrations), **extras.to_dict()}
+    tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex
+    with tf.io.gfile.GFile(os.path.join(export_dir, MODEL_INFO_FILE), "w") as f:
+        f.write(json.dumps(info, indent=2))
     return export_dir
+
 
 
 def ziln_caps(config: MEANConfig):

@@ -109,3 +109,49 @@ def test_run_fn_requires_the_trainer_config(exported):
     broken = FnArgs(**{**fn_args.__dict__, "custom_config": {"model_name": "mean"}})
     with pytest.raises(MeanTFError, match="custom_config lacks"):
         trainer.run_fn(broken)
+
+
+def test_score_writes_one_row_per_customer_with_rank_and_target(exported, tmp_path, capsys):
+    import pandas as pd
+
+    from mean_tf.cli import main
+
+    manifest, _, fn_args, records, _ = exported
+    model_dir = fn_args.serving_model_dir
+    assert main(["score", "--model", model_dir, "--data", manifest.root, "--out", str(tmp_path / "p.parquet"),
+                 "--batch-size", "7", "--target-share", "0.2"]) == 0
+    assert "scored" in capsys.readouterr().out
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    n = manifest.row_counts["test"]
+    assert len(table) == n and table["customer_id"].is_unique  # --batch-size 7: many batches
+    answer = trainer.predict_serialized(model_dir, records)
+    np.testing.assert_allclose(table["cltv"].to_numpy()[:8], answer["cltv"], rtol=1e-6)
+    np.testing.assert_allclose(table["p_bucket_0"].to_numpy()[:8], answer["bucket_probs"][:, 0], rtol=1e-6)
+    assert {"cltv_uncalibrated", "cltv_30", "cltv_365", "p_payer", "bucket_4_upper"} <= set(table.columns)
+    order = np.argsort(-table["cltv"].to_numpy(), kind="stable")
+    np.testing.assert_array_equal(table["rank"].to_numpy()[order], np.arange(1, n + 1))
+    assert table["target"].sum() == int(np.ceil(0.2 * n)) and table.loc[table["target"], "rank"].max() == table["target"].sum()
+    assert table["decile"].min() == 1 and table["decile"].max() == 10
+    assert (table.groupby("decile")["cltv"].min().diff().dropna() <= 0).all()  # decile 1 holds the highest
+    assert main(["score", "--model", model_dir, "--data", manifest.root, "--out", str(tmp_path / "p.csv"),
+                 "--target-share", "0.2"]) == 0
+    csv = pd.read_csv(tmp_path / "p.csv", dtype={"customer_id": str, "cutoff": str})
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "p.txt"], "must end in .parquet or .csv"),
+    (["--model", "nowhere"], "not a SavedModel folder"),
+    (["--split", "nosuch"], "has no split 'nosuch'"),
+])
+def test_score_bad_input_is_one_line(exported, tmp_path, capsys, argv, message):
+    from mean_tf.cli import main
+
+    manifest, _, fn_args, _, _ = exported
+    base = {"--model": fn_args.serving_model_dir, "--data": manifest.root, "--out": str(tmp_path / "p.parquet")}
+    base.update(dict(zip(argv[::2], argv[1::2])))
+    capsys.readouterr()
+    assert main(["score", *[x for kv in base.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not [p for p in os.listdir(tmp_path) if p != "p.txt"] or not (tmp_path / "p.parquet").exists()
