@@ -37,6 +37,7 @@ class RunSummary:
     already_served: Optional[str] = None  # blessed, but identical to this served version: nothing pushed
     gini_floor: Optional[float] = None  # the blessing thresholds the run used
     gini_max_drop: Optional[float] = None
+    inference_uri: Optional[str] = None  # the BulkInferrer's InferenceResult (`--score`), when it ran
 
 
 def paths(output_dir: str) -> Tuple[str, str, str]:
@@ -51,8 +52,8 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
           gini_floor: float = configs.GINI_FLOOR, gini_max_drop: float = configs.GINI_MAX_DROP,
           beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS, enable_cache: bool = True,
           shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False, tuner_trials: Optional[int] = None,
-          pipeline_name: str = configs.PIPELINE_NAME):
-    """The local pipeline object for a dataset folder."""
+          pipeline_name: str = configs.PIPELINE_NAME, score_data: Optional[str] = None):
+    """The local pipeline object for a dataset folder (and a scoring dataset for the BulkInferrer)."""
     from tfx import v1 as tfx
 
     from mean_tf.data.manifest import read_manifest
@@ -66,7 +67,8 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
         model_name=model_name, config=config, label=label,
         gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
-        enable_cache=enable_cache, shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials)
+        enable_cache=enable_cache, shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials,
+        score_manifest=read_manifest(score_data) if score_data else None)
 
 
 def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
@@ -75,6 +77,8 @@ def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
     from mean_tf.data.manifest import read_manifest, verify_split_files
 
     verify_split_files(read_manifest(data_dir))
+    if kwargs.get("score_data"):
+        verify_split_files(read_manifest(kwargs["score_data"]))
     from tfx import v1 as tfx
 
     from pipeline.components import DataValidationError
@@ -140,6 +144,7 @@ def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> Ru
     blessing = outputs.get("Evaluator", {}).get("blessing")
     pushed = outputs.get("Pusher", {}).get("pushed_model")
     model = outputs.get("Trainer", {}).get("model")
+    inference = outputs.get("BulkInferrer", {}).get("inference_result")
     return RunSummary(
         executions=states,
         metrics=_evaluation_metrics(evaluation.uri) if evaluation else {},
@@ -148,6 +153,7 @@ def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> Ru
                       if pushed and pushed.custom_properties["pushed"].int_value else None),
         evaluation_uri=evaluation.uri if evaluation else None,
         model_uri=model.uri if model else None,
+        inference_uri=inference.uri if inference and states.get("BulkInferrer") in ("COMPLETE", "CACHED") else None,
         already_served=(pushed.custom_properties[ALREADY_SERVED].string_value
                         if pushed and ALREADY_SERVED in pushed.custom_properties else None))
 
@@ -246,6 +252,8 @@ def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None
         lines.append(f"pushed model: none (identical to the served version {summary.already_served})")
     else:
         lines.append(f"pushed model: {summary.pushed_model or 'none (not blessed)'}")
+    if "BulkInferrer" in summary.executions:
+        lines.append(f"scored (BulkInferrer): {summary.inference_uri or 'none (not blessed)'}")
     return "\n".join(lines)
 
 

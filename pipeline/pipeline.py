@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 
 from mean_tf import tfma_metrics, trainer, transform
 from mean_tf.config import MEANConfig
+from mean_tf.data.manifest import SCORE_SPLIT
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 from pipeline import components, configs
@@ -85,6 +86,8 @@ def create_pipeline(
     tuner_trials: Optional[int] = None,
     trainer_resources: Optional[dict] = None,
     vertex: Optional[dict] = None,
+    score_manifest=None,
+    score_data_root: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
     """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
 
@@ -99,6 +102,10 @@ def create_pipeline(
     trainer_resources: {"cpu": float, "memory_gib": float}, the Trainer container's requests on Kubeflow/Vertex.
     vertex: {"project", "region", "machine_type", "image"} trains on Vertex AI Training (the Google Cloud
     Trainer extension), and with "endpoint" and "serving_image" also pushes to that Vertex endpoint.
+    score_manifest: a scoring dataset (`mean-tf data transactions --score-date`, split "score"): a second
+    ExampleGen imports it and a BulkInferrer scores it with the blessed model (`serving_default`, so the
+    InferenceResult's PredictionLogs hold every serving output); score_data_root is its folder as the
+    components see it (default: the manifest's folder).
     """
     config = (config or MEANConfig()).replace(labels=(label,))
     if label not in manifest.labels:
@@ -192,11 +199,32 @@ def create_pipeline(
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))).with_id("Pusher")
 
+    scoring_nodes = []
+    if score_manifest is not None:
+        if SCORE_SPLIT not in score_manifest.splits:
+            raise MeanTFError(f"dataset {score_manifest.name!r} is not a scoring dataset (no split {SCORE_SPLIT!r}); "
+                              f"build one with `mean-tf data transactions --score-date`")
+        missing = [f for f in manifest.features if f not in score_manifest.features]
+        if missing:
+            raise MeanTFError(f"scoring dataset {score_manifest.name!r} lacks feature(s) {missing[:5]} of the "
+                              f"training dataset {manifest.name!r}")
+        score_gen = CopyingImportExampleGen(
+            input_base=score_data_root or score_manifest.root,
+            input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+                name=SCORE_SPLIT, pattern=split_pattern(score_manifest, SCORE_SPLIT))]),
+            output_config=tfx.proto.Output()).with_id("ScoreExampleGen")  # one split kept as is (no 2:1 re-split)
+        bulk_inferrer = tfx.components.BulkInferrer(
+            examples=score_gen.outputs["examples"], model=trainer_component.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            data_spec=tfx.proto.DataSpec(example_splits=[SCORE_SPLIT]),
+            model_spec=tfx.proto.ModelSpec(model_signature_name=["serving_default"])).with_id("BulkInferrer")
+        scoring_nodes = [score_gen, bulk_inferrer]
+
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, *schema_nodes, example_validator, gate, transform_component,
-                    *tuner_nodes, trainer_component, model_resolver, evaluator, pusher],
+                    *tuner_nodes, trainer_component, model_resolver, evaluator, pusher, *scoring_nodes],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args))

@@ -27,6 +27,7 @@ SMALL_MODEL = ["--set", "shared_units=[32,16]", "--set", "expert_units=16", "--s
                "--set", "batch_size=256", "--set", "epochs=2"]
 NODES = {"ImportExampleGen", "StatisticsGen", "BundledSchema", "ExampleValidator", "ValidationGate", "Transform",
          "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+SCORING_NODES = {"ScoreExampleGen", "BulkInferrer"}  # the first run scores a scoring dataset (--score)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,15 @@ def dataset(tmp_path_factory):
     return online_retail.build(root / "data", input_path=root / "lines.parquet"), root
 
 
+@pytest.fixture(scope="module")
+def scoring_dataset(dataset):
+    """The same customers' features the day after the data end, without labels."""
+    _, root = dataset
+    lines = online_retail.load_lines(root / "lines.parquet")
+    snapshots = online_retail.build_snapshots(lines, ["2011-12-10"], labels=False)
+    return snapshots.write_scoring(root / "score", "online_retail_ii_today")
+
+
 def run_cli(data, out, *extra) -> str:
     """`mean-tf pipeline run` in-process; returns what it printed."""
     printed = io.StringIO()
@@ -51,16 +61,16 @@ def run_cli(data, out, *extra) -> str:
 
 
 @pytest.fixture(scope="module")
-def first_run(dataset):
+def first_run(dataset, scoring_dataset):
     manifest, root = dataset
     out = root / "out"
-    printed = run_cli(manifest.root, out)
+    printed = run_cli(manifest.root, out, "--score", scoring_dataset.root)
     return manifest, out, local_runner.summarize(str(out)), printed
 
 
 def test_every_component_runs_and_the_model_is_blessed_and_pushed(first_run):
     _, _, summary, printed = first_run
-    assert set(summary.executions) == NODES
+    assert set(summary.executions) == NODES | SCORING_NODES
     assert all(state == "COMPLETE" for state in summary.executions.values()), summary.executions
     assert summary.blessed is True
     assert summary.pushed_model and os.path.isfile(os.path.join(summary.pushed_model, "saved_model.pb"))
@@ -82,6 +92,26 @@ def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluato
     assert overall["example_count"] == len(records)
     for name in metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES:
         np.testing.assert_allclose(overall[name], expected[name], rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_bulk_inferrer_scores_the_scoring_dataset_with_the_served_signature(first_run, scoring_dataset):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, _, summary, printed = first_run
+    assert summary.inference_uri and "scored (BulkInferrer)" in printed
+    files = tf.io.gfile.glob(os.path.join(summary.inference_uri, "*", "*.gz")) or \
+        tf.io.gfile.glob(os.path.join(summary.inference_uri, "*.gz"))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert len(logs) == scoring_dataset.row_counts["score"]
+    records = [r.numpy() for r in tf.data.TFRecordDataset(scoring_dataset.files("score"), compression_type="GZIP")]
+    served = trainer.predict_serialized(summary.pushed_model, records)
+    by_input = {}
+    for log in logs:
+        example = log.predict_log.request.inputs["examples"].string_val[0]
+        by_input[example] = tf.make_ndarray(log.predict_log.response.outputs["cltv"]).reshape(-1)[0]
+    got = np.array([by_input[r] for r in records])
+    np.testing.assert_allclose(got, served["cltv"], rtol=1e-5)
 
 
 def test_second_run_is_served_from_the_cache_up_to_the_trainer(first_run):

@@ -41,6 +41,9 @@ def register(subparsers):
     run.add_argument("--data", help="dataset folder (manifest.json); default: the bundled Online Retail II")
     run.add_argument("--output-dir", default=configs.DEFAULT_OUTPUT_DIR, help=f"default {configs.DEFAULT_OUTPUT_DIR}")
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
+    run.add_argument("--score", metavar="DATASET", default=None,
+                     help="a scoring dataset (`mean-tf data transactions --score-date`): a BulkInferrer scores it "
+                          "with the blessed model and writes its InferenceResult (PredictionLogs)")
     common(run)
     run.set_defaults(func=run_main)
 
@@ -90,7 +93,8 @@ def run_main(args) -> int:
         data, args.output_dir, model_name=args.model, config=config_from_args(args), label=args.label,
         gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
         beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache,
-        shuffle_examples=args.shuffle_examples, tune=args.tune, tuner_trials=args.tuner_trials)
+        shuffle_examples=args.shuffle_examples, tune=args.tune, tuner_trials=args.tuner_trials,
+        score_data=args.score)
     print(local_runner.format_summary(summary))
     return 0
 

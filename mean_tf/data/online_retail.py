@@ -66,10 +66,13 @@ def prepare_lines(df: pd.DataFrame, source: str = "online retail lines") -> pd.D
     return df
 
 
-def build_snapshots(lines: pd.DataFrame, cutoffs: Sequence = DEFAULT_CUTOFFS, source: str = "online retail lines") -> Snapshots:
+def build_snapshots(lines: pd.DataFrame, cutoffs: Sequence = DEFAULT_CUTOFFS, source: str = "online retail lines",
+                    labels: bool = True) -> Snapshots:
+    """The snapshot table; `labels=False`: the same features at any cutoff up to the data end, no labels."""
     return snapshots_from_transactions(
         lines, "customer_id", "invoice_date", "amount", cutoffs,
         quantity_col="quantity", product_col="description", categorical_cols=("country",), source=source,
+        labels=labels,
     )
 
 
