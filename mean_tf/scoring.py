@@ -106,7 +106,10 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
         parts, cltv = [], []
         for i, batch in enumerate(records):
             ids = {k: v.numpy().astype(str) for k, v in tf.io.parse_example(batch, id_spec).items()}
-            outputs = {k: v.numpy() for k, v in serve(examples=batch).items()}
+            try:
+                outputs = {k: v.numpy() for k, v in serve(examples=batch).items()}
+            except tf.errors.InvalidArgumentError:
+                raise MeanTFError(refused(serve, batch, ids["customer_id"], model_dir)) from None
             table = pa.table({**ids, **_columns(outputs, info["labels"])})
             parts.append(os.path.join(tmp_dir, f"part-{i:06d}.parquet"))
             pq.write_table(table, parts[-1])
@@ -150,6 +153,21 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
     return {"customers": n, "split": split, "label": info["label"], "calibrated": info["label"] in info["calibrated"],
             "targeted": targeted, "predicted_total": float(values.sum()),
             "targeted_total": float(np.sort(values)[::-1][:targeted].sum()), "out": out}
+
+
+def refused(serve, batch, customers, model_dir: str, shown: int = 5) -> str:
+    """The one-line error for a batch the model refused: how many customers, and why for the first few."""
+    import tensorflow as tf
+
+    reasons = []
+    for customer, record in zip(customers, batch):
+        try:
+            serve(examples=record[None])
+        except tf.errors.InvalidArgumentError as e:
+            text = " ".join(e.message.split())
+            reasons.append(f"customer {customer}: {text[:160]}")
+    return (f"the model at {model_dir} refused {len(reasons)} customer(s) of a batch (nothing written); first "
+            f"{min(shown, len(reasons))}: " + "; ".join(reasons[:shown]))
 
 
 def summary_line(summary: dict) -> str:

@@ -9,9 +9,8 @@ both read it) has two signatures:
   four for a multi-horizon model); `p_payer` [B] where the model has one (ZILN: its payer probability;
   a DAM head: 1 - P(bucket 0)); `cltv_q10/q50/q90` [B] for ZILN models and `bucket_probs`, `bucket_lower`,
   `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`).
-  A feature missing from an example takes its
-  serving default (`serving_feature_spec`); a malformed example fails the request with
-  InvalidArgumentError (TF Serving answers it with an error; the server keeps running);
+  A request fails with InvalidArgumentError naming the feature when a feature is missing, or when an
+  example is malformed (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (for TFMA).
 """
 from __future__ import annotations
@@ -126,19 +125,9 @@ def _is_chief() -> bool:
 
 
 def serving_feature_spec(raw_spec: Dict, raw_features: Sequence[str]) -> Dict:
-    """Parsing spec of the served features: the Transform's raw spec, with a default for a missing feature.
-
-    The default is 0 for a numeric feature (no orders, no spend: a customer without that history) and
-    "" for a categorical one (the out-of-vocabulary bucket); the Transform then treats it like any value.
-    """
-    spec = {}
-    for name in raw_features:
-        feature = raw_spec[name]
-        if isinstance(feature, tf.io.FixedLenFeature):
-            default = "" if feature.dtype == tf.string else 0
-            feature = tf.io.FixedLenFeature(feature.shape, feature.dtype, default_value=default)
-        spec[name] = feature
-    return spec
+    """Parsing spec of the served features: the Transform's raw spec, every feature required (no default),
+    so a request that lacks one fails with TensorFlow's message naming it."""
+    return {name: raw_spec[name] for name in raw_features}
 
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
@@ -208,7 +197,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
 
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": serve, "transform_features": transform_features})
-    info = {"label": label, "labels": labels, "raw_features": list(raw_features),
+    info = {"label": label, "labels": labels, "raw_features": list(raw_features), 
             "calibrated": sorted(extras.calibrations), **extras.to_dict()}
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex
     with tf.io.gfile.GFile(os.path.join(export_dir, MODEL_INFO_FILE), "w") as f:

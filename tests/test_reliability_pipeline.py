@@ -6,7 +6,7 @@ the bundled Online Retail II data (the real builder, so the checked-in schema ap
    blesses and pushes;
 3. a deliberately degraded model (train labels shuffled) is trained next: the Evaluator does not bless it,
    Pusher pushes nothing, and the serving folder still holds the good model only;
-and the pushed model's serving signature: a missing feature takes its serving default, a malformed
+and the pushed model's serving signature: a missing feature fails the request naming it, a malformed
 example is an error of that request, and the model goes on answering. Data with anomalies (a feature
 missing, a feature of another type, an out-of-domain value) is checked at the validation gate itself
 (ExampleValidator's anomalies of that data, the gate's error naming each one, `mean-tf pipeline run`'s
@@ -220,7 +220,7 @@ def _example(row, features, drop=()):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def test_serving_fills_a_missing_feature_and_rejects_a_malformed_example(runs, datasets):
+def test_serving_refuses_a_missing_feature_and_a_malformed_example(runs, datasets):
     good = datasets[0]
     model_dir = runs[0]["good"][3].pushed_model
     row = mf.read_split(good, "test").iloc[0].to_dict()
@@ -233,11 +233,10 @@ def test_serving_fills_a_missing_feature_and_rejects_a_malformed_example(runs, d
             return session.run(signature.outputs[trainer.CLTV_OUTPUT].name,
                                {signature.inputs[trainer.SERVING_INPUT].name: examples})
 
-        full, missing, explicit = predict([_example(row, features),
-                                           _example(row, features, drop=("recency_days", "country")),
-                                           _example({**row, "recency_days": 0.0, "country": ""}, features)])
-        assert np.isfinite([full, missing]).all() and missing >= 0
-        assert missing == pytest.approx(explicit, rel=1e-6)  # the defaults: 0 and "" (the OOV bucket)
+        full = predict([_example(row, features)])
+        assert np.isfinite(full).all() and (full >= 0).all()
+        with pytest.raises(tf.errors.InvalidArgumentError, match="recency_days"):
+            predict([_example(row, features, drop=("recency_days",))])
         for bad in (b"not a tf.Example", _example({**row, "recency_days": "recent"}, features)):
             with pytest.raises(tf.errors.InvalidArgumentError):
                 predict([bad])

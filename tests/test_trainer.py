@@ -155,3 +155,12 @@ def test_score_bad_input_is_one_line(exported, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not [p for p in os.listdir(tmp_path) if p != "p.txt"] or not (tmp_path / "p.parquet").exists()
+
+
+def test_serving_refuses_a_missing_feature_naming_it(exported):
+    manifest, _, fn_args, records, _ = exported
+    example = tf.train.Example.FromString(records[0])
+    del example.features.feature["recency_days"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="recency_days"):
+        trainer.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
+    assert trainer.predict_serialized(fn_args.serving_model_dir, records[:1])["cltv"].shape == (1,)  # still serving
