@@ -67,7 +67,7 @@ def _check_share(top: float) -> None:
         raise MeanTFError(f"top must be in (0, 1], got {top}")
 
 
-def _top_count(n: int, top: float) -> int:
+def top_count(n: int, top: float) -> int:
     """ceil(top·n), at least 1, robust to float noise (0.1·30 is 3.0000000000000004)."""
     return max(1, int(math.ceil(round(top * n, 9))))
 
@@ -173,7 +173,7 @@ def top_auc(y, p, top: float = TOP_SHARE) -> float:
     _check_share(top)
     if y.size == 0:
         return float("nan")
-    threshold = np.sort(y)[::-1][_top_count(y.size, top) - 1]
+    threshold = np.sort(y)[::-1][top_count(y.size, top) - 1]
     return _binary_auc((y > 0) & (y >= threshold), p)
 
 
@@ -190,7 +190,7 @@ def lift_at(y, p, top: float = TOP_SHARE) -> float:
     n = y.size
     if n == 0 or y.sum() == 0:
         return float("nan")
-    k = _top_count(n, top)
+    k = top_count(n, top)
     return float(_gains(y, ranking_order(p))[k - 1] / (k / n))
 
 

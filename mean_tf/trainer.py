@@ -22,12 +22,11 @@ import tempfile
 from typing import Dict, Optional, Sequence
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-import numpy as np
-
-from mean_tf import calibration, training, transform, uncertainty
+from mean_tf import calibration, training, transform, uncertainty, ziln
 from mean_tf.scoring import MODEL_INFO_FILE
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
@@ -148,7 +147,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
-    log_caps = ziln_caps(config)
+    log_caps = ziln.log_prediction_caps(config)
 
     module = tf.Module()
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
@@ -204,13 +203,6 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
         f.write(json.dumps(info, indent=2))
     return export_dir
 
-
-
-def ziln_caps(config: MEANConfig):
-    """Per model label: the log cap of ZILN predictions (`mean_tf.ziln.log_prediction_caps`)."""
-    from mean_tf import ziln
-
-    return ziln.log_prediction_caps(config)
 
 
 def predict_serialized(export_dir: str, serialized: Sequence[bytes]) -> Dict[str, "object"]:
