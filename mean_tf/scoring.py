@@ -160,7 +160,8 @@ def refused(serve, batch, customers, model_dir: str, shown: int = 5) -> str:
         try:
             serve(examples=record[None])
         except tf.errors.InvalidArgumentError as e:
-            text = " ".join(e.message.split())
+            text = e.message.split("<stack traces unavailable>")[-1]  # eager errors lead with the node's name
+            text = " ".join(text.split(" : Tensor had")[0].split("[[")[0].split())  # the check's own words
             reasons.append(f"customer {customer}: {text[:160]}")
     return (f"the model at {model_dir} refused {len(reasons)} customer(s) of a batch (nothing written); first "
             f"{min(shown, len(reasons))}: " + "; ".join(reasons[:shown]))

@@ -9,8 +9,11 @@ both read it) has two signatures:
   four for a multi-horizon model); `p_payer` [B] where the model has one (ZILN: its payer probability;
   a DAM head: 1 - P(bucket 0)); `cltv_q10/q50/q90` [B] for ZILN models and `bucket_probs`, `bucket_lower`,
   `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`).
-  A request fails with InvalidArgumentError naming the feature when a feature is missing, or when an
-  example is malformed (TF Serving answers it with an error; the server keeps running);
+  A request fails with InvalidArgumentError naming the feature when a feature is missing, non-finite or
+  beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), when a numeric
+  feature lies beyond its bound recorded at training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x
+  max(1, the train split's largest |z|), z the model's standardized input), or when an example is malformed
+  (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (for TFMA).
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ import tensorflow_transform as tft
 from mean_tf import calibration, training, transform, uncertainty, ziln
 from mean_tf.scoring import MODEL_INFO_FILE
 from mean_tf.config import MEANConfig
+from mean_tf.data.manifest import MAX_ABS_VALUE
 from mean_tf.errors import MeanTFError
 from mean_tf.layers import CATEGORICAL_PREFIX, NUMERIC_KEY
 
@@ -41,6 +45,9 @@ BUCKET_LOWER_OUTPUT = "bucket_lower"
 BUCKET_UPPER_OUTPUT = "bucket_upper"
 CALIBRATION_FILE = "calibration.json"
 VERBOSE_ENV = "MEAN_TF_VERBOSE"  # set by `mean-tf --verbose`
+# Serving refuses a numeric feature whose standardized value |z| exceeds this factor times the train
+# split's largest |z| (at least 1): ten times farther out than any training customer.
+FEATURE_BOUND_FACTOR = 10.0
 
 
 def trainer_config(model_name: str, config: MEANConfig, label: str, raw_features: Sequence[str]) -> dict:
@@ -83,15 +90,18 @@ def run_fn(fn_args) -> None:
 @dataclasses.dataclass
 class ServingExtras:
     """What the serving graph adds to the model, fitted after training: a money calibration per label
-    (eval split) and, for bucket models, each bucket's money range per label (train split)."""
+    (eval split), the bound of each numeric feature's standardized value and, for bucket models, each
+    bucket's money range per label (both from the train split)."""
 
     calibrations: Dict[str, calibration.Calibration] = dataclasses.field(default_factory=dict)
     bucket_ranges: Dict[str, tuple] = dataclasses.field(default_factory=dict)  # label -> (lower [n], upper [n])
+    feature_bounds: Optional[np.ndarray] = None  # [F] bound of |z|, in the order of the numeric features
 
     def to_dict(self) -> dict:
         return {"calibrations": {k: c.to_dict() for k, c in self.calibrations.items()},
                 "bucket_ranges": {k: {"lower": list(map(float, lo)), "upper": list(map(float, up))}
-                                  for k, (lo, up) in self.bucket_ranges.items()}}
+                                  for k, (lo, up) in self.bucket_ranges.items()},
+                "feature_bounds": None if self.feature_bounds is None else list(map(float, self.feature_bounds))}
 
 
 def serving_extras(result: training.FitResult, train_files: Sequence[str], eval_files: Sequence[str],
@@ -105,9 +115,17 @@ def serving_extras(result: training.FitResult, train_files: Sequence[str], eval_
         data = training.make_dataset(eval_files, spec, labels, config.batch_size)
         predicted = training.predict_money(model, data, result.label_transform, labels)
         extras.calibrations = calibration.fit_columns(predicted, training.dataset_targets(data, "raw"), labels)
+    largest, money, bucket = None, [], []
+    for inputs, targets in training.make_dataset(train_files, spec, labels, config.batch_size):
+        if NUMERIC_KEY in inputs:
+            batch_max = np.abs(inputs[NUMERIC_KEY].numpy()).max(axis=0)
+            largest = batch_max if largest is None else np.maximum(largest, batch_max)
+        money.append(targets["raw"].numpy())
+        bucket.append(targets["bucket"].numpy())
+    if largest is not None:
+        extras.feature_bounds = FEATURE_BOUND_FACTOR * np.maximum(largest, 1.0)
     if getattr(model, "dams", None):  # a DAM head: bucket probabilities to give ranges to
-        data = training.make_dataset(train_files, spec, labels, config.batch_size)
-        money, bucket = training.dataset_targets(data, "raw"), training.dataset_targets(data, "bucket")
+        money, bucket = np.concatenate(money), np.concatenate(bucket)
         extras.bucket_ranges = {label: uncertainty.bucket_money_ranges(money[:, i], bucket[:, i],
                                                                         config.num_distributions)
                                 for i, label in enumerate(labels)}
@@ -129,6 +147,13 @@ def serving_feature_spec(raw_spec: Dict, raw_features: Sequence[str]) -> Dict:
     return {name: raw_spec[name] for name in raw_features}
 
 
+def refuse_beyond(x, bound: float, message: str):
+    """`x`, or InvalidArgumentError "`message` : Tensor had NaN values" when a value is non-finite or
+    |x| > bound. A data dependency (not a control-flow Assert), so TF Serving's TF1 loader runs it too."""
+    x = tf.convert_to_tensor(x)
+    return tf.debugging.check_numerics(tf.where(tf.abs(x) <= bound, x, tf.fill(tf.shape(x), np.nan)), message)
+
+
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
                          export_dir: str, extras: Optional[ServingExtras] = None) -> str:
     """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels.
@@ -143,7 +168,10 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     if missing:
         raise MeanTFError(f"raw feature {missing[0]!r} is not in the Transform's raw schema")
     serving_spec = serving_feature_spec(raw_spec, raw_features)
+    numeric = [name for name in raw_features if raw_spec[name].dtype != tf.string]  # NUMERIC_KEY's columns
     extras = extras or ServingExtras()
+    if extras.feature_bounds is not None and len(extras.feature_bounds) != len(numeric):
+        raise MeanTFError(f"{len(extras.feature_bounds)} feature bounds for {len(numeric)} numeric features")
     clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
@@ -155,8 +183,17 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def serve(examples):
-        transformed = module.tft_layer(tf.io.parse_example(examples, serving_spec))
+        raw = tf.io.parse_example(examples, serving_spec)
+        raw.update({name: refuse_beyond(raw[name], MAX_ABS_VALUE, f"feature {name!r} must be finite with "
+                                        f"|x| <= {MAX_ABS_VALUE:g}") for name in numeric})
+        transformed = module.tft_layer(raw)
         inputs = {k: v for k, v in transformed.items() if k == NUMERIC_KEY or k.startswith(CATEGORICAL_PREFIX)}
+        if extras.feature_bounds is not None and NUMERIC_KEY in inputs:
+            z = inputs[NUMERIC_KEY]
+            inputs[NUMERIC_KEY] = tf.stack([
+                refuse_beyond(z[:, j], bound, f"feature {name!r} is beyond its training range (standardized "
+                                              f"|z| > {bound:.4g}, mean_tf.trainer.FEATURE_BOUND_FACTOR)")
+                for j, (name, bound) in enumerate(zip(numeric, extras.feature_bounds))], axis=1)
         outputs = model(inputs, training=False)
         result = {}
         for i, name in enumerate(labels):

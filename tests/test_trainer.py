@@ -1,6 +1,7 @@
 """The TFX run_fn and its export: the SavedModel answers through TF Serving's TF1 loader and saved_model_cli."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -164,3 +165,38 @@ def test_serving_refuses_a_missing_feature_naming_it(exported):
     with pytest.raises(tf.errors.InvalidArgumentError, match="recency_days"):
         trainer.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
     assert trainer.predict_serialized(fn_args.serving_model_dir, records[:1])["cltv"].shape == (1,)  # still serving
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), "feature 'recency_days' must be finite"),
+    (1e30, "feature 'recency_days' must be finite with |x| <= 1e+15"),
+    (1e12, "feature 'recency_days' is beyond its training range"),  # allowed by the dataset bound
+])
+def test_serving_refuses_absurd_feature_values_naming_the_feature(exported, value, message):
+    _, _, fn_args, records, _ = exported
+    example = tf.train.Example.FromString(records[0])
+    example.features.feature["recency_days"].float_list.value[:] = [value]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        trainer.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
+    info = json.loads(open(os.path.join(fn_args.serving_model_dir, "assets.extra", "mean_tf.json")).read())
+    bounds = dict(zip(["recency_days", "frequency", "net_spend", "spend_last_30d"], info["feature_bounds"]))
+    assert 10.0 <= bounds["recency_days"] < 100.0  # 10 x the train split's largest |z| (about 1.7)
+
+
+def test_score_reports_refused_customers_and_writes_nothing(exported, tmp_path, capsys):
+    from mean_tf.cli import main
+    from mean_tf.data.manifest import read_split, write_dataset
+
+    manifest, _, fn_args, _, _ = exported
+    frame = read_split(manifest, "test").assign(split="test")
+    frame.loc[frame.index[[3, 5]], "recency_days"] = 1e12
+    bad = write_dataset(frame, tmp_path / "bad", manifest)
+    out = tmp_path / "scores" / "p.parquet"
+    capsys.readouterr()
+    assert main(["score", "--model", fn_args.serving_model_dir, "--data", bad.root, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    customers = frame["customer_id"].iloc[[3, 5]]
+    assert "refused 2 customer(s)" in err[0] and all(f"customer {c}" in err[0] for c in customers)
+    assert "'recency_days' is beyond its training range" in err[0]
+    assert not out.exists() and os.listdir(out.parent) == []
