@@ -29,12 +29,13 @@ demo: venv
 test: venv
 	$(PY) -m pytest tests mean_tf pipeline -q -p no:cacheprovider
 
+# `benchmark` and `perf` regenerate the tracked reports in docs/ (--write-docs; without it they write to out/).
 benchmark: venv
-	$(VENV)/bin/mean-tf benchmark run
-	$(VENV)/bin/mean-tf benchmark report
+	$(VENV)/bin/mean-tf benchmark run --write-docs
+	$(VENV)/bin/mean-tf benchmark report --write-docs
 
 perf: venv
-	$(VENV)/bin/mean-tf perf all
+	$(VENV)/bin/mean-tf perf all --write-docs
 
 lock:
 	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_31 -o requirements.lock

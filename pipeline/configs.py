@@ -16,7 +16,7 @@ PIPELINE_NAME = "mean-tf"
 DEFAULT_MODEL = "mean"
 DEFAULT_LABEL = "cltv_365"
 # The output folder of `mean-tf pipeline run`: pipeline root, ML Metadata and serving dir live under it.
-DEFAULT_OUTPUT_DIR = os.path.join(".cache", "pipeline")
+DEFAULT_OUTPUT_DIR = os.path.join("out", "pipeline")
 PIPELINE_ROOT_SUBDIR = "pipeline_root"
 METADATA_FILE = "metadata.sqlite"
 SERVING_SUBDIR = "serving_model"
@@ -34,7 +34,7 @@ BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
 SHUFFLE_EXAMPLES = False
 
 # Kubeflow Pipelines v2 / Vertex AI Pipelines: the image is required (`mean-tf pipeline compile --image`).
-DEFAULT_KFP_OUTPUT = "mean_tf_pipeline.json"
+DEFAULT_KFP_OUTPUT = os.path.join("out", "mean_tf_pipeline.json")
 # The Trainer container's requests (22M x 720 rows stream from disk: memory is for the model and TF's buffers).
 TRAINER_RESOURCES = {"cpu": 8.0, "memory_gib": 32.0}
 VERTEX_MACHINE_TYPE = "n1-standard-8"

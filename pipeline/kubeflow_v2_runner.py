@@ -1,8 +1,8 @@
 """Compile the mean-tf pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (KubeflowV2DagRunner).
 
-    mean-tf pipeline compile --manifest DATASET_DIR --data-root gs://BUCKET/data/online_retail_ii \
+    mean-tf pipeline compile --data DATASET_DIR --data-root gs://BUCKET/data/online_retail_ii \
         --pipeline-root gs://BUCKET/pipeline_root --serving-dir gs://BUCKET/serving \
-        --image gcr.io/PROJECT/mean-tf:0.1.0 --out mean_tf_pipeline.json \
+        --image gcr.io/PROJECT/mean-tf:0.1.0 --out out/mean_tf_pipeline.json \
         --beam-arg=--runner=DataflowRunner --beam-arg=--project=PROJECT --beam-arg=--region=REGION \
         --beam-arg=--temp_location=gs://BUCKET/tmp
 
@@ -13,7 +13,7 @@ and split files); the components read the data from --data-root. Submit to Verte
 
     from google.cloud import aiplatform
     aiplatform.init(project="PROJECT", location="REGION")
-    aiplatform.PipelineJob(display_name="mean-tf", template_path="mean_tf_pipeline.json",
+    aiplatform.PipelineJob(display_name="mean-tf", template_path="out/mean_tf_pipeline.json",
                            pipeline_root="gs://BUCKET/pipeline_root").submit()
 """
 from __future__ import annotations
@@ -82,6 +82,7 @@ def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir
         shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials,
         trainer_resources=trainer_resources or configs.TRAINER_RESOURCES, vertex=vertex)
     output_file = os.path.abspath(output_file)
+    os.makedirs(os.path.dirname(output_file), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(output_file), output_filename=os.path.basename(output_file))

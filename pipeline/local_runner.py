@@ -1,6 +1,6 @@
 """Run the mean-tf pipeline locally (LocalDagRunner, sqlite ML Metadata) and print what it produced.
 
-    python -m pipeline.local_runner [--data DATASET_DIR] [--output-dir .cache/pipeline] [--label cltv_365]
+    python -m pipeline.local_runner [--data DATASET_DIR] [--out out/pipeline] [--label cltv_365]
     (the same as `mean-tf pipeline run ...`)
 
 Everything lands under the output folder: `pipeline_root/` (artifacts), `metadata.sqlite` (ML

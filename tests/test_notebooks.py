@@ -112,6 +112,17 @@ def test_committed_notebooks_carry_outputs():
         assert "small=False" in text(notebook), f"{path.name}: outputs are not from a full run"
 
 
+# An absolute path of the machine that ran the notebook: /home/me/..., /work/..., /usr/lib/..., C:\Users\...
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:home|Users|root|work|tmp|mnt|opt|srv|usr|var|private|data)/|\b[A-Z]:\\")
+
+
+def test_stored_outputs_hold_no_machine_path():
+    """A committed notebook's outputs print paths relative to the repository (or its work folder)."""
+    for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
+        for line in text(nbformat.read(path, as_version=4)).splitlines():
+            assert not MACHINE_PATH.search(line), f"{path.name}: {line[:200]}"
+
+
 def test_01_data(executed):
     notebook = result(executed, "01_data.ipynb")
     assert figures(notebook) >= 6  # zero shares, histograms, concentration, buckets, Spearman, joint density

@@ -90,7 +90,7 @@ def perf_results(tmp_path_factory):
     assert main(["perf", "input", *common, "--batches", "3", "--warmup", "1"]) == 0
     assert main(["perf", "serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
     report = root / "performance.md"
-    assert main(["perf", "report", "--results", str(root / "results"), "--out", str(report)]) == 0
+    assert main(["perf", "report", "--results", str(root / "results"), "--report", str(report)]) == 0
     return root / "results", report.read_text(encoding="utf-8")
 
 

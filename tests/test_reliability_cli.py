@@ -247,7 +247,7 @@ def test_a_split_file_cut_short_is_named_before_anything_runs(command, dataset, 
     train = _damaged_copy(dataset, tmp_path / "cut", "truncated")
     argv = (["train", "--model", "mean", "--data", str(tmp_path / "cut"), "--work", str(tmp_path / "work")]
             if command == "train" else ["pipeline", "run", "--data", str(tmp_path / "cut"),
-                                        "--output-dir", str(tmp_path / "out")])
+                                        "--out", str(tmp_path / "out")])
     code, err = _run(argv, capsys)
     _assert_one_error_line(code, err, f"{train}: corrupt or truncated after record", "rebuild the dataset")
     assert sorted(os.listdir(tmp_path)) == ["cut"]  # no work folder, no pipeline output, no metadata.sqlite
@@ -264,9 +264,9 @@ def test_a_split_file_with_fewer_records_than_the_manifest_is_refused(dataset, t
 @pytest.mark.parametrize("argv, expected", [
     (["train", "--model", "mean", "--data", "{dir}/nowhere"], "no dataset manifest"),
     (["train", "--model", "mean", "--data", "{dataset}", "--set", "n_experts=3"], "unknown key 'n_experts'"),
-    (["pipeline", "run", "--data", "{dir}/nowhere", "--output-dir", "{dir}/out"], "no dataset manifest"),
-    (["pipeline", "run", "--data", "{dataset}", "--output-dir", "{dir}/out", "--set", "tau=0"], "tau=0 must be > 0"),
-    (["pipeline", "compile", "--manifest", "{dir}/nowhere", "--pipeline-root", "gs://b/r", "--serving-dir", "gs://b/s",
+    (["pipeline", "run", "--data", "{dir}/nowhere", "--out", "{dir}/out"], "no dataset manifest"),
+    (["pipeline", "run", "--data", "{dataset}", "--out", "{dir}/out", "--set", "tau=0"], "tau=0 must be > 0"),
+    (["pipeline", "compile", "--data", "{dir}/nowhere", "--pipeline-root", "gs://b/r", "--serving-dir", "gs://b/s",
       "--image", "gcr.io/p/mean-tf:1", "--data-root", "gs://b/d"], "no dataset manifest"),
     (["data", "table", "--input", "{dir}/none.csv", "--out", "{dir}/o"], "not found"),
 ])

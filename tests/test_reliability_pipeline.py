@@ -83,7 +83,7 @@ def runs(datasets):
     for name, data, extra in (("diverged", good, ["--set", "learning_rate=1e30"]), ("good", good, []),
                               ("degraded", degraded, []), ("again", good, [])):
         with capsys:
-            code = cli.main(["pipeline", "run", "--data", str(data.root), "--output-dir", str(out),
+            code = cli.main(["pipeline", "run", "--data", str(data.root), "--out", str(out),
                              "--gini-floor", "0.0", *SMALL_MODEL, *extra])
         summary = local_runner.summarize(str(out))
         results[name] = (code, capsys.out, capsys.err, summary, sorted(_serving_versions(out)))
@@ -202,7 +202,7 @@ def test_anomalies_stop_the_run_at_the_gate_before_transform_naming_each_one(dat
         raise components.DataValidationError(message)
 
     monkeypatch.setattr("tfx.v1.orchestration.LocalDagRunner.run", lambda self, p: stopped_run(p))
-    code = cli.main(["pipeline", "run", "--data", str(good.root), "--output-dir", str(tmp_path / "out")])
+    code = cli.main(["pipeline", "run", "--data", str(good.root), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and _one_error_line(err) == f"error: {message}"
     assert not os.path.exists(tmp_path / "out" / "serving_model")
@@ -254,7 +254,7 @@ def test_a_run_prints_one_line_per_component_and_the_summary_and_no_library_nois
     write_tiny_dataset(tmp_path / "data", rows=300)
     code = ("import sys; from mean_tf.cli import main; sys.exit(main(sys.argv[1:]))")
     run = subprocess.run([sys.executable, "-c", code, "pipeline", "run", "--data", str(tmp_path / "data"),
-                          "--output-dir", str(tmp_path / "out"), *SMALL_MODEL], capture_output=True, text=True,
+                          "--out", str(tmp_path / "out"), *SMALL_MODEL], capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = (run.stdout + run.stderr).splitlines()

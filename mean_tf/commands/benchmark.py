@@ -1,4 +1,6 @@
-"""`mean-tf benchmark [run|report] [--smoke]`: the paper's experiments on public data, and their report."""
+"""`mean-tf benchmark [run|report] [--smoke] [--write-docs]`: the paper's experiments on public data, and their
+report. Results and report go under out/benchmark/ by default; `--write-docs` regenerates the tracked
+docs/results.md from docs/benchmark/results.jsonl (what `make benchmark` runs)."""
 from __future__ import annotations
 
 import json
@@ -6,39 +8,57 @@ import os
 import shlex
 import sys
 
-DEFAULT_RESULTS = os.path.join("docs", "benchmark", "results.jsonl")
+from mean_tf.commands._common import OUT, add_list_option, add_renamed_option, integers
+
+DEFAULT_RESULTS = os.path.join(OUT, "benchmark", "results.jsonl")
+DEFAULT_REPORT_DIR = os.path.join(OUT, "benchmark")
+DOCS_RESULTS = os.path.join("docs", "benchmark", "results.jsonl")
+DOCS_REPORT_DIR = "docs"
 DEFAULT_WORK = os.path.join(".cache", "benchmark")
 DISCUSSION = os.path.join("docs", "benchmark", "discussion.md")
 
 
-def _csv(text):
-    return tuple(x for x in (text or "").split(",") if x)
-
-
 def register(subparsers):
     p = subparsers.add_parser(
-        "benchmark", help="run the paper's experiments (Table 1, ablations, sweeps, targeting) and render docs/results.md",
-        description="Run benchmark cells (resumable: finished cells are skipped) and/or render the report. "
-                    "Without an action: run, then report.")
+        "benchmark", help="run the paper's experiments (Table 1, ablations, sweeps, targeting) and render their report",
+        description="Run benchmark cells (resumable: finished cells are skipped) and/or render the report "
+                    f"(results.md and figures/). Without an action: run, then report. Default outputs: "
+                    f"{DEFAULT_RESULTS} and {DEFAULT_REPORT_DIR}/; --write-docs: {DOCS_RESULTS} and "
+                    f"{DOCS_REPORT_DIR}/results.md, the tracked report.")
     p.add_argument("action", nargs="?", choices=("run", "report", "all"), default="all")
     p.add_argument("--smoke", action="store_true",
                    help="tiny synthetic data, one seed, two epochs, cltv_365, a model of each kind and one cell per study; "
                         "results and report go under --work")
+    p.add_argument("--write-docs", action="store_true",
+                   help=f"results in {DOCS_RESULTS} and the report in {DOCS_REPORT_DIR}/ (the repository's "
+                        "docs; `make benchmark`), unless --results/--report-dir say otherwise")
     p.add_argument("--results", help=f"results file (JSON lines); default {DEFAULT_RESULTS}, or under --work with --smoke")
     p.add_argument("--work", default=None, help=f"scratch folder for datasets and Transform caches (default {DEFAULT_WORK})")
-    p.add_argument("--docs", default=None, help="where results.md and figures/ go (default docs, or under --work with --smoke)")
-    p.add_argument("--only", type=_csv, default=(), help="studies: table1,variant,delta,n")
-    p.add_argument("--models", type=_csv, default=(), help="comma-separated model names")
-    p.add_argument("--datasets", type=_csv, default=(), help="online_retail_ii,cdnow,synthetic")
-    p.add_argument("--seeds", type=lambda t: tuple(int(x) for x in _csv(t)), default=(), help="e.g. 0,1,2")
+    add_renamed_option(p, "--report-dir", "--docs", default=None, metavar="DIR",
+                       help=f"where results.md and figures/ go (default {DEFAULT_REPORT_DIR}, or under --work "
+                            "with --smoke)")
+    add_list_option(p, "--only", default=(), metavar="STUDIES", help="studies: table1,variant,delta,n")
+    add_list_option(p, "--models", default=(), metavar="MODELS", help="model names")
+    add_list_option(p, "--datasets", default=(), metavar="DATASETS", help="online_retail_ii,cdnow,synthetic")
+    add_list_option(p, "--seeds", of=integers, default=(), metavar="SEEDS", help="e.g. 0,1,2")
     p.set_defaults(func=main)
 
 
 def _paths(args):
+    """(work, results, report dir): the flags, else --smoke's folder under --work, --write-docs' docs/, or out/."""
+    from mean_tf.errors import MeanTFError
+
+    if args.smoke and args.write_docs:
+        raise MeanTFError("benchmark: --write-docs is for the full benchmark, not --smoke (whose results stay "
+                          "under --work)")
     work = args.work or (os.path.join(".cache", "benchmark-smoke") if args.smoke else DEFAULT_WORK)
-    results = args.results or (os.path.join(work, "results.jsonl") if args.smoke else DEFAULT_RESULTS)
-    docs = args.docs or (os.path.join(work, "docs") if args.smoke else "docs")
-    return work, results, docs
+    if args.smoke:
+        results, report_dir = os.path.join(work, "results.jsonl"), os.path.join(work, "docs")
+    elif args.write_docs:
+        results, report_dir = DOCS_RESULTS, DOCS_REPORT_DIR
+    else:
+        results, report_dir = DEFAULT_RESULTS, DEFAULT_REPORT_DIR
+    return work, args.results or results, args.report_dir or report_dir
 
 
 def _record_command(meta_path: str) -> None:
@@ -62,7 +82,7 @@ def main(args) -> int:
     from mean_tf.errors import MeanTFError
     from mean_tf.models import registry
 
-    work, results, docs = _paths(args)
+    work, results, report_dir = _paths(args)
     for name in args.models:
         if name != "oracle":
             registry.spec(name)
@@ -79,12 +99,14 @@ def main(args) -> int:
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):
         if not os.path.exists(results):
-            raise MeanTFError(f"benchmark: no results file at {results}; run `mean-tf benchmark run` first")
+            hint = "" if args.write_docs or args.smoke or args.results else f" (or add --write-docs to read {DOCS_RESULTS})"
+            raise MeanTFError(f"benchmark: no results file at {results}; run `mean-tf benchmark run` first{hint}")
         meta = {}
         if os.path.exists(meta_path):
             with open(meta_path, encoding="utf-8") as f:
                 meta = json.load(f)
-        path = report.render(results, docs, meta, discussion=DISCUSSION if not args.smoke else None,
-                             planned=plan_lib.cells(plan), settings=run.settings(args.smoke))
+        command = "mean-tf benchmark report" + (" --write-docs" if args.write_docs else "")
+        path = report.render(results, report_dir, meta, discussion=DISCUSSION if not args.smoke else None,
+                             planned=plan_lib.cells(plan), settings=run.settings(args.smoke), command=command)
         print(f"benchmark: report written to {path}")
     return 0

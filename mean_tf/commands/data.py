@@ -7,9 +7,11 @@ import resource
 import sys
 import time
 
+from mean_tf.commands._common import add_list_option, names
+
 
 def _cutoffs(text: str):
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = names(text)
     if not parts:
         raise argparse.ArgumentTypeError("give at least one date, e.g. 2010-12-01")
     return parts
@@ -25,8 +27,8 @@ def register(subparsers) -> None:
     def common(sp, cutoff_default: str):
         sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
         sp.add_argument("--input", default=None, help="input file (default: the bundled / packaged copy)")
-        sp.add_argument("--cutoffs", type=_cutoffs, default=None,
-                        help=f"comma-separated cutoff dates YYYY-MM-DD (default: {cutoff_default})")
+        add_list_option(sp, "--cutoffs", of=_cutoffs, default=None,
+                        help=f"cutoff dates YYYY-MM-DD (default: {cutoff_default})")
         sp.add_argument("--split", choices=("customer", "time"), default="customer",
                         help="customer: 7:1:2 by customer (default); time: test = last cutoff, "
                              "earlier cutoffs 7:1 train/eval by customer")
@@ -58,11 +60,12 @@ def register(subparsers) -> None:
     sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
     sp.add_argument("--input", required=True, help="the table: .csv, or .parquet")
     sp.add_argument("--name", default=None, help="dataset name (default: the input file's name)")
-    sp.add_argument("--labels", type=_names, default=(), help="label columns (default: every cltv_<days> column)")
-    sp.add_argument("--categorical", type=_names, default=(), help="categorical feature columns")
-    sp.add_argument("--numeric", type=_names, default=None,
+    add_list_option(sp, "--labels", default=(), metavar="COLS",
+                    help="label columns (default: every cltv_<days> column)")
+    add_list_option(sp, "--categorical", default=(), metavar="COLS", help="categorical feature columns")
+    add_list_option(sp, "--numeric", default=None, metavar="COLS",
                     help="numeric feature columns (default: every other column; with this list, others are ignored)")
-    sp.add_argument("--money", type=_names, default=(),
+    add_list_option(sp, "--money", default=(), metavar="COLS",
                     help="heavy-tailed numeric columns: sign*log1p before the z-score")
     sp.add_argument("--split", choices=("customer", "time"), default="customer",
                     help="how to split rows without a split column (default customer)")
@@ -83,10 +86,10 @@ def register(subparsers) -> None:
     sp.add_argument("--quantity", metavar="COL", help="units column (adds unit and price features)")
     sp.add_argument("--product", metavar="COL", help="product column (adds distinct products, basket breadth)")
     sp.add_argument("--order", metavar="COL", help="order id column (default: one order per customer and time)")
-    sp.add_argument("--categorical", type=_names, default=(), metavar="COLS",
-                    help="customer attribute columns, comma-separated (e.g. country): categorical features and slices")
+    add_list_option(sp, "--categorical", default=(), metavar="COLS",
+                    help="customer attribute columns (e.g. country): categorical features and slices")
     sp.add_argument("--time-format", default=None, help="strftime format of --time (default: parsed by pandas)")
-    sp.add_argument("--cutoffs", type=_cutoffs, default=(), help="comma-separated cutoff dates YYYY-MM-DD (training)")
+    add_list_option(sp, "--cutoffs", of=_cutoffs, default=(), help="cutoff dates YYYY-MM-DD (training)")
     sp.add_argument("--score-date", default=None, metavar="DATE",
                     help="YYYY-MM-DD or 'end': build a scoring dataset at this date instead")
     sp.add_argument("--name", default=None, help="dataset name (default: the input file's name)")
@@ -95,10 +98,6 @@ def register(subparsers) -> None:
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     sp.set_defaults(func=_transactions)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-
-
-def _names(text: str):
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def _summary(m, seconds: float, workers: bool = False) -> None:

@@ -1,26 +1,44 @@
 """`mean-tf perf train|input|serving|pipeline|all|report`: the benchmarks of docs/performance.md.
 
 Each part writes one JSON file to `--results` (`<part>.json`, or `<part>-<tag>.json` for an experiment
-with `--tag`); `report` renders docs/performance.md from that folder.
+with `--tag`); `report` renders the report (`--report`) from that folder. Both default to out/;
+`--write-docs` uses the tracked docs/perf/ and docs/performance.md (what `make perf` runs).
 """
 from __future__ import annotations
 
 import os
 
-from mean_tf.commands._common import add_config_options, config_from_args
+from mean_tf.commands._common import OUT, add_config_options, add_list_option, add_renamed_option, config_from_args, \
+    integers
 from mean_tf.errors import MeanTFError
 
-DEFAULT_RESULTS = os.path.join("docs", "perf")
-DEFAULT_REPORT = os.path.join("docs", "performance.md")
+DEFAULT_RESULTS = os.path.join(OUT, "perf")
+DEFAULT_REPORT = os.path.join(OUT, "performance.md")
+DOCS_RESULTS = os.path.join("docs", "perf")
+DOCS_REPORT = os.path.join("docs", "performance.md")
 DEFAULT_WORK = os.path.join(".cache", "perf")
 
 
-def _ints(text: str):
-    return [int(x) for x in text.split(",") if x.strip()]
+def _results_option(sp) -> None:
+    sp.add_argument("--results", default=None,
+                    help=f"results folder (default {DEFAULT_RESULTS}; {DOCS_RESULTS} with --write-docs)")
+    sp.add_argument("--write-docs", action="store_true",
+                    help=f"the repository's docs: results in {DOCS_RESULTS}, the report in {DOCS_REPORT} "
+                         "(`make perf`), unless --results/--report say otherwise")
 
 
-def _names(text: str):
-    return [x.strip() for x in text.split(",") if x.strip()]
+def _report_option(sp, *old) -> None:
+    add_renamed_option(sp, "--report", *old, default=None, metavar="FILE",
+                       help=f"report path (default {DEFAULT_REPORT}; {DOCS_REPORT} with --write-docs)")
+
+
+def _resolve_paths(args) -> None:
+    """Fill --results (and --report) from --write-docs or the out/ defaults."""
+    docs = getattr(args, "write_docs", False)
+    if args.results is None:
+        args.results = DOCS_RESULTS if docs else DEFAULT_RESULTS
+    if hasattr(args, "report") and args.report is None:
+        args.report = DOCS_REPORT if docs else DEFAULT_REPORT
 
 
 def register(subparsers) -> None:
@@ -30,7 +48,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="part", metavar="PART")
 
     def common(sp, rows_default=50_000):
-        sp.add_argument("--results", default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
+        _results_option(sp)
         sp.add_argument("--work", default=DEFAULT_WORK, help=f"data cache folder (default {DEFAULT_WORK})")
         sp.add_argument("--rows", type=int, default=rows_default, help=f"synthetic rows (default {rows_default})")
         sp.add_argument("--features", type=int, default=720, help="synthetic features (default 720, the paper's)")
@@ -42,8 +60,8 @@ def register(subparsers) -> None:
 
     sp = sub.add_parser("train", help="benchmark 1: training examples/s, FLOPs and the matmul roofline")
     common(sp)
-    sp.add_argument("--models", type=_names, default=["mean", "mtl_mean", "dnn_ziln"],
-                    help="comma-separated registry models, trained in this order in one run")
+    add_list_option(sp, "--models", default=["mean", "mtl_mean", "dnn_ziln"], metavar="MODELS",
+                    help="registry models, trained in this order in one run (default mean,mtl_mean,dnn_ziln)")
     sp.add_argument("--steps", type=int, default=30, help="timed steps per model and mode (default 30)")
     sp.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     sp.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
@@ -63,13 +81,15 @@ def register(subparsers) -> None:
     sp = sub.add_parser("serving", help="benchmark 3: serving_default latency p50/p99 (TF1 Session loader)")
     common(sp)
     sp.add_argument("--model", default="mean", help="registry model to export (default mean)")
-    sp.add_argument("--batch-sizes", type=_ints, default=[1, 64, 1024], help="comma-separated (default 1,64,1024)")
+    add_list_option(sp, "--batch-sizes", of=integers, default=[1, 64, 1024], metavar="SIZES",
+                    help="request batch sizes (default 1,64,1024)")
     sp.add_argument("--requests", type=int, default=200, help="timed requests per batch size (default 200)")
     sp.set_defaults(func=_serving)
 
     sp = sub.add_parser("pipeline", help="benchmark 4: the local TFX pipeline at several sizes, time and peak memory")
     common(sp)
-    sp.add_argument("--sizes", type=_ints, default=[20_000, 60_000], help="comma-separated rows (default 20000,60000)")
+    add_list_option(sp, "--sizes", of=integers, default=[20_000, 60_000], metavar="ROWS",
+                    help="rows of each run (default 20000,60000)")
     sp.add_argument("--model", default="mean", help="registry model the pipeline trains (default mean)")
     sp.add_argument("--direct-num-workers", type=int, default=2, help="Beam DirectRunner processes (default 2)")
     sp.add_argument("--epochs", type=int, default=None, help="cap the Trainer's epochs (default: the config's)")
@@ -82,13 +102,14 @@ def register(subparsers) -> None:
 
     sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
     common(sp)
-    sp.add_argument("--sizes", type=_ints, default=[20_000, 60_000], help="pipeline sizes (default 20000,60000)")
-    sp.add_argument("--report", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
+    add_list_option(sp, "--sizes", of=integers, default=[20_000, 60_000], metavar="ROWS",
+                    help="pipeline sizes (default 20000,60000)")
+    _report_option(sp)
     sp.set_defaults(func=_all)
 
-    sp = sub.add_parser("report", help="render docs/performance.md from the results folder")
-    sp.add_argument("--results", default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
-    sp.add_argument("--out", default=DEFAULT_REPORT, help=f"report path (default {DEFAULT_REPORT})")
+    sp = sub.add_parser("report", help="render the report (docs/performance.md with --write-docs) from the results folder")
+    _results_option(sp)
+    _report_option(sp, "--out")
     sp.set_defaults(func=_report)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -96,6 +117,7 @@ def register(subparsers) -> None:
 def _prepare(args):
     from mean_tf.perf import results, suite
 
+    _resolve_paths(args)
     suite.set_threads(args.intra_op, args.inter_op)
     return config_from_args(args), getattr(args, "command_line", None) or results.command_line(args)
 
@@ -171,6 +193,7 @@ def _all(args) -> int:
 
     from mean_tf.perf import results
 
+    _resolve_paths(args)
     args.command_line = results.command_line(args)
 
     for part, func, extra in (("train", _train, {"models": ["mean", "mtl_mean", "dnn_ziln"], "steps": 30, "warmup": 5,
@@ -184,11 +207,12 @@ def _all(args) -> int:
         if part == "pipeline":
             sub.sizes = args.sizes
         func(sub)
-    return _report(argparse.Namespace(results=args.results, out=args.report))
+    return _report(argparse.Namespace(results=args.results, report=args.report, write_docs=args.write_docs))
 
 
 def _report(args) -> int:
     from mean_tf.perf.report import write_report
 
-    print(f"wrote {write_report(args.results, args.out)}")
+    _resolve_paths(args)
+    print(f"wrote {write_report(args.results, args.report, flags=' --write-docs' if args.write_docs else '')}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mean_tf.commands._common import add_config_options, config_from_args
+from mean_tf.commands._common import add_config_options, add_renamed_option, config_from_args
 
 
 def register(subparsers):
@@ -36,10 +36,12 @@ def register(subparsers):
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner) and print its summary",
                          description="Run ExampleGen ... Pusher locally; outputs, ML Metadata and the serving folder "
-                                     "go under --output-dir. Without --data, builds the bundled Online Retail II "
+                                     "go under --out. Without --data, builds the bundled Online Retail II "
                                      "dataset there first.")
     run.add_argument("--data", help="dataset folder (manifest.json); default: the bundled Online Retail II")
-    run.add_argument("--output-dir", default=configs.DEFAULT_OUTPUT_DIR, help=f"default {configs.DEFAULT_OUTPUT_DIR}")
+    add_renamed_option(run, "--out", "--output-dir", default=configs.DEFAULT_OUTPUT_DIR, metavar="DIR",
+                       help=f"output folder: pipeline root, ML Metadata, serving_model/ "
+                            f"(default {configs.DEFAULT_OUTPUT_DIR})")
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
     run.add_argument("--score", metavar="DATASET", default=None,
                      help="a scoring dataset (`mean-tf data transactions --score-date`): a BulkInferrer scores it "
@@ -50,7 +52,8 @@ def register(subparsers):
     comp = sub.add_parser("compile", help="write the Kubeflow Pipelines v2 / Vertex AI pipeline JSON",
                           description="Compile with KubeflowV2DagRunner; see pipeline/kubeflow_v2_runner.py for "
                                       "submitting the JSON to Vertex AI Pipelines.")
-    comp.add_argument("--manifest", required=True, help="local dataset folder (read at compile time)")
+    add_renamed_option(comp, "--data", "--manifest", required=True, metavar="DIR",
+                       help="local dataset folder (read at compile time)")
     comp.add_argument("--data-root", required=True, help="the dataset folder as the cluster sees it (gs://... or s3://...)")
     comp.add_argument("--pipeline-root", required=True, help="artifact root, e.g. gs://BUCKET/pipeline_root")
     comp.add_argument("--serving-dir", help="where Pusher writes blessed models (gs://...); not with --vertex-endpoint")
@@ -88,9 +91,9 @@ def _bundled_dataset(output_dir: str) -> str:
 def run_main(args) -> int:
     from pipeline import configs, local_runner
 
-    data = args.data or _bundled_dataset(args.output_dir)
+    data = args.data or _bundled_dataset(args.out)
     summary = local_runner.run(
-        data, args.output_dir, model_name=args.model, config=config_from_args(args), label=args.label,
+        data, args.out, model_name=args.model, config=config_from_args(args), label=args.label,
         gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,
         beam_pipeline_args=args.beam_args or configs.BEAM_PIPELINE_ARGS, enable_cache=not args.no_cache,
         shuffle_examples=args.shuffle_examples, tune=args.tune, tuner_trials=args.tuner_trials,
@@ -113,7 +116,7 @@ def compile_main(args) -> int:
                   "machine_type": args.vertex_machine_type, "endpoint": args.vertex_endpoint,
                   "serving_image": args.vertex_serving_image}
     path = kubeflow_v2_runner.compile_pipeline(
-        args.manifest, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
+        args.data, pipeline_root=args.pipeline_root, serving_model_dir=args.serving_dir, image=args.image,
         output_file=args.out, data_root=args.data_root, local_cluster_paths=args.local_cluster_paths,
         trainer_resources={"cpu": args.trainer_cpu, "memory_gib": args.trainer_memory_gib}, vertex=vertex, model_name=args.model, config=config_from_args(args),
         label=args.label, gini_floor=args.gini_floor, gini_max_drop=args.gini_max_drop,

@@ -45,7 +45,8 @@ def read_experiments(results_dir: str, part: str) -> List[Dict]:
     return out
 
 
-_NOT_OPTIONS = {"func", "command", "debug", "part", "command_line"}
+# --write-docs only picks the default --results, which the command line spells out.
+_NOT_OPTIONS = {"func", "command", "debug", "part", "command_line", "write_docs", "verbose"}
 
 
 def command_line(args) -> str:
