@@ -35,7 +35,7 @@ def read_model_info(export_dir: str) -> dict:
     """The `MODEL_INFO_FILE` of an exported model; MeanTFError if `export_dir` is not one."""
     if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
         raise MeanTFError(f"{export_dir}: not a SavedModel folder (no saved_model.pb); give the folder of one "
-                          f"pushed model version, e.g. .cache/pipeline/serving_model/<version>")
+                          f"pushed model version, e.g. out/pipeline/serving_model/<version>")
     path = os.path.join(export_dir, MODEL_INFO_FILE)
     if not os.path.isfile(path):
         raise MeanTFError(f"{export_dir}: no {MODEL_INFO_FILE}: not exported by this version of mean-tf")

@@ -1,9 +1,12 @@
-"""The whole TFX pipeline, locally, on a slice of the bundled Online Retail II data (a few thousand rows).
+"""The whole TFX pipeline, locally, on the shipped example transaction log, the way a user runs it.
 
-Runs `mean-tf pipeline run` three times in one output folder: the first run executes every
-component, blesses and pushes; the second takes ExampleGen ... Trainer from the cache, and only the
-Evaluator reruns, now against the first run's blessed model as baseline (and Pusher after it); the
-third raises the Gini floor above 1, so the Evaluator refuses the blessing and Pusher pushes nothing.
+`mean-tf data transactions` turns `data/example_transactions.csv` (400 Online Retail II customers, one row
+per order) into a training dataset and, at the log's last day, a scoring dataset; `mean-tf pipeline run`
+then runs three times in one output folder: the first run executes every component, blesses, pushes and
+scores the scoring dataset (BulkInferrer); the second takes ExampleGen ... Trainer from the cache, and
+only the Evaluator reruns, now against the first run's blessed model as baseline (and Pusher after it);
+the third raises the Gini floor above 1, so the Evaluator refuses the blessing and Pusher pushes nothing.
+`mean-tf score` scores the scoring dataset with the pushed model.
 """
 import contextlib
 import io
@@ -17,44 +20,54 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf import cli, metrics, trainer
-from mean_tf.data import online_retail
+from mean_tf.data import online_retail, read_manifest
 from mean_tf.data.manifest import read_split
 from pipeline import local_runner
 
-CUSTOMERS = 400
 SMALL_MODEL = ["--set", "shared_units=[32,16]", "--set", "expert_units=16", "--set", "attention_units=16",
                "--set", "dam_shared_units=16", "--set", "dam_units=[16]", "--set", "embedding_dim=4",
                "--set", "batch_size=256", "--set", "epochs=2"]
-NODES = {"ImportExampleGen", "StatisticsGen", "BundledSchema", "ExampleValidator", "ValidationGate", "Transform",
+NODES = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "ValidationGate", "Transform",
          "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
 SCORING_NODES = {"ScoreExampleGen", "BulkInferrer"}  # the first run scores a scoring dataset (--score)
+# (user data: the schema is inferred and curated; the bundled datasets use their bundled schema instead)
+LOG_COLUMNS = ["--customer", "customer_id", "--time", "time", "--amount", "amount", "--quantity", "quantity",
+               "--categorical", "country"]
+
+
+def transactions_cli(root, *extra):
+    """`mean-tf data transactions` on the shipped example log, in-process."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["data", "transactions", "--input", str(online_retail.example_log_path()), *LOG_COLUMNS,
+                         *extra]) == 0
+
+
+@pytest.fixture(scope="module")
+def log_end():
+    return pd.read_csv(online_retail.example_log_path(), parse_dates=["time"])["time"].max().normalize()
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Online Retail II snapshots of a random sample of customers, built by the real builder."""
+    """Customer x monthly-cutoff snapshots of the example log (2010-01-01 .. 2010-12-01)."""
     root = tmp_path_factory.mktemp("pipeline_e2e")
-    lines = pd.read_parquet(online_retail.default_input())
-    every_customer = np.sort(lines["customer_id"].dropna().unique())
-    customers = np.random.default_rng(0).choice(every_customer, CUSTOMERS, replace=False)
-    lines[lines["customer_id"].isin(customers)].to_parquet(root / "lines.parquet")
-    return online_retail.build(root / "data", input_path=root / "lines.parquet"), root
+    transactions_cli(root, "--cutoffs", ",".join(online_retail.DEFAULT_CUTOFFS), "--out", str(root / "data"))
+    return read_manifest(root / "data"), root
 
 
 @pytest.fixture(scope="module")
-def scoring_dataset(dataset):
-    """The same customers' features the day after the data end, without labels."""
+def scoring_dataset(dataset, log_end):
+    """The same customers' features at the log's last day, without labels."""
     _, root = dataset
-    lines = online_retail.load_lines(root / "lines.parquet")
-    snapshots = online_retail.build_snapshots(lines, ["2011-12-10"], labels=False)
-    return snapshots.write_scoring(root / "score", "online_retail_ii_today")
+    transactions_cli(root, "--score-date", str(log_end.date()), "--out", str(root / "score"))
+    return read_manifest(root / "score")
 
 
 def run_cli(data, out, *extra) -> str:
     """`mean-tf pipeline run` in-process; returns what it printed."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = cli.main(["pipeline", "run", "--data", str(data), "--output-dir", str(out), "--gini-floor", "0.0",
+        code = cli.main(["pipeline", "run", "--data", str(data), "--out", str(out), "--gini-floor", "0.0",
                          *SMALL_MODEL, *extra])
     assert code == 0
     return printed.getvalue()
@@ -137,3 +150,27 @@ def test_gini_floor_above_one_blocks_the_blessing_and_the_push(first_run):
     assert summary.executions["Evaluator"] == "COMPLETE" and summary.executions["Trainer"] == "CACHED"
     assert summary.blessed is False and summary.pushed_model is None
     assert sorted(os.listdir(os.path.dirname(first.pushed_model))) == pushed_before
+
+
+def test_score_cli_ranks_todays_customers_with_the_pushed_model(first_run, scoring_dataset, log_end, tmp_path):
+    _, _, summary, _ = first_run
+    out = tmp_path / "today.csv"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert cli.main(["score", "--model", summary.pushed_model, "--data", scoring_dataset.root,
+                         "--out", str(out)]) == 0
+    assert "scored" in printed.getvalue()
+    table = pd.read_csv(out, dtype={"customer_id": str})
+    log = pd.read_csv(online_retail.example_log_path(), dtype={"customer_id": str}, parse_dates=["time"])
+    assert set(table["cutoff"]) == {str(log_end.date())}
+    assert set(table["customer_id"]) == set(log.loc[log["time"] < log_end, "customer_id"])
+    records = [r.numpy() for r in tf.data.TFRecordDataset(scoring_dataset.files("score"), compression_type="GZIP")]
+    np.testing.assert_allclose(table["cltv"], trainer.predict_serialized(summary.pushed_model, records)["cltv"],
+                               rtol=1e-4)  # float32, other batch sizes
+    assert table["target"].sum() == metrics.top_count(len(table), 0.1)
+    assert table.loc[table["target"], "cltv"].min() >= table.loc[~table["target"], "cltv"].max()
+
+
+def test_shipped_example_log_is_what_its_command_writes(tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["data", "example-log", "--out", str(tmp_path / "log.csv")]) == 0
+    assert (tmp_path / "log.csv").read_bytes() == online_retail.example_log_path().read_bytes()

@@ -1,5 +1,6 @@
 """`mean-tf data online-retail|cdnow|synthetic|table|transactions --out DIR [options]`: build a dataset
-folder (gzipped TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files")."""
+folder (gzipped TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files").
+`mean-tf data example-log --out FILE`: the small example transaction log (data/example_transactions.csv)."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,17 @@ def register(subparsers) -> None:
     sp = sub.add_parser("cdnow", help="CDNOW (from the lifetimes package, real): new customers of Q1 1997")
     common(sp, "1997-04-01")
     sp.set_defaults(func=_cdnow)
+
+    sp = sub.add_parser("example-log", help="a small transaction log (CSV) of Online Retail II customers",
+                        description="One row per order (customer_id, time, amount, quantity, country) of customers "
+                                    "drawn at random from the bundled Online Retail II data: what "
+                                    "data/example_transactions.csv holds (the defaults), input for `mean-tf data "
+                                    "transactions`.")
+    sp.add_argument("--out", required=True, help="output CSV file (written atomically)")
+    sp.add_argument("--customers", type=int, default=400, help="customers drawn (default 400)")
+    sp.add_argument("--seed", type=int, default=0, help="draw seed (default 0)")
+    sp.add_argument("--input", default=None, help="Online Retail II lines (default: the bundled parquet file)")
+    sp.set_defaults(func=_example_log)
 
     sp = sub.add_parser("synthetic", help="synthetic data at the paper's scale, with oracle expected values")
     sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
@@ -136,6 +148,18 @@ def _table(args) -> int:
     m = table.build(args.out, args.input, labels=args.labels, categorical=args.categorical, numeric=args.numeric,
                     money=args.money, split_rule=args.split, seed=args.seed, name=args.name)
     _summary(m, time.time() - t0)
+    return 0
+
+
+def _example_log(args) -> int:
+    from mean_tf.data import online_retail
+
+    if not args.out.lower().endswith(".csv"):
+        from mean_tf.errors import MeanTFError
+
+        raise MeanTFError(f"{args.out}: the example log is written as CSV: give a .csv path")
+    orders = online_retail.write_example_log(args.out, args.customers, args.seed, args.input)
+    print(f"wrote {args.out}: {orders:,} orders of {args.customers:,} customers (Online Retail II, CC BY 4.0)")
     return 0
 
 

@@ -12,7 +12,7 @@ def register(subparsers):
                     "their money ranges, rank, decile and a target flag for the top share. Build a scoring "
                     "dataset from a transaction log with `mean-tf data transactions --score-date end`.")
     p.add_argument("--model", required=True, metavar="SERVING_DIR",
-                   help="an exported model version, e.g. .cache/pipeline/serving_model/<version>")
+                   help="an exported model version, e.g. out/pipeline/serving_model/<version>")
     p.add_argument("--data", required=True, metavar="DATASET", help="a dataset folder (or its manifest.json)")
     p.add_argument("--split", default=None, help="split to score (default: 'score' in a scoring dataset, else 'test')")
     p.add_argument("--out", required=True, help="predictions file: .parquet or .csv (written atomically)")

@@ -29,6 +29,43 @@ ATTRIBUTION = ("Online Retail II, UCI Machine Learning Repository dataset 502, D
                "DOI 10.24432/C5CG6D, CC BY 4.0")
 
 
+EXAMPLE_CUSTOMERS = 400  # `mean-tf data example-log` defaults: what data/example_transactions.csv holds
+
+
+def example_log_path() -> Path:
+    """The shipped example transaction log (<repo>/data/example_transactions.csv, `write_example_log`)."""
+    return Path(__file__).resolve().parents[2] / "data" / "example_transactions.csv"
+
+
+def example_log(customers: int = EXAMPLE_CUSTOMERS, seed: int = 0, input_path=None) -> pd.DataFrame:
+    """A small transaction log from the bundled data: one row per order (a customer's invoice timestamp)
+    of `customers` customers drawn at random: customer_id, time, amount (net, GBP), quantity, country."""
+    lines = load_lines(input_path)
+    every = np.sort(lines["customer_id"].dropna().unique())
+    if not 0 < customers <= len(every):
+        raise MeanTFError(f"--customers must be in 1..{len(every)}, got {customers}")
+    chosen = np.random.default_rng(seed).choice(every, customers, replace=False)
+    picked = lines[lines["customer_id"].isin(chosen)].astype({"country": str})
+    orders = (picked.groupby(["customer_id", "invoice_date"], sort=True, observed=True)
+              .agg(amount=("amount", "sum"), quantity=("quantity", "sum"), country=("country", "last"))
+              .reset_index().rename(columns={"invoice_date": "time"}))
+    orders["amount"] = orders["amount"].round(2)
+    orders["customer_id"] = orders["customer_id"].astype(int).astype(str)
+    return orders[["customer_id", "time", "amount", "quantity", "country"]]
+
+
+def write_example_log(out: Union[str, Path], customers: int = EXAMPLE_CUSTOMERS, seed: int = 0,
+                      input_path=None) -> int:
+    """Write `example_log` as CSV (atomically); returns the number of orders."""
+    orders = example_log(customers, seed, input_path)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    orders.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
+    tmp.replace(out)
+    return len(orders)
+
+
 def default_input() -> Path:
     """The bundled parquet file (repository checkout: <repo>/data/online_retail_ii_lines.parquet)."""
     return Path(__file__).resolve().parents[2] / "data" / "online_retail_ii_lines.parquet"
