@@ -79,7 +79,7 @@ def test_projection_fits_fixed_and_per_row_costs_and_judges_linearity():
 
 @pytest.fixture(scope="module")
 def perf_results(tmp_path_factory):
-    """`mean-tf perf train|input|serving` on 300 synthetic rows x 10 features, then `perf report`."""
+    """`mean-tf perf train|input|serving|score` on 300 synthetic rows x 10 features, then `perf report`."""
     from mean_tf.cli import main
 
     root = tmp_path_factory.mktemp("perf")
@@ -89,6 +89,7 @@ def perf_results(tmp_path_factory):
                  "--roofline-min-seconds", "0.001", "--peak-size", "128"]) == 0
     assert main(["perf", "input", *common, "--batches", "3", "--warmup", "1"]) == 0
     assert main(["perf", "serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
+    assert main(["perf", "score", *common, "--sizes", "200,700"]) == 0
     report = root / "performance.md"
     assert main(["perf", "report", "--results", str(root / "results"), "--report", str(report)]) == 0
     return root / "results", report.read_text(encoding="utf-8")
@@ -121,6 +122,16 @@ def test_input_and_serving_benchmarks_record_rates_and_latencies(perf_results):
     assert "cltv" in serving["outputs"]
     for r in serving["batch_sizes"].values():
         assert r["requests"] >= 3 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_score_benchmark_records_time_and_peak_memory_per_size(perf_results):
+    results, text = perf_results
+    score = json.loads((results / "score.json").read_text())
+    runs = score["scoring_runs"]
+    assert [r["customers"] >= n for r, n in zip(runs, (200, 700))] == [True, True]  # train split of n / 0.7 rows
+    assert all(r["wall_seconds"] > 0 and r["peak_rss_mib"] > 100 and "scored" in r["summary"] for r in runs)
+    ratio = runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
+    assert f"{ratio:.2f}×" in text and "## 5. Batch scoring" in text
 
 
 def test_report_renders_every_measured_number_with_its_command(perf_results):

@@ -1,4 +1,4 @@
-"""`mean-tf perf train|input|serving|pipeline|all|report`: the benchmarks of docs/performance.md.
+"""`mean-tf perf train|input|serving|pipeline|score|all|report`: the benchmarks of docs/performance.md.
 
 Each part writes one JSON file to `--results` (`<part>.json`, or `<part>-<tag>.json` for an experiment
 with `--tag`); `report` renders the report (`--report`) from that folder. Both default to out/;
@@ -42,7 +42,7 @@ def _resolve_paths(args) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("perf", help="performance benchmarks: train, input, serving, pipeline, all, report",
+    p = subparsers.add_parser("perf", help="performance benchmarks: train, input, serving, pipeline, score, all, report",
                               description="Measure throughput, input pipeline, serving latency and pipeline scaling on "
                                           "synthetic data; results are JSON files, rendered by `mean-tf perf report`.")
     sub = p.add_subparsers(dest="part", metavar="PART")
@@ -99,6 +99,13 @@ def register(subparsers) -> None:
     sp.add_argument("--extend", action="store_true",
                     help="keep the runs of the saved record (same setup) at other sizes and add these sizes to it")
     sp.set_defaults(func=_pipeline)
+
+    sp = sub.add_parser("score", help="benchmark 5: `mean-tf score` time and peak memory at growing customer counts")
+    common(sp, rows_default=8_000)
+    sp.add_argument("--model", default="mean", help="registry model to export (default mean)")
+    add_list_option(sp, "--sizes", of=integers, default=[100_000, 1_000_000], metavar="CUSTOMERS",
+                    help="customers scored in each run (default 100000,1000000)")
+    sp.set_defaults(func=_score)
 
     sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
     common(sp)
@@ -188,6 +195,17 @@ def _pipeline(args) -> int:
     return 0
 
 
+def _score(args) -> int:
+    from mean_tf.perf import suite
+
+    config, command = _prepare(args)
+    record = suite.run_score(command, args.work, args.rows, args.features, config, args.model, sizes=args.sizes,
+                             note=args.note)
+    for r in record["scoring_runs"]:
+        print(f"{r['customers']:>9,} customers: {r['wall_seconds']:.0f} s, peak {r['peak_rss_mib']:,.0f} MiB")
+    return _save(args, "score", record)
+
+
 def _all(args) -> int:
     import argparse
 
@@ -201,6 +219,7 @@ def _all(args) -> int:
                                                   "peak_size": 1024}),
                               ("input", _input, {"batches": 40, "warmup": 5}),
                               ("serving", _serving, {"model": "mean", "batch_sizes": [1, 64, 1024], "requests": 200}),
+                              ("score", _score, {"model": "mean", "sizes": [100_000, 1_000_000]}),
                               ("pipeline", _pipeline, {"model": "mean", "direct_num_workers": 2, "epochs": None,
                                                        "not_run": "", "shuffle_examples": False})):
         sub = argparse.Namespace(**{**vars(args), **extra})

@@ -102,3 +102,55 @@ def raw_test_examples(data: BenchData, count: int):
 
     files = [os.path.join(data.manifest.root, f) for f in data.manifest.splits["test"]]
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
+
+
+def run_score(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, model: str = "mean",
+              label: str = "cltv_365", sizes: Sequence[int] = (100_000, 1_000_000), note: str = "") -> Dict:
+    """Benchmark 5: `mean-tf score` on growing numbers of customers, each run in a fresh process: wall
+    time and peak resident memory (the process tree, sampled), which should stay flat in the customers."""
+    import math
+    import shutil
+    import subprocess
+    import sys
+
+    from mean_tf.data import synthetic
+    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
+    from mean_tf.perf.data import synthetic_dir
+    from mean_tf.perf.memory import RSSSampler
+    from mean_tf.perf.serving import export_briefly_trained
+
+    record = _start(command)
+    data = prepare(work_dir, rows, features, config)
+    raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
+    export_dir = tempfile.mkdtemp(prefix="mean_tf_score_")
+    record.update(data=_data_record(data, rows, features), note=note, scoring_runs=[])
+    record["export"] = export_briefly_trained(model, config, data.materialized.tf_transform_output(),
+                                              data.materialized.files("train"), label, raw_features,
+                                              os.path.join(export_dir, "model"))
+    for customers in sizes:
+        # The same generator (features, seed) at more rows; its train split (7 rows in 10) is scored.
+        total = math.ceil(customers / 0.7)
+        folder = synthetic_dir(work_dir, total, features, config.seed)
+        start = time.perf_counter()
+        if not os.path.exists(os.path.join(folder, MANIFEST_FILE)):
+            synthetic.build(folder, total, features, seed=config.seed)
+        generate_seconds = time.perf_counter() - start
+        scored = read_manifest(folder).row_counts["train"]
+        out = os.path.join(export_dir, "scores.parquet")
+        argv = [sys.executable, "-m", "mean_tf.cli", "score", "--model", record["export"]["export_dir"],
+                "--data", folder, "--split", "train", "--out", out]
+        load_before = environment.load_average()
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with RSSSampler(process.pid, 0.2) as sampler:
+            log = process.communicate()[0]
+        wall = time.perf_counter() - start
+        if process.returncode != 0:
+            raise RuntimeError(f"mean-tf score failed at {customers:,} customers:\n{log[-2000:]}")
+        record["scoring_runs"].append({"customers": scored, "wall_seconds": wall, "peak_rss_mib": sampler.peak() / 2 ** 20,
+                               "customers_per_s": scored / wall, "generate_seconds": generate_seconds,
+                               "load_average_before": load_before, "load_average_after": environment.load_average(),
+                               "summary": log.strip().splitlines()[-1]})
+        os.remove(out)
+    shutil.rmtree(export_dir, ignore_errors=True)
+    return _finish(record)
