@@ -47,15 +47,15 @@ def sweep(values: Sequence[float], series: Dict[str, Sequence[float]], errors: D
 
 
 def decile_chart(y_true, y_pred, n_bins: int = 10, title: str = "Mean predicted vs actual per decile", ax=None):
-    """Customers ranked by prediction, cut into `n_bins` groups: mean actual and mean predicted per group."""
+    """Customers ranked by prediction, cut into `n_bins` groups (`metrics.decile_calibration`): mean actual
+    and mean predicted per group."""
+    from mean_tf.metrics import decile_calibration
+
     ax = ax or plt.subplots(figsize=(6, 4))[1]
-    order = np.argsort(-np.asarray(y_pred, dtype=float), kind="stable")
-    groups = np.array_split(order, n_bins)
-    actual = [np.mean(np.asarray(y_true)[g]) for g in groups]
-    predicted = [np.mean(np.asarray(y_pred)[g]) for g in groups]
-    x = np.arange(1, n_bins + 1)
-    ax.bar(x - 0.2, actual, width=0.4, label="actual")
-    ax.bar(x + 0.2, predicted, width=0.4, label="predicted")
+    table = decile_calibration(y_true, y_pred, n_bins)
+    x = table["group"]
+    ax.bar(x - 0.2, table["mean_actual"], width=0.4, label="actual")
+    ax.bar(x + 0.2, table["mean_predicted"], width=0.4, label="predicted")
     ax.set_xlabel("decile of predicted value (1 = highest)")
     ax.set_ylabel("mean value")
     ax.set_title(title)

@@ -151,7 +151,8 @@ def test_04_pipeline(executed):
     assert "Pusher" in out and "blessed: True" in out
     difference = re.search(r"largest relative difference between the two loaders: (\S+)", out)
     assert difference and float(difference.group(1)) < 1e-4
-    assert figures(notebook) >= 2  # label statistics per split, TFMA slices
+    assert figures(notebook) >= 3  # label statistics per split, TFMA slices, deciles before/after calibration
+    assert re.search(r"scored [\d,]+ customers \(score split\)", out) and "mean actual" in out
 
 
 def test_explain_helpers_average_per_true_bucket():
