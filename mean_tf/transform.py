@@ -4,7 +4,8 @@
 Transformed features (docs/design.md):
 - `numeric` float32 [B, D]: manifest numeric features in order; money features `sign(x)·log1p(|x|)`,
   then each column z-scored with train statistics;
-- `cat__<name>` int64 [B]: vocabulary id, `NUM_OOV_BUCKETS` extra ids for unseen values;
+- `cat__<name>` int64 [B]: vocabulary id, `NUM_OOV_BUCKETS` extra ids for unseen values (the files
+  `tft.vocabulary` writes, all from one analyzer: `mean_tf.vocabulary`);
 - per label L: `L` (money), `L__scaled` (sec. 4.1: scaled and clipped to [0, label_clip]),
   `L__bucket` (0 for a zero label, 1..n-1 = quantile ranges of the positive scaled labels), and,
   with label_scaling == "scale", `L__scale`: the Transform constant the label was divided by,
@@ -119,14 +120,25 @@ def preprocessing_fn(inputs, custom_config):
         # One analyzer for all columns (elementwise: a mean and variance per column), not one per column:
         # 648 per-column analyzers made Beam build a graph of thousands of stages (~20 min before any data flowed).
         outputs[NUMERIC_KEY] = tft.scale_to_z_score(tf.stack(numeric, axis=1), elementwise=True)
-    for name in cfg["categorical_features"]:
-        x = _as_vector(inputs[name], "")
-        outputs[CATEGORICAL_PREFIX + name] = tft.compute_and_apply_vocabulary(
-            x, num_oov_buckets=NUM_OOV_BUCKETS, vocab_filename=VOCAB_PREFIX + name)
-        batch_anchor = x if batch_anchor is None else batch_anchor
+    categorical = {name: _as_vector(inputs[name], "") for name in cfg["categorical_features"]}
+    outputs.update(_categorical_outputs(categorical))
+    if batch_anchor is None and categorical:
+        batch_anchor = next(iter(categorical.values()))
     for label in cfg["labels"]:
         outputs.update(_label_outputs(label, inputs[label], cfg, batch_anchor))
     return outputs
+
+
+def _categorical_outputs(categorical: Mapping[str, tf.Tensor]) -> dict:
+    """`cat__<name>`: `tft.compute_and_apply_vocabulary`'s ids, all vocabularies from one analyzer (issue #20)."""
+    if not categorical:
+        return {}
+    from mean_tf.vocabulary import joint_vocabularies  # Beam: imported only where Transform runs
+
+    files = joint_vocabularies({VOCAB_PREFIX + name: x for name, x in categorical.items()})
+    return {CATEGORICAL_PREFIX + name: tft.apply_vocabulary(x, files[VOCAB_PREFIX + name],
+                                                            num_oov_buckets=NUM_OOV_BUCKETS)
+            for name, x in categorical.items()}
 
 
 def _label_outputs(label: str, raw, cfg: Mapping, batch_anchor) -> dict:
@@ -148,11 +160,26 @@ def _label_outputs(label: str, raw, cfg: Mapping, batch_anchor) -> dict:
     elif cfg["num_distributions"] == 2:  # one positive range: every buyer is bucket 1, no quantile to learn
         positive_bucket = tf.ones_like(scaled, dtype=tf.int64)
     else:
-        boundaries = tft.quantiles(scaled, num_buckets=cfg["num_distributions"] - 1, epsilon=QUANTILE_EPSILON,
-                                   weights=tf.cast(positive, tf.float32))
+        boundaries = _bucket_boundaries(money, scaled, positive, cfg, scale)
         positive_bucket = tft.apply_buckets(scaled, boundaries) + 1
     out[label + BUCKET_SUFFIX] = tf.where(positive, positive_bucket, tf.zeros_like(positive_bucket))
     return out
+
+
+def _bucket_boundaries(money, scaled, positive, cfg: Mapping, scale=None):
+    """Quantile boundaries of the positive scaled labels, from an analyzer of the first Beam phase.
+
+    Under "scale": the quantiles of money, divided by the scale and clipped like the label. Division
+    (exactly rounded) and clip are monotone, so these are the scaled label's quantiles, without waiting
+    for the scale's `tft.sum`s (a second pass over the data). log1p keeps the quantiles of the scaled
+    label: TF rounds log1p by a value's position in a tensor, so log1p of a boundary may miss by an ulp.
+    """
+    weights = tf.cast(positive, tf.float32)
+    num_buckets = cfg["num_distributions"] - 1
+    if scale is None:
+        return tft.quantiles(scaled, num_buckets=num_buckets, epsilon=QUANTILE_EPSILON, weights=weights)
+    money_boundaries = tft.quantiles(money, num_buckets=num_buckets, epsilon=QUANTILE_EPSILON, weights=weights)
+    return scale_label(money_boundaries, "scale", cfg["label_clip"], scale)
 
 
 # --- after Transform: model inputs, targets, vocab sizes, money inverse ------------------------

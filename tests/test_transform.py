@@ -35,14 +35,14 @@ ROWS = [
 ]
 
 
-def analyze_and_transform(custom, rows, new_rows=None, out_dir=None):
+def analyze_and_transform(custom, rows, new_rows=None, out_dir=None, preprocessing_fn=transform.preprocessing_fn):
     """Transformed train rows, transformed `new_rows` (with the train transform) and the transform_fn dir."""
     schema = schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom))
     metadata = dataset_metadata.DatasetMetadata(schema)
     out_dir = out_dir or tempfile.mkdtemp()
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         (train, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: transform.preprocessing_fn(inputs, custom))
+            lambda inputs: preprocessing_fn(inputs, custom))
         new = None
         if new_rows is not None:
             new, _ = ((new_rows, metadata), transform_fn) | tft_beam.TransformDataset()
@@ -180,3 +180,102 @@ def test_materialize_writes_transformed_splits_and_is_cached(tmp_path):
     stamp = os.path.getmtime(done.files("train")[0])
     again = transform.materialize(manifest, config, str(out))
     assert again.files("train") == done.files("train") and os.path.getmtime(done.files("train")[0]) == stamp
+
+
+# --- the one-phase, joint-vocabulary preprocessing_fn against the one it replaced (issue #20) ---------
+def reference_preprocessing_fn(inputs, cfg):
+    """The preprocessing_fn before issue #20: one tft.compute_and_apply_vocabulary per categorical feature
+    and the bucket quantiles of the scaled label (a second Beam phase under label_scaling "scale")."""
+    numeric = [tf.cast(transform._as_vector(inputs[n], 0.0), tf.float32) for n in cfg["numeric_features"]]
+    numeric = [transform.signed_log1p(x) if n in cfg["money_features"] else x
+               for n, x in zip(cfg["numeric_features"], numeric)]
+    outputs = {"numeric": tft.scale_to_z_score(tf.stack(numeric, axis=1), elementwise=True)}
+    for name in cfg["categorical_features"]:
+        outputs["cat__" + name] = tft.compute_and_apply_vocabulary(
+            transform._as_vector(inputs[name], ""), num_oov_buckets=1, vocab_filename="vocab__" + name)
+    for label in cfg["labels"]:
+        money = tf.maximum(tf.cast(transform._as_vector(inputs[label], 0.0), tf.float32), 0.0)
+        positive = money > 0.0
+        outputs[label] = money
+        outputs[label + "__max"] = tf.fill(tf.shape(numeric[-1]), tft.max(money))
+        scale = None
+        if cfg["label_scaling"] == "scale":
+            scale = tf.maximum(tft.sum(money) / tf.maximum(tft.sum(tf.cast(positive, tf.float32)), 1.0), 1e-6)
+            outputs[label + "__scale"] = tf.fill(tf.shape(numeric[-1]), scale)
+        scaled = transform.scale_label(money, cfg["label_scaling"], cfg["label_clip"], scale)
+        boundaries = tft.quantiles(scaled, num_buckets=cfg["num_distributions"] - 1, epsilon=1e-3,
+                                   weights=tf.cast(positive, tf.float32))
+        outputs[label + "__scaled"] = scaled
+        outputs[label + "__bucket"] = tf.where(positive, tft.apply_buckets(scaled, boundaries) + 1,
+                                               tf.zeros([tf.shape(money)[0]], tf.int64))
+    return outputs
+
+
+def equivalence_rows(n, seed, countries=("UK", "FR", "DE", "NL")):
+    """Rows with tied category counts, empty and newline tokens, a label clipped at label_clip."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        money = float(np.round(rng.lognormal(3.0, 1.5), 2)) if rng.random() < 0.6 else 0.0
+        rows.append({"recency_days": float(rng.integers(0, 365)), "net_spend": float(rng.normal(50, 80)),
+                     "country": countries[i % len(countries)],  # n divisible by 4: a four-way tie
+                     "channel": ["web", "shop", "", "app\n", "phone", "mail"][i % 6 if i < n - 2 else 0],
+                     "segment": "",  # never a vocabulary token: the empty-vocabulary dummy
+                     "cltv_90": money, "cltv_365": money * float(rng.uniform(1, 3)) + (1e5 if i == 7 else 0.0)})
+    return rows
+
+
+@pytest.mark.parametrize("scaling", ["scale", "log1p"])
+def test_new_preprocessing_fn_reproduces_the_old_vocabularies_and_outputs(scaling):
+    custom = {**CUSTOM, "categorical_features": ["country", "channel", "segment"], "labels": ["cltv_90", "cltv_365"],
+              "label_scaling": scaling, "label_clip": 20.0 if scaling == "scale" else 8.0, "num_distributions": 4}
+    train, unseen = equivalence_rows(400, seed=1), equivalence_rows(40, seed=2, countries=("UK", "IT", "ES", "FR"))
+    runs = [analyze_and_transform(custom, train, unseen, preprocessing_fn=fn)
+            for fn in (reference_preprocessing_fn, transform.preprocessing_fn)]
+    (old_train, old_new, old_dir), (new_train, new_new, new_dir) = runs
+    old_out, new_out = tft.TFTransformOutput(old_dir), tft.TFTransformOutput(new_dir)
+    for name in custom["categorical_features"]:
+        with open(old_out.vocabulary_file_by_name("vocab__" + name), "rb") as f:
+            old_vocab = f.read()
+        with open(new_out.vocabulary_file_by_name("vocab__" + name), "rb") as f:
+            assert f.read() == old_vocab, name
+    assert transform.categorical_vocab_sizes(new_out, custom) == transform.categorical_vocab_sizes(old_out, custom)
+    assert new_out.transformed_feature_spec() == old_out.transformed_feature_spec()
+    assert new_out.transformed_metadata.schema == old_out.transformed_metadata.schema
+    for old_rows, new_rows in ((old_train, new_train), (old_new, new_new)):
+        assert_same_rows(old_rows, new_rows)
+    assert {int(r["cltv_365__bucket"]) for r in new_train} == {0, 1, 2, 3}
+    assert any(int(r["cat__country"]) == 4 for r in new_new)  # unseen countries: the OOV bucket
+
+
+def beam_transforms(custom, rows):
+    """Unique names and URNs of the leaf transforms of Transform's Beam graph, built but not run."""
+    import apache_beam as beam
+
+    schema = schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom))
+    pipeline = beam.Pipeline()
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        _ = ((pipeline | beam.Create(rows), dataset_metadata.DatasetMetadata(schema))
+             | tft_beam.AnalyzeAndTransformDataset(lambda inputs: transform.preprocessing_fn(inputs, custom)))
+    leaves = [t for t in pipeline.to_runner_api().components.transforms.values() if not t.subtransforms]
+    return [(t.unique_name, t.spec.urn) for t in leaves]
+
+
+def test_transform_analyzes_in_one_phase_and_the_vocabularies_cost_no_stage_per_feature():
+    rows = [{**r, **{f"c{i}": r["country"] for i in range(8)}} for r in ROWS]
+    graphs = [beam_transforms({**CUSTOM, "label_scaling": "scale", "categorical_features": [f"c{i}" for i in range(k)]},
+                              rows) for k in (1, 8)]
+    for transforms in graphs:
+        assert not any("Phase1" in name for name, _ in transforms)  # the bucket quantiles wait for no tft.sum
+    group_by_keys = [sum(urn == "beam:transform:group_by_key:v1" for _, urn in t) for t in graphs]
+    assert group_by_keys[0] == group_by_keys[1]
+
+
+def assert_same_rows(old_rows, new_rows):
+    """Same keys, dtypes and values (floats to float32 rounding) in every transformed row."""
+    assert len(new_rows) == len(old_rows)
+    for old, new in zip(old_rows, new_rows):
+        assert sorted(new) == sorted(old)
+        for key, value in old.items():
+            assert np.asarray(new[key]).dtype == np.asarray(value).dtype, key
+            np.testing.assert_allclose(new[key], value, rtol=1e-6, err_msg=key)
