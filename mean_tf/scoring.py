@@ -79,7 +79,7 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
     import pyarrow.parquet as pq
 
     from mean_tf import trainer
-    from mean_tf.data.manifest import SCORE_SPLIT, verify_split_files
+    from mean_tf.data.manifest import SCORE_SPLIT, require_features, verify_split_files
 
     fmt = check_output(out)
     if not 0.0 < target_share <= 1.0:
@@ -87,10 +87,7 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
     info = read_model_info(model_dir)
     split = split or (SCORE_SPLIT if SCORE_SPLIT in dataset.splits else "test")
     files = dataset.files(split)  # MeanTFError naming the splits when missing
-    missing = [f for f in info["raw_features"] if f not in dataset.features]
-    if missing:
-        raise MeanTFError(f"dataset {dataset.name!r} lacks feature(s) {missing[:5]} that the model at {model_dir} "
-                          f"was trained on; build the scoring data with the same builder and options")
+    require_features(dataset, info["raw_features"], f"the model at {model_dir}")
     verify_split_files(dataset)  # a file cut short would otherwise score fewer customers, silently
 
     import tensorflow as tf

@@ -40,7 +40,8 @@ def log_prediction_caps(config: MEANConfig) -> List[float]:
     return caps
 
 
-def _sigma(raw_scale):
+def lognormal_sigma(raw_scale):
+    """The lognormal σ from its raw scale logit: softplus, floored (a ZILN head's third output)."""
     return tf.maximum(tf.nn.softplus(raw_scale), _MIN_SIGMA)
 
 
@@ -54,7 +55,7 @@ def ziln_loss(y, logits):
     logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
     positive = tf.cast(y > 0, tf.float32)
     payer_logit, mu = logits[..., :1], logits[..., 1:2]
-    sigma = _sigma(logits[..., 2:])
+    sigma = lognormal_sigma(logits[..., 2:])
     classification = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=payer_logit)
     safe_y = positive * y + (1.0 - positive)  # log(1) = 0 where y = 0; those terms are masked anyway
     log_y = tf.math.log(safe_y)
@@ -69,7 +70,7 @@ def ziln_predict(logits, max_log_prediction=None):
     and upper bound FLOAT32_SAFE_LOG.
     """
     logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
-    sigma = _sigma(logits[..., 2:])
+    sigma = lognormal_sigma(logits[..., 2:])
     log_mean = logits[..., 1:2] + 0.5 * tf.square(sigma)
     cap = FLOAT32_SAFE_LOG if max_log_prediction is None else tf.minimum(
         tf.cast(max_log_prediction, tf.float32), FLOAT32_SAFE_LOG)

@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 
 from mean_tf import tfma_metrics, trainer, transform
 from mean_tf.config import MEANConfig
-from mean_tf.data.manifest import SCORE_SPLIT
+from mean_tf.data.manifest import SCORE_SPLIT, require_features
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 from pipeline import components, configs
@@ -204,10 +204,7 @@ def create_pipeline(
         if SCORE_SPLIT not in score_manifest.splits:
             raise MeanTFError(f"dataset {score_manifest.name!r} is not a scoring dataset (no split {SCORE_SPLIT!r}); "
                               f"build one with `mean-tf data transactions --score-date`")
-        missing = [f for f in manifest.features if f not in score_manifest.features]
-        if missing:
-            raise MeanTFError(f"scoring dataset {score_manifest.name!r} lacks feature(s) {missing[:5]} of the "
-                              f"training dataset {manifest.name!r}")
+        require_features(score_manifest, manifest.features, f"the training dataset {manifest.name!r}")
         score_gen = CopyingImportExampleGen(
             input_base=score_data_root or score_manifest.root,
             input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(

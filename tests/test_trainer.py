@@ -200,3 +200,21 @@ def test_score_reports_refused_customers_and_writes_nothing(exported, tmp_path, 
     assert "refused 2 customer(s)" in err[0] and all(f"customer {c}" in err[0] for c in customers)
     assert "'recency_days' is beyond its training range" in err[0]
     assert not out.exists() and os.listdir(out.parent) == []
+
+
+def test_score_refuses_a_dataset_without_the_models_features(exported, tmp_path, capsys):
+    import dataclasses
+
+    from mean_tf.cli import main
+    from mean_tf.data.manifest import read_split, write_dataset
+
+    manifest, _, fn_args, _, _ = exported
+    frame = read_split(manifest, "test").drop(columns=["frequency"]).assign(split="test")
+    fewer = dataclasses.replace(manifest, numeric_features=[f for f in manifest.numeric_features if f != "frequency"])
+    bad = write_dataset(frame, tmp_path / "bad", fewer)
+    capsys.readouterr()
+    assert main(["score", "--model", fn_args.serving_model_dir, "--data", bad.root,
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lacks feature(s) ['frequency'] of the model at" in err[0]
+    assert not (tmp_path / "p.csv").exists()

@@ -622,6 +622,14 @@ def zero_shares(frame, labels: Sequence[str]) -> Dict[str, float]:
     return {lab: (round(float((frame[lab].to_numpy() <= 0).mean()), 4) if len(frame) else 0.0) for lab in labels}
 
 
+def require_features(dataset: Manifest, features: Sequence[str], of: str) -> None:
+    """MeanTFError naming the first few of `features` (those `of` needs) that `dataset` lacks."""
+    missing = [f for f in features if f not in dataset.features]
+    if missing:
+        raise MeanTFError(f"dataset {dataset.name!r} lacks feature(s) {missing[:5]} of {of}; build it with the "
+                          f"same builder and options")
+
+
 def check_table(frame, manifest: Manifest, source: str = "table", max_abs: float = MAX_ABS_VALUE) -> None:
     """Check a snapshot table against its manifest before writing: columns present, numeric columns
     finite and at most `max_abs` in magnitude, labels >= 0 and monotone in the manifest's label order, no missing ids or categories, no
