@@ -306,6 +306,8 @@ def test_scoring_allows_a_date_without_a_label_window_but_not_after_the_data():
         snapshots_from_transactions(tx, "cust", "time", "amount", ["2024-12-31"])
     today = snapshots_from_transactions(tx, "cust", "time", "amount", ["2025-01-01"], labels=False).frame
     assert list(today["customer_id"]) == ["a", "b"] and list(today["net_spend"]) == [13.0, 5.0]
+    at_end = snapshots_from_transactions(tx, "cust", "time", "amount", "end", labels=False).frame
+    pd.testing.assert_frame_equal(at_end, today)  # "end": the day after the last transaction
     with pytest.raises(MeanTFError, match="after the data end"):
         snapshots_from_transactions(tx, "cust", "time", "amount", ["2025-01-02"], labels=False)
 

@@ -1,7 +1,7 @@
 """A user's transaction log (CSV or Parquet) -> a training or a scoring dataset (`mean-tf data transactions`).
 
 Training: `cutoffs` give the snapshot dates (features before each, labels after: every label window
-must end within the data). Scoring: `score_date` gives the one date to score at, "end" meaning the
+must end within the data). Scoring: `score_date` gives the one date to score at, "end" (`DATA_END`) meaning the
 day after the last transaction (today, for a log that is up to date); the dataset has the same
 features and no labels (split "score", for `mean-tf score`). Both go through
 `mean_tf.data.transactions.snapshots_from_transactions`.
@@ -11,14 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import pandas as pd
-
 from mean_tf.data.manifest import Manifest
 from mean_tf.data.table import load_table
-from mean_tf.data.transactions import parse_times, snapshots_from_transactions
+from mean_tf.data.transactions import DATA_END, snapshots_from_transactions
 from mean_tf.errors import MeanTFError
-
-SCORE_AT_END = "end"
 
 
 def build(out: str, input_path: str, customer: str, time: str, amount: str, *,
@@ -31,11 +27,6 @@ def build(out: str, input_path: str, customer: str, time: str, amount: str, *,
         raise MeanTFError("give either --cutoffs (a training dataset) or --score-date (a scoring dataset)")
     df = load_table(input_path, what="transaction log")
     source = Path(input_path).name
-    if score_date == SCORE_AT_END:
-        if time not in df.columns:
-            raise MeanTFError(f"{source}: missing column(s) {[time]} (has {list(df.columns)})")
-        last = pd.Timestamp(parse_times(df[time], time, source, time_format).max())
-        score_date = str((last.normalize() + pd.Timedelta(days=1)).date())
     snapshots = snapshots_from_transactions(
         df, customer, time, amount, [score_date] if score_date else list(cutoffs), quantity_col=quantity,
         product_col=product, order_col=order, categorical_cols=categorical, time_format=time_format,

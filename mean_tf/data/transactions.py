@@ -235,6 +235,9 @@ def _starts(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
+DATA_END = "end"  # a cutoff: the data end (by default the day after the last transaction)
+
+
 def parse_cutoffs(cutoffs: Sequence[Union[str, pd.Timestamp]]) -> List[pd.Timestamp]:
     """Sorted distinct cutoff dates; MeanTFError for an unparseable one or one with a time of day."""
     if isinstance(cutoffs, (str, pd.Timestamp)):
@@ -297,7 +300,7 @@ def snapshots_from_transactions(
     `data_end` is the first instant not covered by the data (default: the day after the last
     transaction); every cutoff + max(horizons) days must be <= data_end so that labels are complete.
     With `labels=False` (scoring today's customers) the table has the same features and no labels, and
-    any cutoff up to data_end is allowed: e.g. the day after the last transaction. Training and scoring
+    any cutoff up to data_end is allowed: e.g. `DATA_END` ("end"), data_end itself. Training and scoring
     tables come from this one function, so their features cannot differ.
     Bad input raises MeanTFError naming the column and row.
     """
@@ -328,9 +331,10 @@ def snapshots_from_transactions(
             raise MeanTFError(f"{source}: column {c!r} is missing at {_row(df, i)}")
         cats[c] = _factorize_str(s)
 
-    cuts = parse_cutoffs(cutoffs)
     t_min, t_max = int(t.min()), int(t.max())
     end = (pd.Timestamp(t_max).normalize() + pd.Timedelta(days=1)) if data_end is None else pd.Timestamp(data_end)
+    cutoffs = [cutoffs] if isinstance(cutoffs, (str, pd.Timestamp)) else list(cutoffs)
+    cuts = parse_cutoffs([end if c == DATA_END else c for c in cutoffs])
     first_day = pd.Timestamp(t_min)
     for c in cuts:
         if c.value <= t_min:
