@@ -137,19 +137,30 @@ def test_score_benchmark_records_time_and_peak_memory_per_size(perf_results):
 def test_report_renders_every_measured_number_with_its_command(perf_results):
     results, text = perf_results
     train = json.loads((results / "train.json").read_text())
-    assert "do not edit" in text and "`mean-tf perf train" in text
-    assert f"{train['models'][0]['train_flops_per_example'] / 1e6:.2f}" in text
-    assert "## Goals" in text and "not measured: no GPU lent to this task" in text
-    assert "Not run yet: `mean-tf perf pipeline`" in text
     serving = json.loads((results / "serving.json").read_text())
-    assert f"{serving['batch_sizes']['1']['p50_ms']:.2f}" in text
-    assert os.path.basename(str(results)) in text
+    inp = json.loads((results / "input.json").read_text())
+    assert "do not edit" in text and os.path.basename(str(results)) in text
+    # The goals table comes first: after the title and the one-paragraph answer, before any section.
+    assert "| goal | measured | target |" in text.split("\n## ")[0]
+    assert "not measured: no GPU lent to this task" in text and "Not run yet: `mean-tf perf pipeline`" in text
+    mean = next(m for m in train["models"] if m["model"] == "mean")
+    for number in (f"{mean['train_flops_per_example'] / 1e6:.2f}", f"| {mean['in_memory']['examples_per_s']:,.0f} |",
+                   f"{serving['batch_sizes']['1']['p50_ms']:.2f} ms",
+                   f"| {inp['variants']['training']['examples_per_s']:,.0f} |"):
+        assert number in text, number
+    # Every command appears exactly once, in the appendix, and the tables cite it by its key.
+    appendix = text.split("## Appendix")[1]
+    for part in ("train", "input", "serving", "score"):
+        command = json.loads((results / f"{part}.json").read_text())["command"]
+        assert text.count(f"`{command}`") == 1 and f"`{command}`" in appendix, part
+        key = appendix.split(f"`{command}`")[0].rsplit("**[", 1)[1].split("]")[0]
+        assert f"[{key}]" in text.split("## Appendix")[0], part
 
 
 def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     """A run stopped before its largest size keeps the sizes it finished, and the report says what is missing."""
     from mean_tf.perf import pipeline_scaling
-    from mean_tf.perf.report import _pipeline_section, project
+    from mean_tf.perf.report import _Commands, _pipeline_section, project
 
     def fake_run_once(data_dir, out_dir, *args):
         rows = int(os.path.basename(data_dir).split("-")[1].split("x")[0])
@@ -162,10 +173,10 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
                                  on_run=lambda record: saved.append(json.loads(json.dumps(record))))
     assert [[r["rows"] for r in s["runs"]] for s in saved] == [[300], [300, 600]]
     assert [s["pending"] for s in saved] == [[600], []]
-    text = "\n".join(_pipeline_section(saved[0], None, []))
-    assert "Not finished: 600 rows" in text and "| Transform | 3 / 1.00 |" in text
-    assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None, []))
-    assert saved[1]["shuffle_examples"] is False and "copying the split files" in text
+    text = "\n".join(_pipeline_section(saved[0], None, [], _Commands()))
+    assert "Not finished: 600 rows" in text and "| 300 rows [1] |" in text and "| Transform | 3 / 1.00 |" in text
+    assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None, [], _Commands()))
+    assert saved[1]["shuffle_examples"] is False and "ExampleGen copies the split files" in text
 
     # An earlier record (before the switch existed: TFX's ExampleGen) is shown next to this one, with the
     # Trainer's time ratio at the shared size as the check on the machine's speed.
@@ -175,9 +186,10 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
                        for r in earlier["runs"]]
     now = {**saved[1], "runs": [{**r, "components": r["components"] + [{"name": "Trainer", "seconds": 3.0,
                                                                          "peak_rss_gib": 1}]} for r in saved[1]["runs"]]}
-    text = "\n".join(_pipeline_section(now, None, [earlier]))
-    assert "| pipeline-old.json | TFX's stock ImportExampleGen (a Reshuffle of every split) | 300 |" in text
-    assert "At 600 rows the Trainer" in text and "took ×1.50 the time of `pipeline-old.json`" in text
+    text = "\n".join(_pipeline_section(now, None, [earlier], _Commands()))
+    # Whole run ×1.00 (the same runs), Trainer ×1.50 (3 s now against 2 s in the earlier record).
+    assert "| pipeline-old.json [1] | stock (Reshuffle of every split) | 300 |" in text
+    assert "| 6 / 1.00 | ×1.00 | ×1.50 |" in text
 
     # --extend keeps the earlier record's runs at other sizes, each naming the session it ran in.
     extended = pipeline_scaling.run_scaling("mean-tf perf pipeline --extend", str(tmp_path), [900], 10, MEANConfig(),
@@ -185,8 +197,11 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     assert [r["rows"] for r in extended["runs"]] == [300, 600, 900]
     assert [r["session"]["command"] for r in extended["runs"]] == ["mean-tf perf pipeline"] * 2 + [
         "mean-tf perf pipeline --extend"]
-    text = "\n".join(_pipeline_section(extended, project(extended), []))
-    assert "The sizes ran in 2 sessions" in text and "`mean-tf perf pipeline --extend`" in text
+    commands = _Commands()
+    text = "\n".join(_pipeline_section(extended, project(extended), [], commands))
+    assert "| component (s / peak GiB) | 300 rows [1] | 600 rows [1] | 900 rows [2] |" in text
+    assert "The sizes ran in 2 sessions" in text
+    assert list(commands.rows) == ["mean-tf perf pipeline", "mean-tf perf pipeline --extend"]
     assert "the lines through the 2 smaller runs alone predict 9 s of component time for the 900-row run; it " \
            "took 9 s (×1.00)" in text
     with pytest.raises(MeanTFError, match="--extend: the earlier record has features=10, this run 12"):
