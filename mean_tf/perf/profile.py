@@ -19,7 +19,8 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 _OP_EVENT = re.compile(r"^(?P<name>[^:]+):(?P<type>[A-Za-z0-9_]+)$")
-MATMUL_KERNELS = ("MatMul", "_FusedMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
+MATMUL_KERNELS = ("MatMul", "_FusedMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
+                  "_MklMatMul", "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklEinsum", "_MklBatchMatMulV2")  # oneDNN
 
 
 def op_time_by_type(xplane_path: str) -> Dict[str, float]:
