@@ -91,7 +91,7 @@ class Plan:
 SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "two_stage_gbdt", "bgnbd_gg"),
              seeds=(0,), other_horizon_seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",),
              study_labels=("cltv_365",), study_seeds=(0,), choice_seeds=(0,), tuned_models=("mean", "two_stage_gbdt"),
-             choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5,), num_distributions=(3,))
+             choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5, 2.0), num_distributions=(3,))
 
 
 def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
