@@ -1,12 +1,14 @@
-"""Dataset files: the tf.Example encoder and TFRecord framing against TensorFlow's own, the write/read round
+"""Dataset files: the tf.Example encoder against tfx_bsl's, the TFRecord writer, the write/read round
 trip, manifest validation, atomic writes, and the table checks before writing."""
 import json
 import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tensorflow as tf
+from tfx_bsl.coders import example_coder
 
 from mean_tf.data import manifest as mf
 from mean_tf.data.manifest import Manifest, read_manifest, read_split, write_dataset
@@ -40,34 +42,34 @@ def _manifest(**kw):
     return Manifest(**base)
 
 
-def test_encoder_output_parses_as_tf_example_and_framing_matches_tensorflow(tmp_path):
+def test_encoder_output_equals_tfx_bsl_examples_and_the_writer_round_trips(tmp_path):
     rng = np.random.default_rng(1)
     floats = rng.normal(size=(5, 3)).astype(np.float32)
     names = ["a", "long_feature_name_" * 8, "z"]  # a key over 127 bytes needs a 2-byte varint
-    var = np.array(["x", "", "Ünïcode", "y" * 300, "q"], dtype=object)
+    var = np.array([v.encode() for v in ["x", "", "Ünïcode", "y" * 300, "q"]], dtype=object)
     fixed = np.array([b"v01", b"v02", b"v03", b"v04", b"v05"], dtype="S3")
-    enc = mf.ExampleEncoder(names, ["var", "fixed"])
-    records = enc.encode(floats, [np.array([v.encode() for v in var], dtype=object), fixed])
-    for i, rec in enumerate(records):
-        ex = tf.train.Example.FromString(rec).features.feature
-        assert [ex[n].float_list.value[0] for n in names] == floats[i].tolist()
-        assert ex["var"].bytes_list.value[0].decode() == var[i] and ex["fixed"].bytes_list.value[0] == fixed[i]
+    records = mf.ExampleEncoder(names, ["var", "fixed"]).encode(floats, [var, fixed])
+    offsets = pa.array(np.arange(6, dtype=np.int64))
+    columns = [pa.array(floats[:, j]) for j in range(3)] + [pa.array(var, pa.binary()), pa.array(fixed, pa.binary())]
+    lists = [pa.LargeListArray.from_arrays(offsets, c) for c in columns]  # tf.Example features are lists
+    batch = pa.RecordBatch.from_arrays(lists, names + ["var", "fixed"])
+    library = example_coder.RecordBatchToExamplesEncoder().encode(batch)
+    assert [tf.train.Example.FromString(r) for r in records] == [tf.train.Example.FromString(r) for r in library]
     fixed_only = mf.ExampleEncoder(names, ["fixed"]).encode(floats, [fixed])
     assert isinstance(fixed_only, np.ndarray)  # all fixed width: one NumPy matrix
     ex = tf.train.Example.FromString(fixed_only[3].tobytes()).features.feature
     assert ex["z"].float_list.value[0] == floats[3, 2] and ex["fixed"].bytes_list.value[0] == b"v04"
-    # framing: byte-identical to tf.io.TFRecordWriter (uncompressed)
-    path = str(tmp_path / "tf.tfrecord")
-    with tf.io.TFRecordWriter(path) as w:
-        for rec in records:
-            w.write(rec)
-    with open(path, "rb") as f:
-        assert f.read() == mf.frame_records(records)
-    with tf.io.TFRecordWriter(path) as w:
-        for row in fixed_only:
-            w.write(row.tobytes())
-    with open(path, "rb") as f:
-        assert f.read() == mf.frame_records(fixed_only).tobytes()
+    sizes = []
+    for level in (0, 9):
+        path = tmp_path / f"level{level}.tfrecord.gz"
+        with mf.TFRecordGzipWriter(path, compresslevel=level) as w:
+            w.write(records)
+            w.write(fixed_only)
+        assert w.rows == 10
+        back = [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+        assert back == records + [row.tobytes() for row in fixed_only]
+        sizes.append(path.stat().st_size)
+    assert sizes[0] > sum(len(r) for r in back) > sizes[1]  # level 0 stores, level 9 compresses
 
 
 def test_write_then_read_round_trip(tmp_path):

@@ -6,20 +6,21 @@ TFRecord files of `tf.train.Example` (`<split>-NNNNN-of-MMMMM.tfrecord.gz`), num
 and oracle columns as `float_list` of length 1, categorical features and id columns as `bytes_list`
 of length 1 (UTF-8).
 
-The writer serialises `tf.train.Example` records itself (NumPy byte templates, google-crc32c, zlib),
-without TensorFlow: it is byte-for-byte the protobuf wire format TensorFlow writes and parses, and it is
-what lets the synthetic generator stream 720 features x millions of rows. Only `read_split` and
-`Manifest.feature_spec` import TensorFlow.
+The encoder serialises `tf.train.Example` records itself (NumPy byte templates in the protobuf wire
+format TensorFlow parses) and `tf.io.TFRecordWriter` frames and gzips them. tfx_bsl's
+`RecordBatchToExamplesEncoder` was measured in its place (issue #20) and kept out: at 720 features it is
+about 3x slower (encode + write at gzip level 1, 2 shared cores: 2,800 vs 8,200 rows/s at 100k rows,
+2,400 vs 6,700 rows/s and 3.0x the CPU time at 1M rows), its files are 13 % larger, and it writes the
+features in a hash order that changes from call to call, so files would not be reproducible byte for byte.
+Only `read_split`, `Manifest.feature_spec` and the writer import TensorFlow.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import json
 import os
 import shutil
-import struct
 import tempfile
 import uuid
 from pathlib import Path
@@ -37,34 +38,8 @@ ID_COLUMNS = ("customer_id", "cutoff")
 BGNBD_KEYS = ("frequency", "recency", "T", "monetary_value")
 
 # ----------------------------------------------------------------------------------------------
-# TFRecord framing and tf.train.Example encoding
+# tf.train.Example encoding and the TFRecord writer
 # ----------------------------------------------------------------------------------------------
-
-try:  # C implementation (a dependency of apache-beam[gcp], pinned in requirements.lock)
-    import google_crc32c as _crc32c
-
-    def _crc(data: bytes) -> int:
-        return _crc32c.value(data)
-
-except ImportError:  # pragma: no cover - slow pure-Python fallback
-    _CRC_TABLE = []
-    for _i in range(256):
-        _c = _i
-        for _ in range(8):
-            _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
-        _CRC_TABLE.append(_c)
-
-    def _crc(data: bytes) -> int:
-        crc = 0xFFFFFFFF
-        for b in data:
-            crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-        return crc ^ 0xFFFFFFFF
-
-
-def masked_crc(data: bytes) -> int:
-    """TFRecord's masked CRC32C of `data`."""
-    crc = _crc(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _varint(n: int) -> bytes:
@@ -77,12 +52,6 @@ def _varint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
-
-
-def frame_record(record: bytes) -> bytes:
-    """One TFRecord: uint64 length, masked crc of the length, data, masked crc of the data."""
-    length = struct.pack("<Q", len(record))
-    return length + struct.pack("<I", masked_crc(length)) + record + struct.pack("<I", masked_crc(record))
 
 
 def _bytes_entry(key_part: bytes, value: bytes) -> bytes:
@@ -102,9 +71,9 @@ class ExampleEncoder:
     """Serialises rows as `tf.train.Example` with one-value float features and one-value bytes features.
 
     Float features (in the order given) form a fixed byte template with a 4-byte hole per value, filled
-    through strided NumPy views; a bytes column whose values all have the same length joins the template too, so a table
-    of only fixed-width strings (the synthetic generator's) is encoded without a per-row Python step
-    except the CRC.
+    through strided NumPy views; a bytes column whose values all have the same length joins the template
+    too, so a table of only fixed-width strings (the synthetic generator's) is encoded without a per-row
+    Python step.
     """
 
     def __init__(self, float_columns: Sequence[str], bytes_columns: Sequence[str]):
@@ -199,48 +168,36 @@ def _as_bytes(v) -> bytes:
     return str(v).encode("utf-8")
 
 
-def frame_records(records: Union[np.ndarray, List[bytes]]) -> Union[bytes, np.ndarray]:
-    """Frame encoded records as TFRecords: a uint8 matrix of equal-length rows gives a uint8 matrix (one
-    framed record per row, C-contiguous), a list of bytes gives bytes."""
-    if isinstance(records, np.ndarray):
-        n, width = records.shape
-        if n == 0:
-            return b""
-        length = struct.pack("<Q", width)
-        head = np.frombuffer(length + struct.pack("<I", masked_crc(length)), dtype=np.uint8)
-        out = np.empty((n, 12 + width + 4), dtype=np.uint8)
-        out[:, :12] = head
-        out[:, 12:12 + width] = records
-        flat = out.tobytes()  # one copy; slices of bytes feed the C CRC
-        stride = 16 + width
-        crcs = np.fromiter((masked_crc(flat[i * stride + 12:i * stride + 12 + width]) for i in range(n)),
-                           dtype="<u4", count=n)
-        out[:, 12 + width:] = crcs.view(np.uint8).reshape(n, 4)
-        return out
-    return b"".join(frame_record(r) for r in records)
+_BUFFER_BYTES = 1 << 20
 
 
 class TFRecordGzipWriter:
-    """Writes framed TFRecords to one gzip file (one gzip member, no file name, mtime 0: the bytes
-    depend only on the records). TensorFlow reads it with compression_type="GZIP"."""
+    """Writes encoded records to one gzipped TFRecord file with `tf.io.TFRecordWriter`; `rows` counts them.
+
+    zlib's default memory level (8; TensorFlow's 9 is slower) and 1 MiB buffers give the same compressed
+    bytes as Python's gzip module; at 720 features 30 % faster at level 1 (the synthetic generator's),
+    15 % slower at level 6.
+    """
 
     def __init__(self, path: Union[str, Path], compresslevel: int = 6):
+        import tensorflow as tf
+
         self.path = Path(path)
-        self._raw = open(self.path, "wb")
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0)
+        options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=compresslevel, mem_level=8,
+                                        input_buffer_size=_BUFFER_BYTES, output_buffer_size=_BUFFER_BYTES)
+        self._writer = tf.io.TFRecordWriter(str(self.path), options)
         self.rows = 0
 
     def write(self, records: Union[np.ndarray, List[bytes]]) -> None:
-        n = records.shape[0] if isinstance(records, np.ndarray) else len(records)
-        if n:
-            self._gz.write(frame_records(records))
-            self.rows += n
+        """Append records: a uint8 matrix (one record per row) or a list of bytes."""
+        for record in records:
+            self._writer.write(record.tobytes() if isinstance(record, np.ndarray) else record)
+        self.rows += len(records)
 
     def close(self) -> None:
-        if self._gz is not None:
-            self._gz.close()
-            self._raw.close()
-            self._gz = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def __enter__(self):
         return self
