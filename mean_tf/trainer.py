@@ -115,16 +115,18 @@ def serving_extras(result: training.FitResult, train_files: Sequence[str], eval_
         data = training.make_dataset(eval_files, spec, labels, config.batch_size)
         predicted = training.predict_money(model, data, result.label_transform, labels)
         extras.calibrations = calibration.fit_columns(predicted, training.dataset_targets(data, "raw"), labels)
+    dam = bool(getattr(model, "dams", None))  # a DAM head: bucket probabilities to give money ranges to
     largest, money, bucket = None, [], []
-    for inputs, targets in training.make_dataset(train_files, spec, labels, config.batch_size):
+    for inputs, targets in training.make_dataset(train_files, spec, labels, config.batch_size):  # one pass
         if NUMERIC_KEY in inputs:
             batch_max = np.abs(inputs[NUMERIC_KEY].numpy()).max(axis=0)
             largest = batch_max if largest is None else np.maximum(largest, batch_max)
-        money.append(targets["raw"].numpy())
-        bucket.append(targets["bucket"].numpy())
+        if dam:
+            money.append(targets["raw"].numpy())
+            bucket.append(targets["bucket"].numpy())
     if largest is not None:
         extras.feature_bounds = FEATURE_BOUND_FACTOR * np.maximum(largest, 1.0)
-    if getattr(model, "dams", None):  # a DAM head: bucket probabilities to give ranges to
+    if dam:
         money, bucket = np.concatenate(money), np.concatenate(bucket)
         extras.bucket_ranges = {label: uncertainty.bucket_money_ranges(money[:, i], bucket[:, i],
                                                                         config.num_distributions)

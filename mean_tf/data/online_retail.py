@@ -34,7 +34,7 @@ EXAMPLE_CUSTOMERS = 400  # `mean-tf data example-log` defaults: what data/exampl
 
 def example_log_path() -> Path:
     """The shipped example transaction log (<repo>/data/example_transactions.csv, `write_example_log`)."""
-    return Path(__file__).resolve().parents[2] / "data" / "example_transactions.csv"
+    return default_input().parent / "example_transactions.csv"
 
 
 def example_log(customers: int = EXAMPLE_CUSTOMERS, seed: int = 0, input_path=None) -> pd.DataFrame:
