@@ -188,7 +188,8 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
                                                                          "peak_rss_gib": 1}]} for r in saved[1]["runs"]]}
     text = "\n".join(_pipeline_section(now, None, [earlier], _Commands()))
     # Whole run ×1.00 (the same runs), Trainer ×1.50 (3 s now against 2 s in the earlier record).
-    assert "| pipeline-old.json [1] | stock (Reshuffle of every split) | 300 |" in text
+    commit = (earlier["runs"][0].get("session") or earlier)["environment"]["git_commit"]
+    assert f"| pipeline-old.json [1] | `{commit}` | stock (Reshuffle of every split) | 300 |" in text
     assert "| 6 / 1.00 | ×1.00 | ×1.50 |" in text
 
     # --extend keeps the earlier record's runs at other sizes, each naming the session it ran in.
