@@ -27,6 +27,7 @@ class Outcome:
     fit: Optional[training.FitResult] = None  # Keras models only
     model: object = None
     eval: Optional["Outcome"] = None  # the eval split's, when `run(..., with_eval=True)`
+    calibrations: Optional[Dict[str, calibration.Calibration]] = None  # set by `calibrated`
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         return {label: metrics.evaluate(self.y[:, i], self.p[:, i]) for i, label in enumerate(self.labels)}
@@ -39,10 +40,11 @@ def calibrated(outcome: Outcome, config: MEANConfig) -> Optional[Outcome]:
     if config.calibration == "none" or outcome.eval is None:
         return None
     try:
-        fitted = calibration.fit_columns(outcome.eval.p, outcome.eval.y, outcome.labels)
+        fitted = calibration.fit_columns(outcome.eval.p, outcome.eval.y, outcome.labels, config.calibration)
     except MeanTFError:
         return None
-    return dataclasses.replace(outcome, p=calibration.apply_columns(fitted, outcome.p, outcome.labels), eval=None)
+    return dataclasses.replace(outcome, p=calibration.apply_columns(fitted, outcome.p, outcome.labels), eval=None,
+                               calibrations=fitted)
 
 
 def materialize_cached(manifest, config: MEANConfig, work_dir: str) -> transform.Materialized:

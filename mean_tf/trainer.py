@@ -114,7 +114,8 @@ def serving_extras(result: training.FitResult, train_files: Sequence[str], eval_
     if config.calibration != "none":
         data = training.make_dataset(eval_files, spec, labels, config.batch_size)
         predicted = training.predict_money(model, data, result.label_transform, labels)
-        extras.calibrations = calibration.fit_columns(predicted, training.dataset_targets(data, "raw"), labels)
+        extras.calibrations = calibration.fit_columns(predicted, training.dataset_targets(data, "raw"), labels,
+                                                      config.calibration)
     dam = bool(getattr(model, "dams", None))  # a DAM head: bucket probabilities to give money ranges to
     largest, money, bucket = None, [], []
     for inputs, targets in training.make_dataset(train_files, spec, labels, config.batch_size):  # one pass

@@ -4,6 +4,7 @@ Every number in the report comes from the results file; nothing is typed in by h
 """
 from __future__ import annotations
 
+
 import json
 import os
 from collections import Counter, defaultdict
@@ -210,12 +211,20 @@ def selection_table(rows, dataset: str, models: Sequence[str], label: str = TARG
     return lines if len(lines) > 2 else []
 
 
+def calibration_shapes(rows, dataset: str, model: str, label: str) -> Dict[int, str]:
+    """{seed: calibration shape} of a model's Table 1 cells; cells from before the "auto" choice
+    recorded none and were calibrated with isotonic regression."""
+    return {r["seed"]: r.get("calibration", {}).get(label, "isotonic") for r in rows
+            if r["status"] == "ok" and r["study"] == "table1" and r["dataset"] == dataset and r["model"] == model
+            and label in r.get("calibrated_metrics", {})}
+
+
 def calibration_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
     """Money calibration at `label` (test split): value ratio and Percentile MAPE of each model's own prediction
     and after the eval-fitted calibration the serving model carries (`mean_tf.calibration`), mean ± std over the
-    seeds that recorded both."""
-    lines = ["| Method | seeds | value ratio (model) | value ratio (calibrated) | Percentile MAPE (model) | "
-             "Percentile MAPE (calibrated) | Gini change |", "|---|---|---|---|---|---|---|"]
+    seeds that recorded both, and the shape each seed's calibration took."""
+    lines = ["| Method | seeds | shape | value ratio (model) | value ratio (calibrated) | Percentile MAPE (model) | "
+             "Percentile MAPE (calibrated) | Gini change |", "|---|---|---|---|---|---|---|---|"]
     for model in models:
         after = {m: per_seed(rows, "table1", dataset, model, label, m, key="calibrated_metrics")
                  for m in ("value_ratio", "percentile_mape", "normalized_gini")}
@@ -225,7 +234,9 @@ def calibration_table(rows, dataset: str, models: Sequence[str], label: str = TA
         before = {m: per_seed(rows, "table1", dataset, model, label, m) for m in after}
         cell = lambda d, m: _fmt(*_stats([d[m][s] for s in seeds]))  # noqa: E731
         gini_change = max(abs(after["normalized_gini"][s] - before["normalized_gini"][s]) for s in seeds)
-        lines.append(f"| {model} | {len(seeds)} | {cell(before, 'value_ratio')} | {cell(after, 'value_ratio')} | "
+        shapes = Counter(calibration_shapes(rows, dataset, model, label)[s] for s in seeds)
+        shape = ", ".join(f"{name} ×{n}" for name, n in sorted(shapes.items()))
+        lines.append(f"| {model} | {len(seeds)} | {shape} | {cell(before, 'value_ratio')} | {cell(after, 'value_ratio')} | "
                      f"{cell(before, 'percentile_mape')} | {cell(after, 'percentile_mape')} | ≤ {gini_change:.1e} |")
     return lines if len(lines) > 2 else []
 
@@ -435,8 +446,10 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
                    "Value ratio = predicted total / actual total (1 is calibrated). \"calibrated\": the model's "
                    "prediction through the strictly increasing map fitted on the eval split "
                    "(`mean_tf.calibration`), which the exported serving model applies; rankings, and so Gini, "
-                   "are unchanged (last column: the largest Gini difference seen). Cells run before calibration "
-                   "was recorded are left out.", ""] + calibrated + [""]
+                   "are unchanged (last column: the largest Gini difference seen). Shape: isotonic regression or the "
+                   "level alone, chosen per cell by the lower out-of-fold Percentile MAPE on the eval split "
+                   "(`calibration = \"auto\"`); cells run before that choice existed used isotonic. Cells run "
+                   "before calibration was recorded are left out.", ""] + calibrated + [""]
         diagnosis = diagnostics_table(rows, dataset)
         if diagnosis:
             md += [f"### Diagnostics of MEAN ({TARGET_LABEL}, test split)", "",

@@ -188,6 +188,7 @@ class Runner:
         calibrated = experiment.calibrated(outcome, config)
         if calibrated is not None:  # the money calibration the serving model carries (fitted on eval)
             extra["calibrated_metrics"] = _metrics(calibrated)
+            extra["calibration"] = {label: c.method for label, c in calibrated.calibrations.items()}
         if outcome.model is not None and hasattr(outcome.model, "mvfe"):  # MEAN family: where its errors come from
             extra["diagnostics"] = self._diagnostics(cell, config, manifest, outcome.model)
         if outcome.fit is not None:
