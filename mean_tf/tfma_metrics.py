@@ -7,9 +7,12 @@ NumPy function from `mean_tf.metrics`: the ranking metrics are not decomposable 
 values are exact, never approximated.
 
 Order: Beam guarantees no element order, but the stable sort of `mean_tf.metrics` breaks ties in
-the prediction by input order. So the combiner first sorts a slice's pairs by (label, prediction)
-ascending; ties in the prediction are then broken by ascending label (pessimistic) and the value
-is deterministic. It equals the NumPy function applied to the pairs in that order, and to the
+the prediction by input order. So the combiner scores a slice's pairs in `scoring_order`: sorted by
+(label, prediction), which every input order reaches, then shuffled with a fixed seed. The value is
+deterministic, and tied predictions fall in an order unrelated to their labels, as in a data file.
+(Sorting by label alone put every tie in ascending label order, a pessimistic extreme: the demo
+model's 173 customers predicted 0 then scored a Percentile MAPE of 0.87, against 0.197 in every one
+of 20 random orders.) It equals the NumPy function applied to the pairs in that order, and to the
 pairs in any order when the predictions have no ties (Spearman and the AUCs never depend on it).
 
 Scaling: each metric keeps its slice's pairs in memory, 16 bytes per example (two float64
@@ -35,6 +38,16 @@ from mean_tf.errors import MeanTFError
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 MODULE = __name__
+
+
+TIE_SEED = 0
+
+
+def scoring_order(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """The order a slice's pairs are scored in (module docstring): (label, prediction) ascending, then a
+    permutation with seed `TIE_SEED`, the same for every input order of the same pairs."""
+    canonical = np.lexsort((predictions, labels))
+    return canonical[np.random.default_rng(TIE_SEED).permutation(canonical.size)]
 
 
 class _PairsAccumulator:
@@ -95,8 +108,8 @@ class _GatherAndScoreCombiner(beam.CombineFn):
     def extract_output(self, accumulator: _PairsAccumulator) -> Dict[metric_types.MetricKey, float]:
         labels = np.frombuffer(accumulator.labels, dtype=np.float64)
         predictions = np.frombuffer(accumulator.predictions, dtype=np.float64)
-        canonical = np.lexsort((predictions, labels))
-        return {self._key: self._score(labels[canonical], predictions[canonical])}
+        order = scoring_order(labels, predictions)
+        return {self._key: self._score(labels[order], predictions[order])}
 
 
 def _computations_fn(score: Score) -> Callable[..., metric_types.MetricComputations]:

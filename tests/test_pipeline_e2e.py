@@ -19,7 +19,7 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import cli, metrics, trainer
+from mean_tf import cli, metrics, tfma_metrics, trainer
 from mean_tf.data import online_retail, read_manifest
 from mean_tf.data.manifest import read_split
 from pipeline import local_runner
@@ -99,7 +99,7 @@ def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluato
     assert predictions.shape == (len(records),) and np.all(predictions >= 0)
     assert answer["bucket_probs"].shape == (len(records), 5)
     y = read_split(manifest, "test")["cltv_365"].to_numpy(dtype=np.float64)
-    order = np.lexsort((predictions, y))  # the TFMA metrics score pairs sorted by (label, prediction)
+    order = tfma_metrics.scoring_order(y, predictions)  # the order the TFMA metrics score pairs in
     expected = metrics.evaluate(y[order], predictions[order])
     overall = summary.metrics["Overall"]
     assert overall["example_count"] == len(records)

@@ -37,8 +37,8 @@ def zero_inflated(seed, n):
 
 
 def canonical(y, p):
-    """The order the TFMA combiner scores a slice in: by (label, prediction) ascending."""
-    order = np.lexsort((p, y))
+    """The order the TFMA combiner scores a slice in."""
+    order = tfma_metrics.scoring_order(y, p)
     return y[order], p[order]
 
 
@@ -192,3 +192,25 @@ def test_run_model_analysis_with_predictions_in_the_examples(tmp_path):
         want = expected(y[mask], p[mask])
         for name in ALL_METRICS:
             assert_close(values[""][""][name]["doubleValue"], want[name])
+
+
+def test_tied_predictions_are_scored_in_an_order_unrelated_to_their_labels():
+    # A block of tied low predictions with mixed labels: sorted by label (the old order), the zeros and the
+    # smallest labels fill one group, whose tiny mean inflates Percentile MAPE beyond every random order's.
+    rng = np.random.default_rng(3)
+    y = np.r_[np.where(rng.random(3000) < 0.3, 0.0, rng.lognormal(4, 1, 3000)),
+              np.where(rng.random(300) < 0.5, 0.0, rng.uniform(0.01, 10, 300))]
+    p = np.r_[y[:3000] * rng.uniform(0.5, 1.5, 3000) + 1.0, np.full(300, 2.5)]
+    key, fn = combiner("percentile_mape")
+    acc = fn.create_accumulator()
+    for element in inputs(y, p):
+        acc = fn.add_input(acc, metric_util.to_standard_metric_inputs(element))
+    got = fn.extract_output(acc)[key]
+    random_orders = [metrics.percentile_mape(y[i], p[i]) for i in (rng.permutation(y.size) for _ in range(20))]
+    by_label = np.lexsort((p, y))
+    assert min(random_orders) <= got <= max(random_orders)
+    assert metrics.percentile_mape(y[by_label], p[by_label]) > 1.5 * max(random_orders)
+    shuffled = rng.permutation(y.size)  # and it does not depend on the input order
+    assert tfma_metrics.scoring_order(y, p).size == y.size
+    np.testing.assert_array_equal(y[shuffled][tfma_metrics.scoring_order(y[shuffled], p[shuffled])],
+                                  y[tfma_metrics.scoring_order(y, p)])
