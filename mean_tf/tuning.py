@@ -84,7 +84,10 @@ def apply(config: MEANConfig, values: Dict[str, object]) -> MEANConfig:
 
 def make_tuner(model_name: str, trial_fn: Callable[[MEANConfig], float], config: MEANConfig, directory: str,
                project_name: str, max_trials: int = TRIALS, seed: int = 0):
-    """A KerasTuner tuner whose trials call `trial_fn(tuned config) -> eval score` (higher is better)."""
+    """A KerasTuner tuner whose trials call `trial_fn(tuned config) -> eval score` (higher is better).
+
+    It resumes a search saved under `directory/project_name`; trials that failed there (an interrupted or
+    broken run) do not count toward `max_trials`, so every finished search has `max_trials` scored trials."""
     import keras_tuner
 
     class CLTVTuner(keras_tuner.Tuner):
@@ -96,7 +99,10 @@ def make_tuner(model_name: str, trial_fn: Callable[[MEANConfig], float], config:
     oracle = keras_tuner.oracles.RandomSearchOracle(
         objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=max_trials, seed=seed,
         hyperparameters=search_space(model_name, config), allow_new_entries=False, tune_new_entries=False)
-    return CLTVTuner(oracle=oracle, directory=directory, project_name=project_name, overwrite=False)
+    tuner = CLTVTuner(oracle=oracle, directory=directory, project_name=project_name, overwrite=False)
+    failed = sum(t.status in ("FAILED", "INVALID") for t in tuner.oracle.trials.values())
+    tuner.oracle.max_trials = max_trials + failed
+    return tuner
 
 
 def trials_summary(tuner) -> list:

@@ -54,3 +54,24 @@ def test_the_oracle_drives_our_trials_finds_the_best_and_resumes(tmp_path):
     again = tuning.make_tuner("mean", trial, MEANConfig(), str(tmp_path), "mean", max_trials=8, seed=0)
     again.search()  # a finished search reloads from disk and runs nothing
     assert len(seen) == 8 and tuning.trials_summary(again)[0]["score"] == summary[0]["score"]
+
+
+def test_failed_trials_of_a_resumed_search_do_not_count_toward_its_budget(tmp_path):
+    calls = []
+
+    def broken(config):
+        calls.append(config)
+        raise RuntimeError("a bug fixed before the rerun")
+
+    def trial(config):
+        calls.append(config)
+        return -abs(np.log10(config.learning_rate / 3e-3))
+
+    first = tuning.make_tuner("mean", broken, MEANConfig(), str(tmp_path), "mean", max_trials=4, seed=0)
+    with pytest.raises(Exception):
+        first.search()  # KerasTuner gives up after 3 consecutive failures
+    failed = len(calls)
+    assert failed == 3
+    again = tuning.make_tuner("mean", trial, MEANConfig(), str(tmp_path), "mean", max_trials=4, seed=0)
+    again.search()
+    assert len(tuning.trials_summary(again)) == 4 and len(calls) == failed + 4
