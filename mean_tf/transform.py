@@ -104,6 +104,12 @@ def to_money(scaled, scaling: str, clip: float, scale=None):
     return scaled * tf.cast(scale, tf.float32)
 
 
+# Sums of the analyzers: Beam adds partial sums in an order that changes from run to run, and float32 sums
+# then differ in their last bits, so two Transform runs gave different z-scores and label scales and the
+# Trainer a different model. Summed in float64 and rounded to float32, the results agree.
+ANALYZER_DTYPE = tf.float64
+
+
 def preprocessing_fn(inputs, custom_config):
     """TFT graph from raw features to the transformed-feature contract (see the module docstring)."""
     cfg = custom_config
@@ -111,7 +117,7 @@ def preprocessing_fn(inputs, custom_config):
     batch_anchor = None
     numeric = []
     for name in cfg["numeric_features"]:
-        x = tf.cast(_as_vector(inputs[name], 0.0), tf.float32)
+        x = tf.cast(_as_vector(inputs[name], 0.0), ANALYZER_DTYPE)
         if name in cfg["money_features"]:
             x = signed_log1p(x)
         numeric.append(x)
@@ -119,7 +125,9 @@ def preprocessing_fn(inputs, custom_config):
     if numeric:
         # One analyzer for all columns (elementwise: a mean and variance per column), not one per column:
         # 648 per-column analyzers made Beam build a graph of thousands of stages (~20 min before any data flowed).
-        outputs[NUMERIC_KEY] = tft.scale_to_z_score(tf.stack(numeric, axis=1), elementwise=True)
+        # Statistics in float64 (ANALYZER_DTYPE), so the float32 result does not depend on the order Beam sums in.
+        stacked = tf.stack(numeric, axis=1)
+        outputs[NUMERIC_KEY] = tf.cast(tft.scale_to_z_score(stacked, elementwise=True), tf.float32)
     categorical = {name: _as_vector(inputs[name], "") for name in cfg["categorical_features"]}
     outputs.update(_categorical_outputs(categorical))
     if batch_anchor is None and categorical:
@@ -149,8 +157,9 @@ def _label_outputs(label: str, raw, cfg: Mapping, batch_anchor) -> dict:
     if cfg["label_scaling"] == "scale":
         # Divide by the mean positive label: a typical buyer's label is ~1 and clipping at
         # label_clip cuts only values above label_clip times that mean.
-        count = tft.sum(tf.cast(positive, tf.float32))
-        scale = tf.maximum(tft.sum(money) / tf.maximum(count, 1.0), 1e-6)
+        count = tft.sum(tf.cast(positive, ANALYZER_DTYPE))
+        total = tft.sum(tf.cast(money, ANALYZER_DTYPE))
+        scale = tf.maximum(tf.cast(total / tf.maximum(count, 1.0), tf.float32), 1e-6)
         out[label + SCALE_SUFFIX] = tf.fill(tf.shape(batch_anchor), scale)
     scaled = scale_label(money, cfg["label_scaling"], cfg["label_clip"], scale)
     out[label + SCALED_SUFFIX] = scaled
