@@ -104,9 +104,10 @@ def to_money(scaled, scaling: str, clip: float, scale=None):
     return scaled * tf.cast(scale, tf.float32)
 
 
-# Sums of the analyzers: Beam adds partial sums in an order that changes from run to run, and float32 sums
-# then differ in their last bits, so two Transform runs gave different z-scores and label scales and the
-# Trainer a different model. Summed in float64 and rounded to float32, the results agree.
+# Numeric features and the analyzers' sums are computed in float64 and rounded to float32: Beam sums partial
+# results in an order, and batches rows in positions, that change from run to run, and in float32 both moved
+# the last bits (float32 log1p differs by a unit in the last place between vectorised and scalar positions),
+# so two Transform runs gave different z-scores and label scales and the Trainer a different model.
 ANALYZER_DTYPE = tf.float64
 
 
@@ -125,7 +126,6 @@ def preprocessing_fn(inputs, custom_config):
     if numeric:
         # One analyzer for all columns (elementwise: a mean and variance per column), not one per column:
         # 648 per-column analyzers made Beam build a graph of thousands of stages (~20 min before any data flowed).
-        # Statistics in float64 (ANALYZER_DTYPE), so the float32 result does not depend on the order Beam sums in.
         stacked = tf.stack(numeric, axis=1)
         outputs[NUMERIC_KEY] = tf.cast(tft.scale_to_z_score(stacked, elementwise=True), tf.float32)
     categorical = {name: _as_vector(inputs[name], "") for name in cfg["categorical_features"]}
