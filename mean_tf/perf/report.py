@@ -342,8 +342,8 @@ ONE_PHASE_TRANSFORM_COMMIT = "18d56d2"  # the joint vocabulary analyzer (issue 2
 
 
 def _earlier_records(records: List[Dict], runs: List[Dict], cmds: _Commands) -> List[str]:
-    """Earlier pipeline records next to this page's runs at the same size; the Trainer (which ExampleGen does not
-    touch) tells the machine's speed on the day from the change's effect."""
+    """Other pipeline records (other commits or settings) next to this page's runs at the same size; the Trainer
+    (which ExampleGen does not touch) tells the machine's speed on the day from the change's effect."""
     now = {x["rows"]: x for x in runs}
     rows = []
     for e in records:
@@ -356,8 +356,8 @@ def _earlier_records(records: List[Dict], runs: List[Dict], cmds: _Commands) -> 
             rows.append([f"{e['_file']} {key}", f"`{commit}`", _example_gen(e), f"{x['rows']:,}",
                          _cell(component(x, "ImportExampleGen")),
                          _cell(component(x, "Transform")), _cell(x, "wall_seconds")] + ratios)
-    return (["### Earlier pipeline records", "",
-             "The same benchmark from earlier commits. TFX's stock ImportExampleGen reshuffles every split, a GroupByKey "
+    return (["### Other pipeline records", "",
+             "The same benchmark at other commits or settings (the record's name says which). TFX's stock ImportExampleGen reshuffles every split, a GroupByKey "
              "held in the DirectRunner's memory; the copying one copies the gzipped split files. Commits before "
              f"`{ONE_PHASE_TRANSFORM_COMMIT}` ran the two-phase Transform with one vocabulary analyzer per categorical "
              "feature (72 at 720 features, about 920 Beam stages); later ones the one-phase Transform with one joint "
