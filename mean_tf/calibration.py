@@ -92,17 +92,22 @@ def _checked(predicted, actual):
 
 def fit(predicted, actual, method: str = "auto", knots: int = KNOTS, blend: float = BLEND) -> Calibration:
     """The calibration of the module docstring from eval predictions and actual values (money, 1-D)."""
-    from sklearn.isotonic import IsotonicRegression
-
     if method not in METHODS or method == "none":
         raise MeanTFError(f"calibration method must be one of {', '.join(m for m in METHODS if m != 'none')}, "
                           f"got {method!r}")
     p, y = _checked(predicted, actual)
     if method == "auto":
-        method = choose(p, y)
+        method = _choose(p, y, FOLDS, 0)
+    return _fit_shape(p, y, method, knots, blend)
+
+
+def _fit_shape(p: np.ndarray, y: np.ndarray, shape: str, knots: int = KNOTS, blend: float = BLEND) -> Calibration:
+    """`fit` of one shape on inputs already checked (`_checked`)."""
+    from sklearn.isotonic import IsotonicRegression
+
     ratio = y.sum() / p.sum()
     x = np.unique(np.quantile(p, np.linspace(0.0, 1.0, knots)))
-    if method == "scale" or x.size < 2:  # the level only (also when every prediction is equal)
+    if shape == "scale" or x.size < 2:  # the level only (also when every prediction is equal)
         x = np.array([0.0, max(x[-1], 1e-6)])
         return Calibration(tuple(float(v) for v in x), tuple(float(v) for v in ratio * x), "scale")
     iso = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(p, y)
@@ -113,23 +118,36 @@ def fit(predicted, actual, method: str = "auto", knots: int = KNOTS, blend: floa
 def choose(predicted, actual, folds: int = FOLDS, seed: int = 0) -> str:
     """The shape ("isotonic" or "scale") whose out-of-fold predictions have the lower Percentile MAPE over a
     shuffled `folds`-fold split of (predicted, actual); "scale" on a tie or with too few rows to split."""
-    from sklearn.model_selection import KFold
+    p, y = _checked(predicted, actual)
+    return _choose(p, y, folds, seed)
 
+
+def _choose(p: np.ndarray, y: np.ndarray, folds: int, seed: int) -> str:
+    """`choose` on inputs already checked."""
     from mean_tf.metrics import percentile_mape
 
-    p, y = _checked(predicted, actual)
     if p.size < 2 * folds:
         return "scale"
-    out = {shape: np.zeros_like(p) for shape in SHAPES}
-    for fit_rows, held_out in KFold(folds, shuffle=True, random_state=seed).split(p):
-        for shape in SHAPES:
-            try:
-                out[shape][held_out] = fit(p[fit_rows], y[fit_rows], shape).apply(p[held_out])
-            except MeanTFError:  # a fold without positive values: the level alone
-                out[shape][held_out] = p[held_out] * y.sum() / p.sum()
-    score = {shape: percentile_mape(y, q) for shape, q in out.items()}
+    score = {shape: percentile_mape(y, q) for shape, q in out_of_fold(p, y, folds, seed).items()}
     score = {shape: v if np.isfinite(v) else np.inf for shape, v in score.items()}
     return "isotonic" if score["isotonic"] < score["scale"] else "scale"
+
+
+def out_of_fold(p: np.ndarray, y: np.ndarray, folds: int = FOLDS, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Each shape's out-of-fold calibrated predictions of (p, y) over a shuffled `folds`-fold split. A fold
+    whose fit rows have no positive actual or predicted value cannot be calibrated: both shapes predict the
+    fit rows' mean actual for it, so it favours neither and no held-out row informs its own prediction."""
+    from sklearn.model_selection import KFold
+
+    out = {shape: np.zeros_like(p, dtype=np.float64) for shape in SHAPES}
+    for fit_rows, held_out in KFold(folds, shuffle=True, random_state=seed).split(p):
+        pf, yf = p[fit_rows], y[fit_rows]
+        for shape in SHAPES:
+            if yf.sum() > 0 and pf.sum() > 0:
+                out[shape][held_out] = _fit_shape(pf, yf, shape).apply(p[held_out])
+            else:
+                out[shape][held_out] = yf.mean()
+    return out
 
 
 def fit_columns(predicted: np.ndarray, actual: np.ndarray, labels: Sequence[str],

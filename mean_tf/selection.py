@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from mean_tf import metrics
 from mean_tf.errors import MeanTFError
+from mean_tf.files import atomic_file, write_json
 
 SELECTION_KEY = "val_selection"
 PREDICTION_LOSS_KEY = "val_prediction_loss"
@@ -120,14 +121,11 @@ class ModelSelection(tf.keras.callbacks.Callback):
         os.makedirs(self.state_dir, exist_ok=True)
         weights = self._path(f"best-{self.best_epoch}.npz")
         if self.best_weights is not None and self.best_epoch == epoch:
-            np.savez(weights + ".tmp.npz", *self.best_weights)
-            os.replace(weights + ".tmp.npz", weights)
+            with atomic_file(weights) as tmp:
+                np.savez(tmp, *self.best_weights)
         state = {"best": self.best, "best_tie": self.best_tie, "best_epoch": self.best_epoch, "wait": self.wait,
                  "hit_max_steps": self.hit_max_steps}
-        path = self._path(f"state-{epoch}.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.replace(path + ".tmp", path)
+        write_json(self._path(f"state-{epoch}.json"), state)
         keep = {f"state-{epoch}.json", f"state-{epoch - 1}.json", f"best-{self.best_epoch}.npz"}
         previous = self._read(epoch - 1)
         if previous:

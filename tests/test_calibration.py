@@ -80,3 +80,14 @@ def test_files_from_before_the_choice_read_as_isotonic_and_unknown_methods_are_r
     assert calibration.Calibration.from_dict({"x": [0.0, 1.0], "y": [0.0, 2.0]}).method == "isotonic"
     with pytest.raises(MeanTFError, match="one of auto, isotonic, scale"):
         calibration.fit(np.ones(4), np.ones(4), "spline")
+
+
+def test_a_fold_that_cannot_be_calibrated_predicts_its_fit_rows_mean_not_the_held_out_rows():
+    p = np.arange(1.0, 11.0)
+    y = np.zeros(10)
+    y[9] = 50.0  # one buyer: the fold that holds it out has no positive actual to fit
+    out = calibration.out_of_fold(p, y)
+    for shape in calibration.SHAPES:
+        assert out[shape][9] == 0.0  # its fit rows' mean, 0; not a level learnt with the held-out row in it
+        assert np.all(out[shape] >= 0)
+    assert calibration.choose(p, y) in calibration.SHAPES

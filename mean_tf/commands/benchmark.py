@@ -9,6 +9,7 @@ import shlex
 import sys
 
 from mean_tf.commands._common import OUT, add_list_option, add_renamed_option, integers
+from mean_tf.files import write_json
 
 DEFAULT_RESULTS = os.path.join(OUT, "benchmark", "results.jsonl")
 DEFAULT_REPORT_DIR = os.path.join(OUT, "benchmark")
@@ -71,10 +72,7 @@ def _record_command(meta_path: str) -> None:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
     meta = {"commands": meta.get("commands", []) + [command], **run.environment()}
-    os.makedirs(os.path.dirname(os.path.abspath(meta_path)), exist_ok=True)
-    with open(meta_path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(meta_path + ".tmp", meta_path)
+    write_json(meta_path, meta, indent=2)
 
 
 def main(args) -> int:

@@ -6,6 +6,7 @@ import json
 import os
 
 from mean_tf.commands._common import add_config_options, config_from_args
+from mean_tf.files import write_json
 
 
 def register(subparsers):
@@ -53,8 +54,6 @@ def main(args) -> int:
     results = outcome.evaluate()
     print(f"{args.model} on {manifest.name}, test split ({len(outcome.y)} rows):")
     print(format_metrics(results))
-    if args.json_out:  # written next to the target and renamed: never a half-written file
-        with open(args.json_out + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"model": args.model, "dataset": manifest.name, "metrics": results}, f, indent=2)
-        os.replace(args.json_out + ".tmp", args.json_out)
+    if args.json_out:
+        write_json(args.json_out, {"model": args.model, "dataset": manifest.name, "metrics": results}, indent=2)
     return 0

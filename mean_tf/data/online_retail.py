@@ -21,6 +21,7 @@ from mean_tf.data import manifest as mf
 from mean_tf.data.splits import assign_splits
 from mean_tf.data.transactions import Snapshots, monthly_cutoffs, parse_numbers, snapshots_from_transactions
 from mean_tf.errors import MeanTFError, MeanTFWarning
+from mean_tf.files import atomic_file
 
 NAME = "online_retail_ii"
 COLUMNS = ("customer_id", "invoice_date", "description", "quantity", "unit_price", "country")
@@ -59,10 +60,8 @@ def write_example_log(out: Union[str, Path], customers: int = EXAMPLE_CUSTOMERS,
     """Write `example_log` as CSV (atomically); returns the number of orders."""
     orders = example_log(customers, seed, input_path)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    orders.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
-    tmp.replace(out)
+    with atomic_file(str(out)) as tmp:
+        orders.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
     return len(orders)
 
 

@@ -8,6 +8,7 @@ import shlex
 from typing import Dict, List, Optional
 
 from mean_tf.errors import MeanTFError
+from mean_tf.files import write_json
 
 PARTS = ("train", "input", "serving", "pipeline")
 
@@ -17,11 +18,8 @@ def result_path(results_dir: str, part: str, tag: Optional[str] = None) -> str:
 
 
 def write_result(results_dir: str, part: str, result: Dict, tag: Optional[str] = None) -> str:
-    os.makedirs(results_dir, exist_ok=True)
     path = result_path(results_dir, part, tag)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(path, result, indent=2, sort_keys=True)
     return path
 
 

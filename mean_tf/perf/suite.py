@@ -115,6 +115,7 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
 
     from mean_tf.data import synthetic
     from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
+    from mean_tf.data.splits import FRACTIONS
     from mean_tf.perf.data import synthetic_dir
     from mean_tf.perf.memory import RSSSampler
     from mean_tf.perf.serving import export_briefly_trained
@@ -128,8 +129,8 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
                                               data.materialized.files("train"), label, raw_features,
                                               os.path.join(export_dir, "model"))
     for customers in sizes:
-        # The same generator (features, seed) at more rows; its train split (7 rows in 10) is scored.
-        total = math.ceil(customers / 0.7)
+        # The same generator (features, seed) at more rows; its train split is scored.
+        total = math.ceil(customers / FRACTIONS[0])
         folder = synthetic_dir(work_dir, total, features, config.seed)
         start = time.perf_counter()
         if not os.path.exists(os.path.join(folder, MANIFEST_FILE)):
