@@ -208,3 +208,49 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     with pytest.raises(MeanTFError, match="--extend: the earlier record has features=10, this run 12"):
         pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [900], 12, MEANConfig(), "mean", 2,
                                      extend=saved[1])
+
+
+PYSPY_RAW = """\
+process 10:"python -c RUNNER";run (tfx/orchestration/local/local_dag_runner.py:80);Do (tfx/components/transform/executor.py:500);trace (tensorflow/python/eager/def_function.py:10) 40
+process 10:"python -c
+RUNNER";run (tfx/orchestration/local/local_dag_runner.py:80);Do (tfx/components/transform/executor.py:500);build (apache_beam/pipeline.py:7) 20
+process 11:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);process (tensorflow_transform/beam/impl.py:3);run (tensorflow/python/client/session.py:9) 60
+process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);add_input (tensorflow_data_validation/statistics/stats_impl.py:4) 30
+process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);_find_and_load (<frozen importlib._bootstrap>:1);exec_module (<frozen importlib._bootstrap_external>:2) 10
+process 13:"python -m apache_beam.runners.worker.sdk_worker_main";_bootstrap (threading.py:1);channel_spin (grpc/_channel.py:5) 5
+"""
+
+
+def test_pyspy_samples_are_summed_per_component_and_function(tmp_path):
+    """A runner stack belongs to the TFX executor on it; a worker's to the library of its Beam transform."""
+    from mean_tf.perf.profile import IMPORTING, pyspy_summary
+
+    raw = tmp_path / "py-spy.txt"
+    raw.write_text(PYSPY_RAW)
+    summary = pyspy_summary(str(raw), rate=10)
+    assert summary["cpu_seconds"] == 16.0 and summary["waiting_seconds"] == 0.5  # channel_spin: a wait
+    transform, stats = (summary["components"][k] for k in ("transform", "statistics_gen"))
+    assert list(summary["components"]) == ["transform", "statistics_gen"]  # most CPU first
+    assert transform["cpu_seconds"] == 12.0 and transform["beam_worker_share"] == 0.5  # a stack over two lines too
+    assert transform["top_own"][0] == {"function": "run (tensorflow/python/client/session.py)", "cpu_seconds": 6.0}
+    assert {"function": "Do (tfx/components/transform/executor.py)", "cpu_seconds": 6.0} in transform["top_inclusive"]
+    assert not any("local_dag_runner" in f["function"] for f in transform["top_inclusive"])  # the runner: plumbing
+    # Worker 12's stack without a library on it (an import) counts for the component the worker serves.
+    assert stats["cpu_seconds"] == 4.0 and stats["beam_worker_share"] == 1.0
+    assert stats["top_own"][-1] == {"function": IMPORTING, "cpu_seconds": 1.0}
+
+
+def test_profiled_runs_are_rendered_and_profiling_needs_py_spy(tmp_path, monkeypatch):
+    from mean_tf.perf import profile
+    from mean_tf.perf.report import _Commands, _profiles
+
+    raw = tmp_path / "py-spy.txt"
+    raw.write_text(PYSPY_RAW)
+    run = {"rows": 300, "wall_seconds": 20.0, "components": [], "profile": profile.pyspy_summary(str(raw), rate=10)}
+    text = "\n".join(_profiles([{"command": "mean-tf perf pipeline --profile", "environment": {}, "runs": [run]}],
+                               _Commands()))
+    assert "### Where the CPU goes: 300 rows profiled [1]" in text
+    assert "| transform | 12 | 50% | `run (tensorflow/python/client/session.py)` 6" in text
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MeanTFError, match="--profile needs py-spy on PATH"):
+        profile.pyspy_command(str(raw), ["python"])

@@ -98,6 +98,8 @@ def register(subparsers) -> None:
                     help="TFX's stock ImportExampleGen (reshuffles each split in memory) instead of the copying one")
     sp.add_argument("--extend", action="store_true",
                     help="keep the runs of the saved record (same setup) at other sizes and add these sizes to it")
+    sp.add_argument("--profile", action="store_true",
+                    help="sample every process with py-spy (on PATH): CPU time per component and function")
     sp.set_defaults(func=_pipeline)
 
     sp = sub.add_parser("score", help="benchmark 5: `mean-tf score` time and peak memory at growing customer counts")
@@ -189,7 +191,7 @@ def _pipeline(args) -> int:
     record = pipeline_scaling.run_scaling(command, args.work, args.sizes, args.features, config, args.model,
                                           args.direct_num_workers, epochs=args.epochs, not_run=args.not_run,
                                           note=args.note, shuffle_examples=args.shuffle_examples, extend=earlier,
-                                          on_run=lambda partial: _save(args, "pipeline", partial))
+                                          on_run=lambda partial: _save(args, "pipeline", partial), profile=args.profile)
     for r in record["runs"]:
         print(f"{r['rows']:>9,} rows: {r['wall_seconds']:.0f} s, peak {r['peak_rss_gib']:.2f} GiB")
     return 0

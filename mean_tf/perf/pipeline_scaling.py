@@ -64,11 +64,16 @@ def pipeline_command(data_dir: str, out_dir: str, model: str, config: MEANConfig
 
 
 def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str, beam_args: Sequence[str],
-             log_path: str, shuffle_examples: bool = False) -> Dict:
-    """Run the pipeline once in a child process; wall time, peak tree RSS, and per-component time and peak RSS."""
+             log_path: str, shuffle_examples: bool = False, profile: bool = False) -> Dict:
+    """Run the pipeline once in a child process; wall time, peak tree RSS, and per-component time and peak RSS;
+    with `profile`, under py-spy, and the CPU time per component and function (`profile.pyspy_summary`)."""
+    from mean_tf.perf import profile as profiler
     from pipeline.local_runner import paths
 
     cmd = pipeline_command(data_dir, out_dir, model, config, label, beam_args, shuffle_examples)
+    raw_profile = os.path.join(out_dir, "py-spy.txt")
+    if profile:
+        cmd = profiler.pyspy_command(raw_profile, cmd)
     start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -83,17 +88,21 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
     for c in components:
         # Widened by one sampling interval, so that a component shorter than the interval still gets a sample.
         c["peak_rss_gib"] = sampler.peak(c["start"] - SAMPLE_SECONDS, c["end"] + SAMPLE_SECONDS) / GIB
-    return {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
+    run = {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
+    if profile:
+        run["profile"] = profiler.pyspy_summary(raw_profile)
+    return run
 
 
-_SAME_SETUP = ("features", "model", "label", "epochs", "beam_pipeline_args", "shuffle_examples")
+_SAME_SETUP = {"features": None, "model": None, "label": None, "epochs": None, "beam_pipeline_args": None,
+               "shuffle_examples": False, "profile": False}  # setting -> its value in records older than it
 
 
 def extended_runs(earlier: Dict, record: Dict, sizes: Sequence[int]) -> List[Dict]:
     """The runs of `earlier` that `record` keeps, each naming its session; an error if the setups differ."""
-    for key in _SAME_SETUP:
-        if earlier.get(key) != record[key]:
-            raise MeanTFError(f"--extend: the earlier record has {key}={earlier.get(key)!r}, this run "
+    for key, old_default in _SAME_SETUP.items():
+        if earlier.get(key, old_default) != record[key]:
+            raise MeanTFError(f"--extend: the earlier record has {key}={earlier.get(key, old_default)!r}, this run "
                               f"{record[key]!r}; extend only a record of the same setup")
     session = {"command": earlier["command"], "environment": earlier["environment"]}
     return [{"session": session, **run} for run in earlier["runs"] if run["rows"] not in sizes]
@@ -102,12 +111,13 @@ def extended_runs(earlier: Dict, record: Dict, sizes: Sequence[int]) -> List[Dic
 def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int, config: MEANConfig, model: str,
                 direct_num_workers: int, epochs: Optional[int] = None, label: str = "cltv_365", not_run: str = "",
                 note: str = "", shuffle_examples: bool = False, extend: Optional[Dict] = None,
-                on_run: Optional[Callable[[Dict], None]] = None) -> Dict:
+                on_run: Optional[Callable[[Dict], None]] = None, profile: bool = False) -> Dict:
     """Benchmark 4 at each size (smallest first); the data of each size is generated first (not timed here).
 
     `on_run(record)` is called after each size with the record so far (`pending`: the sizes not run yet), so a
     run stopped before its largest size still leaves the sizes it finished. `extend`, an earlier record of the
     same setup, keeps its runs (each run names the session it ran in: `session`, its command and environment).
+    `profile` runs each size under py-spy (`run_once`); its times then include the sampler's small overhead.
     """
     from mean_tf.data import synthetic
     from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
@@ -118,7 +128,8 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         config = config.replace(epochs=epochs)
     record = {"command": command, "environment": environment.describe(), "features": features, "model": model,
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
-              "not_run": not_run, "epochs": config.epochs, "shuffle_examples": shuffle_examples, "runs": [],
+              "not_run": not_run, "epochs": config.epochs, "shuffle_examples": shuffle_examples, "profile": profile,
+              "runs": [],
               "pending": sorted(sizes)}
     session = {"command": command, "environment": record["environment"]}
     if extend is not None:
@@ -133,7 +144,7 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
         out_dir = os.path.join(work_dir, f"pipeline-{rows}x{features}-{int(time.time())}")
         os.makedirs(out_dir, exist_ok=True)
         run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"),
-                       shuffle_examples)
+                       shuffle_examples, profile)
         run.update(session=session, rows=rows, train_rows=int(manifest.row_counts["train"]),
                    generate_seconds=time.time() - gen_start - run["wall_seconds"],
                    load_average_after=environment.load_average())

@@ -335,7 +335,28 @@ def _pipeline_section(pipe: Optional[Dict], proj: Optional[Dict], earlier: List[
                 "them when this record was written: it was stopped or is still running).", ""]
     if proj:
         out += [" ".join(filter(None, [proj["prediction"], proj["text"]])) + " (Assumptions in the appendix.)", ""]
-    return out + (_earlier_records(earlier, runs, cmds) if earlier else [])
+    return out + (_earlier_records(earlier, runs, cmds) if earlier else []) + _profiles([pipe] + earlier, cmds)
+
+
+def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
+    """The py-spy profile of every profiled pipeline run (`mean-tf perf pipeline --profile`): CPU seconds per
+    component and the functions they go to."""
+    out = []
+    for e in records:
+        for x in sorted((x for x in e["runs"] if x.get("profile")), key=lambda x: x["rows"]):
+            prof = x["profile"]
+            key = cmds.cite(x.get("session", e), x.get("load_average_after"), f" at {x['rows']:,} rows")
+            names = lambda fs: "; ".join(f"`{f['function']}` {f['cpu_seconds']:,.0f}" for f in fs[:top])  # noqa: E731
+            rows = [[name, f"{c['cpu_seconds']:,.0f}", f"{c['beam_worker_share']:.0%}", names(c["top_own"]),
+                     names(c["top_inclusive"])] for name, c in prof["components"].items()]
+            out += [f"### Where the CPU goes: {x['rows']:,} rows profiled {key}", "",
+                    f"{prof['tool']} sampled every process of the run {prof['rate']} times a second (not pausing it): "
+                    f"{prof['cpu_seconds']:,.0f} CPU-seconds in a {x['wall_seconds']:,.0f} s run. A sample belongs to "
+                    "the TFX executor on its stack (the runner process) or to the library of the Beam transform a "
+                    "worker runs; *own* is time in the function itself, *with callees* includes what it calls.", ""]
+            out += _table(["component", "CPU s", "in Beam workers", f"top {top} own CPU s", f"top {top} with callees, CPU s"],
+                          rows)
+    return out
 
 
 ONE_PHASE_TRANSFORM_COMMIT = "18d56d2"  # the joint vocabulary analyzer (issue 20, item 1)
