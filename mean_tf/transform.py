@@ -272,18 +272,32 @@ class Materialized:
         return tft.TFTransformOutput(self.out_dir)
 
 
+def code_fingerprint() -> str:
+    """A hash of the modules that define the transform (this one and `mean_tf.vocabulary`): a cached output
+    made by other code is not reused."""
+    import hashlib
+
+    from mean_tf import vocabulary
+
+    digest = hashlib.sha1()
+    for path in (__file__, vocabulary.__file__):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
 def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: Sequence[str] = ()) -> Materialized:
     """Analyze on train, transform train/eval/test to gzipped TFRecords under `out_dir`; skip when already done.
 
-    The run is recorded in `out_dir/materialize.json` (the manifest folder and the custom_config); a
-    folder whose record matches is reused as is. The folder is written atomically (a temp folder next
+    The run is recorded in `out_dir/materialize.json` (the manifest folder, the custom_config and a hash of
+    the transform's code, `code_fingerprint`); a folder whose record matches is reused as is. The folder is written atomically (a temp folder next
     to it, renamed at the end), so an interrupted run leaves nothing half-written.
     """
     from mean_tf.data.manifest import atomic_output_dir, verify_split_files
 
     custom_config = transform_config(manifest, config)
     record = {"manifest_dir": os.path.abspath(manifest.root), "custom_config": custom_config,
-              "row_counts": dict(manifest.row_counts)}
+              "row_counts": dict(manifest.row_counts), "code": code_fingerprint()}
     record_path = os.path.join(out_dir, MATERIALIZE_RECORD)
     if os.path.exists(record_path):
         with open(record_path, encoding="utf-8") as f:

@@ -1,4 +1,5 @@
 """preprocessing_fn the chicago-taxi way: tft_beam.AnalyzeAndTransformDataset on a small in-memory dataset."""
+import json
 import os
 import tempfile
 
@@ -180,6 +181,27 @@ def test_materialize_writes_transformed_splits_and_is_cached(tmp_path):
     stamp = os.path.getmtime(done.files("train")[0])
     again = transform.materialize(manifest, config, str(out))
     assert again.files("train") == done.files("train") and os.path.getmtime(done.files("train")[0]) == stamp
+
+
+def test_a_cached_transform_made_by_other_code_is_made_again(tmp_path, monkeypatch):
+    from mean_tf.data.manifest import Manifest, write_dataset
+
+    import pandas as pd
+
+    frame = pd.DataFrame([{**r, "customer_id": f"c{i}", "cutoff": "2011-01-01", "split": split}
+                          for i, (r, split) in enumerate(zip(ROWS * 2, ["train"] * 6 + ["eval"] * 3 + ["test"] * 3))])
+    manifest = write_dataset(frame, tmp_path / "data", Manifest(
+        name="tiny", splits={}, numeric_features=["recency_days"], categorical_features=["country"],
+        labels=["cltv_90"]))
+    config = MEANConfig(labels=("cltv_90",), num_distributions=3)
+    out = str(tmp_path / "transformed")
+    first = transform.materialize(manifest, config, out)
+    stamp = os.path.getmtime(first.files("train")[0])
+    with open(os.path.join(out, transform.MATERIALIZE_RECORD), encoding="utf-8") as f:
+        assert json.load(f)["code"] == transform.code_fingerprint()
+    monkeypatch.setattr(transform, "code_fingerprint", lambda: "other-code")
+    again = transform.materialize(manifest, config, out)
+    assert os.path.getmtime(again.files("train")[0]) != stamp
 
 
 # --- the one-phase, joint-vocabulary preprocessing_fn against the one it replaced (issue #20) ---------
