@@ -178,6 +178,34 @@ def test_perf_parts_resolve_results_from_write_docs():
     assert (args.results, args.report) == (os.path.join("docs", "perf"), os.path.join("docs", "performance.md"))
 
 
+def test_perf_all_runs_every_part_with_that_parts_own_options(monkeypatch, tmp_path):
+    """`perf all` once passed each part a hand-made namespace that lacked options the part reads (--deterministic,
+    --extend, --profile): every part now gets its own parser's defaults, then what `all` was given."""
+    from mean_tf.perf import pipeline_scaling, suite
+
+    seen = {}
+
+    def fake(part, record):
+        def run(command, work, *a, **kw):
+            seen[part] = (a, kw)
+            return record
+        return run
+
+    monkeypatch.setattr(suite, "set_threads", lambda *a: None)
+    monkeypatch.setattr(suite, "run_train", fake("train", {"models": []}))
+    monkeypatch.setattr(suite, "run_input", fake("input", {"variants": {}}))
+    monkeypatch.setattr(suite, "run_serving", fake("serving", {"batch_sizes": {}}))
+    monkeypatch.setattr(suite, "run_score", fake("score", {"scoring_runs": []}))
+    monkeypatch.setattr(pipeline_scaling, "run_scaling", fake("pipeline", {"runs": []}))
+    monkeypatch.setattr(perf, "_report", lambda args: 0)
+    assert cli.main(["perf", "all", "--results", str(tmp_path), "--sizes", "1000,2000", "--set", "epochs=1"]) == 0
+    assert set(seen) == {"train", "input", "serving", "score", "pipeline"}
+    assert seen["score"][0][0] == 8_000 and seen["train"][0][0] == 50_000  # each part's own --rows default
+    assert seen["score"][1]["sizes"] == [100_000, 1_000_000] and seen["pipeline"][0][0] == [1000, 2000]
+    assert seen["pipeline"][1]["profile"] is False and seen["pipeline"][1]["extend"] is None
+    assert seen["train"][0][2].epochs == 1  # the config `all` was given reaches every part
+
+
 def test_benchmark_report_header_names_the_command_that_wrote_it(tmp_path):
     from mean_tf.benchmark import report
 

@@ -214,10 +214,11 @@ PYSPY_RAW = """\
 process 10:"python -c RUNNER";run (tfx/orchestration/local/local_dag_runner.py:80);Do (tfx/components/transform/executor.py:500);trace (tensorflow/python/eager/def_function.py:10) 40
 process 10:"python -c
 RUNNER";run (tfx/orchestration/local/local_dag_runner.py:80);Do (tfx/components/transform/executor.py:500);build (apache_beam/pipeline.py:7) 20
-process 11:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);process (tensorflow_transform/beam/impl.py:3);run (tensorflow/python/client/session.py:9) 60
-process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);add_input (tensorflow_data_validation/statistics/stats_impl.py:4) 30
-process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);_find_and_load (<frozen importlib._bootstrap>:1);exec_module (<frozen importlib._bootstrap_external>:2) 10
-process 13:"python -m apache_beam.runners.worker.sdk_worker_main";_bootstrap (threading.py:1);channel_spin (grpc/_channel.py:5) 5
+process 10:"python -c RUNNER";process 11:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);process (tensorflow_transform/beam/impl.py:3);run (tensorflow/python/client/session.py:9) 60
+process 10:"python -c RUNNER";process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);add_input (tensorflow_data_validation/statistics/stats_impl.py:4) 30
+process 10:"python -c RUNNER";process 12:"python -m apache_beam.runners.worker.sdk_worker_main";main (apache_beam/runners/worker/sdk_worker_main.py:1);_find_and_load (<frozen importlib._bootstrap>:1);exec_module (<frozen importlib._bootstrap_external>:2) 10
+process 10:"python -c RUNNER";process 13:"python -m apache_beam.runners.worker.sdk_worker_main";_bootstrap (threading.py:1);channel_spin (grpc/_channel.py:5) 5
+process 10:"python -c RUNNER";process 12:"python -m apache_beam.runners.worker.sdk_worker_main";_bootstrap (threading.py:1);_bootstrap_inner (threading.py:2);run (threading.py:3) 7
 """
 
 
@@ -228,7 +229,9 @@ def test_pyspy_samples_are_summed_per_component_and_function(tmp_path):
     raw = tmp_path / "py-spy.txt"
     raw.write_text(PYSPY_RAW)
     summary = pyspy_summary(str(raw), rate=10)
-    assert summary["cpu_seconds"] == 16.0 and summary["waiting_seconds"] == 0.5  # channel_spin: a wait
+    # Worker stacks follow the runner's process frame, as py-spy --subprocesses writes them. channel_spin and a
+    # thread running native code (no Python frame under `run`) are waits.
+    assert summary["cpu_seconds"] == 16.0 and summary["waiting_seconds"] == 1.2
     transform, stats = (summary["components"][k] for k in ("transform", "statistics_gen"))
     assert list(summary["components"]) == ["transform", "statistics_gen"]  # most CPU first
     assert transform["cpu_seconds"] == 12.0 and transform["beam_worker_share"] == 0.5  # a stack over two lines too

@@ -32,6 +32,9 @@ def _report_option(sp, *old) -> None:
                        help=f"report path (default {DEFAULT_REPORT}; {DOCS_REPORT} with --write-docs)")
 
 
+_PARTS = {}  # part -> its parser: `all` runs each part with that parser's defaults
+
+
 def _resolve_paths(args) -> None:
     """Fill --results (and --report) from --write-docs or the out/ defaults."""
     docs = getattr(args, "write_docs", False)
@@ -50,7 +53,8 @@ def register(subparsers) -> None:
     def common(sp, rows_default=50_000):
         _results_option(sp)
         sp.add_argument("--work", default=DEFAULT_WORK, help=f"data cache folder (default {DEFAULT_WORK})")
-        sp.add_argument("--rows", type=int, default=rows_default, help=f"synthetic rows (default {rows_default})")
+        sp.add_argument("--rows", type=int, default=rows_default,
+                        help=f"synthetic rows (default {rows_default or 'each part its own'})")
         sp.add_argument("--features", type=int, default=720, help="synthetic features (default 720, the paper's)")
         sp.add_argument("--tag", default=None, help="save as an experiment <part>-<tag>.json next to the baseline")
         sp.add_argument("--note", default="", help="a note stored with the result (shown in the report)")
@@ -58,7 +62,7 @@ def register(subparsers) -> None:
         sp.add_argument("--inter-op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
         add_config_options(sp)
 
-    sp = sub.add_parser("train", help="benchmark 1: training examples/s, FLOPs and the matmul roofline")
+    sp = _PARTS["train"] = sub.add_parser("train", help="benchmark 1: training examples/s, FLOPs and the matmul roofline")
     common(sp)
     add_list_option(sp, "--models", default=["mean", "mtl_mean", "dnn_ziln"], metavar="MODELS",
                     help="registry models, trained in this order in one run (default mean,mtl_mean,dnn_ziln)")
@@ -72,13 +76,14 @@ def register(subparsers) -> None:
     sp.add_argument("--peak-size", type=int, default=1024, help="n of the n x n x n matmul giving the peak rate")
     sp.set_defaults(func=_train)
 
-    sp = sub.add_parser("input", help="benchmark 2: input pipeline examples/s")
+    sp = _PARTS["input"] = sub.add_parser("input", help="benchmark 2: input pipeline examples/s")
     common(sp)
     sp.add_argument("--batches", type=int, default=40, help="timed batches per variant (default 40)")
     sp.add_argument("--warmup", type=int, default=5, help="untimed batches first (default 5)")
     sp.set_defaults(func=_input)
 
-    sp = sub.add_parser("serving", help="benchmark 3: serving_default latency p50/p99 (TF1 Session loader)")
+    sp = _PARTS["serving"] = sub.add_parser("serving",
+                                           help="benchmark 3: serving_default latency p50/p99 (TF1 Session loader)")
     common(sp)
     sp.add_argument("--model", default="mean", help="registry model to export (default mean)")
     add_list_option(sp, "--batch-sizes", of=integers, default=[1, 64, 1024], metavar="SIZES",
@@ -86,7 +91,8 @@ def register(subparsers) -> None:
     sp.add_argument("--requests", type=int, default=200, help="timed requests per batch size (default 200)")
     sp.set_defaults(func=_serving)
 
-    sp = sub.add_parser("pipeline", help="benchmark 4: the local TFX pipeline at several sizes, time and peak memory")
+    sp = _PARTS["pipeline"] = sub.add_parser(
+        "pipeline", help="benchmark 4: the local TFX pipeline at several sizes, time and peak memory")
     common(sp)
     add_list_option(sp, "--sizes", of=integers, default=[20_000, 60_000], metavar="ROWS",
                     help="rows of each run (default 20000,60000)")
@@ -102,15 +108,16 @@ def register(subparsers) -> None:
                     help="sample every process with py-spy (on PATH): CPU time per component and function")
     sp.set_defaults(func=_pipeline)
 
-    sp = sub.add_parser("score", help="benchmark 5: `mean-tf score` time and peak memory at growing customer counts")
+    sp = _PARTS["score"] = sub.add_parser(
+        "score", help="benchmark 5: `mean-tf score` time and peak memory at growing customer counts")
     common(sp, rows_default=8_000)
     sp.add_argument("--model", default="mean", help="registry model to export (default mean)")
     add_list_option(sp, "--sizes", of=integers, default=[100_000, 1_000_000], metavar="CUSTOMERS",
                     help="customers scored in each run (default 100000,1000000)")
     sp.set_defaults(func=_score)
 
-    sp = sub.add_parser("all", help="train, input, serving and pipeline with their defaults, then report")
-    common(sp)
+    sp = sub.add_parser("all", help="train, input, serving, score and pipeline with their defaults, then report")
+    common(sp, rows_default=None)
     add_list_option(sp, "--sizes", of=integers, default=[20_000, 60_000], metavar="ROWS",
                     help="pipeline sizes (default 20000,60000)")
     _report_option(sp)
@@ -215,19 +222,13 @@ def _all(args) -> int:
 
     _resolve_paths(args)
     args.command_line = results.command_line(args)
-
-    for part, func, extra in (("train", _train, {"models": ["mean", "mtl_mean", "dnn_ziln"], "steps": 30, "warmup": 5,
-                                                  "jit": False, "roofline_min_seconds": 0.05,
-                                                  "peak_size": 1024}),
-                              ("input", _input, {"batches": 40, "warmup": 5}),
-                              ("serving", _serving, {"model": "mean", "batch_sizes": [1, 64, 1024], "requests": 200}),
-                              ("score", _score, {"model": "mean", "sizes": [100_000, 1_000_000]}),
-                              ("pipeline", _pipeline, {"model": "mean", "direct_num_workers": 2, "epochs": None,
-                                                       "not_run": "", "shuffle_examples": False})):
-        sub = argparse.Namespace(**{**vars(args), **extra})
+    shared = {k: v for k, v in vars(args).items() if k not in ("func", "part", "report", "sizes") and v is not None}
+    for part, func in (("train", _train), ("input", _input), ("serving", _serving), ("score", _score),
+                       ("pipeline", _pipeline)):
+        own = vars(_PARTS[part].parse_args([]))  # the part's own defaults, then what `all` was given
         if part == "pipeline":
-            sub.sizes = args.sizes
-        func(sub)
+            own["sizes"] = args.sizes
+        func(argparse.Namespace(**{**own, **shared}))
     return _report(argparse.Namespace(results=args.results, report=args.report, write_docs=args.write_docs))
 
 

@@ -24,22 +24,24 @@ def synthetic_dir(work_dir: str, rows: int, features: int, seed: int) -> str:
     return os.path.join(work_dir, f"synthetic-{rows}x{features}-s{seed}")
 
 
+def synthetic_data(work_dir: str, rows: int, features: int, seed: int = 0):
+    """(manifest, seconds spent generating) of the cached synthetic data set of this size, generated if missing."""
+    from mean_tf.data import synthetic
+    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
+
+    folder = synthetic_dir(work_dir, rows, features, seed)
+    start = time.perf_counter()
+    if not os.path.exists(os.path.join(folder, MANIFEST_FILE)):
+        synthetic.build(folder, rows, features, seed=seed)
+    return read_manifest(folder), time.perf_counter() - start
+
+
 def prepare(work_dir: str, rows: int, features: int, config: MEANConfig, seed: int = 0,
             beam_pipeline_args: Sequence[str] = ()) -> BenchData:
     """Generate `rows` x `features` synthetic rows (unless cached) and materialise their Transform (cached too)."""
     from mean_tf import transform
-    from mean_tf.data import synthetic
-    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
 
-    data_dir = synthetic_dir(work_dir, rows, features, seed)
-    seconds = {"generate": 0.0, "transform": 0.0}
+    manifest, generated = synthetic_data(work_dir, rows, features, seed)
     start = time.perf_counter()
-    if os.path.exists(os.path.join(data_dir, MANIFEST_FILE)):
-        manifest = read_manifest(os.path.join(data_dir, MANIFEST_FILE))
-    else:
-        manifest = synthetic.build(data_dir, rows, features, seed=seed)
-        seconds["generate"] = time.perf_counter() - start
-    start = time.perf_counter()
-    materialized = transform.materialize(manifest, config, data_dir + "-transform", beam_pipeline_args)
-    seconds["transform"] = time.perf_counter() - start
-    return BenchData(manifest, materialized, seconds)
+    materialized = transform.materialize(manifest, config, manifest.root + "-transform", beam_pipeline_args)
+    return BenchData(manifest, materialized, {"generate": generated, "transform": time.perf_counter() - start})

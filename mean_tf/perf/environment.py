@@ -12,28 +12,22 @@ PACKAGES = ("tensorflow", "tf-keras", "tfx", "tensorflow-transform", "tensorflow
             "numpy", "pandas")
 
 
-def cpu_model() -> str:
+def _cpuinfo(key: str) -> str:
+    """The first `key : value` of /proc/cpuinfo ("" where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), "")
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return ""
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def cpu_flags() -> list:
     """The SIMD extensions that decide the matmul rate (AVX2, FMA, AVX-512)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return sorted(f for f in flags if f in {"avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"})
-    except OSError:
-        pass
-    return []
+    return sorted(set(_cpuinfo("flags").split()) & {"avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"})
 
 
 def versions() -> Dict[str, str]:

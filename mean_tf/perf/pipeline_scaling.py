@@ -119,9 +119,7 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
     same setup, keeps its runs (each run names the session it ran in: `session`, its command and environment).
     `profile` runs each size under py-spy (`run_once`); its times then include the sampler's small overhead.
     """
-    from mean_tf.data import synthetic
-    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
-    from mean_tf.perf.data import synthetic_dir
+    from mean_tf.perf.data import synthetic_data
 
     beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={direct_num_workers}"]
     if epochs is not None:
@@ -129,25 +127,19 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
     record = {"command": command, "environment": environment.describe(), "features": features, "model": model,
               "label": label, "beam_pipeline_args": beam_args, "sample_seconds": SAMPLE_SECONDS, "note": note,
               "not_run": not_run, "epochs": config.epochs, "shuffle_examples": shuffle_examples, "profile": profile,
-              "runs": [],
-              "pending": sorted(sizes)}
+              "runs": [], "pending": sorted(sizes)}
     session = {"command": command, "environment": record["environment"]}
     if extend is not None:
         record["runs"] = extended_runs(extend, record, sizes)
     started = time.time()
     for rows in sorted(sizes):
-        data_dir = synthetic_dir(work_dir, rows, features, config.seed)
-        gen_start = time.time()
-        if not os.path.exists(os.path.join(data_dir, MANIFEST_FILE)):
-            synthetic.build(data_dir, rows, features, seed=config.seed)
-        manifest = read_manifest(os.path.join(data_dir, MANIFEST_FILE))
+        manifest, generate_seconds = synthetic_data(work_dir, rows, features, config.seed)
         out_dir = os.path.join(work_dir, f"pipeline-{rows}x{features}-{int(time.time())}")
         os.makedirs(out_dir, exist_ok=True)
-        run = run_once(data_dir, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"),
+        run = run_once(manifest.root, out_dir, model, config, label, beam_args, os.path.join(out_dir, "run.log"),
                        shuffle_examples, profile)
         run.update(session=session, rows=rows, train_rows=int(manifest.row_counts["train"]),
-                   generate_seconds=time.time() - gen_start - run["wall_seconds"],
-                   load_average_after=environment.load_average())
+                   generate_seconds=generate_seconds, load_average_after=environment.load_average())
         record["runs"] = sorted(record["runs"] + [run], key=lambda r: r["rows"])
         record["pending"].remove(rows)
         record["seconds"] = time.time() - started

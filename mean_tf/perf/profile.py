@@ -73,7 +73,10 @@ _EXECUTOR = re.compile(r"^Do \((?:tfx/components/(\w+)/|(?:.*/)?(\w+)\.py)")  # 
 WAITS = frozenset({"_serve (grpc/_server.py)", "channel_spin (grpc/_channel.py)", "_blocking (grpc/_channel.py)",
                    "_poll_connectivity (grpc/_channel.py)", "_next (grpc/_channel.py)", "_try_wait (subprocess.py)",
                    "_wait_for_tstate_lock (threading.py)", "wait (threading.py)", "select (selectors.py)",
-                   "poll (selectors.py)"})
+                   "poll (selectors.py)",
+                   # A thread whose target is native code (in Beam workers, the gRPC streams): no Python frame
+                   # to tell busy from idle, and no lead to a cost either way.
+                   "run (threading.py)"})
 _WORKER_PACKAGES = (("tensorflow_model_analysis/", "evaluator"), ("tensorflow_transform/", "transform"),
                     ("tensorflow_data_validation/", "statistics_gen"), ("pipeline/example_gen", "example_gen"))
 _PROCESS = re.compile(r'^(process|thread) (0x)?[0-9a-fA-F]+( |:|\()')  # py-spy's process and thread frames
@@ -141,27 +144,26 @@ def pyspy_summary(raw_path: str, rate: int = PYSPY_RATE, top: int = 8) -> Dict:
     A stack whose innermost frame is one of `WAITS` counts as waiting, not CPU. A Beam worker serves one
     component, so the stacks of a worker with no component on them (starting up, importing) count for the
     component its other stacks name. Own time under an import is summed as `IMPORTING`."""
-    stacks = collections.defaultdict(list)  # process -> [(frames, samples, in a worker)]
+    stacks = collections.defaultdict(list)  # process -> [(frames, samples, in a worker, component)]
     waiting = 0
     for parts, n in _stacks(raw_path):
         frames = [p for p in parts if not _PROCESS.match(p)]
         if frames and _site(frames[-1]) in WAITS:
             waiting += n
             continue
-        process = next((p for p in parts if _PROCESS.match(p)), "")
-        stacks[process].append((frames, n, any("sdk_worker" in p for p in parts)))
+        process = next((p for p in reversed(parts) if _PROCESS.match(p)), "")  # a worker's frame follows its parent's
+        stacks[process].append((frames, n, any("sdk_worker" in p for p in parts), _component(frames)))
     samples: Dict[str, int] = collections.Counter()
     workers: Dict[str, int] = collections.Counter()
     own: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
     inclusive: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
     for process, entries in stacks.items():
         named = collections.Counter()
-        for frames, n, _ in entries:
-            named[_component(frames)] += n
+        for _, n, _, component in entries:
+            named[component] += n
         named.pop("other", None)
         owner = named.most_common(1)[0][0] if "sdk_worker" in process and named else "other"
-        for frames, n, in_worker in entries:
-            component = _component(frames)
+        for frames, n, in_worker, component in entries:
             component = owner if component == "other" else component
             samples[component] += n
             workers[component] += n if in_worker else 0

@@ -26,28 +26,6 @@ GOALS = {
 # Options of `mean-tf perf train` that change what is measured; a run with none of them is a baseline.
 SETTINGS = ("--jit", "--deterministic", "--set", "--intra-op", "--inter-op")
 
-ELSEWHERE = """\
-## Running elsewhere: GPU, Vertex AI, other Beam runners
-
-**GPU.** Not measured: no GPU was lent to this task. On a machine with one, `mean-tf perf train --tag gpu` and
-`mean-tf perf train --jit --tag gpu-xla` record it.
-
-**Vertex AI Training.** `mean_tf.training.strategy_from_env` picks `tf.distribute.MultiWorkerMirroredStrategy` when
-`TF_CONFIG` names a cluster, which Vertex AI sets on each replica of a custom job; only the chief writes the model.
-In TFX, pass `custom_config[tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY] = {"project": P,
-"worker_pool_specs": [...]}` (e.g. one n2-standard-16 chief and 3 workers) to the Vertex Trainer. `config.batch_size`
-is the global batch; `tests/test_distributed.py` checks two local workers against one.
-
-**Beam runners** for ExampleGen, StatisticsGen, Transform and the Evaluator (`--beam_pipeline_args`):
-
-| runner | arguments |
-|---|---|
-| Direct, multi-process (this page) | `--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2` |
-| Dataflow | `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --staging_location=gs://B/staging --machine_type=n2-standard-8 --max_num_workers=N --autoscaling_algorithm=THROUGHPUT_BASED --experiments=use_runner_v2 --sdk_container_image=IMAGE` |
-| Flink | `--runner=FlinkRunner --flink_master=HOST:8081 --environment_type=DOCKER --environment_config=IMAGE --parallelism=N` (or `--environment_type=EXTERNAL --environment_config=localhost:50000` with a worker pool) |
-| Spark | `--runner=SparkRunner --spark_master_url=spark://HOST:7077 --environment_type=DOCKER --environment_config=IMAGE` (portable Spark job server; or `--runner=PortableRunner --job_endpoint=HOST:8099`) |
-"""
-
 
 def _fmt(x, digits=1):
     if x is None:
@@ -346,9 +324,8 @@ def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
         for x in sorted((x for x in e["runs"] if x.get("profile")), key=lambda x: x["rows"]):
             prof = x["profile"]
             key = cmds.cite(x.get("session", e), x.get("load_average_after"), f" at {x['rows']:,} rows")
-            names = lambda fs: "; ".join(f"`{f['function']}` {f['cpu_seconds']:,.0f}" for f in fs[:top])  # noqa: E731
-            rows = [[name, f"{c['cpu_seconds']:,.0f}", f"{c['beam_worker_share']:.0%}", names(c["top_own"]),
-                     names(c["top_inclusive"])] for name, c in prof["components"].items()]
+            rows = [[name, f"{c['cpu_seconds']:,.0f}", f"{c['beam_worker_share']:.0%}", _functions(c["top_own"], top),
+                     _functions(c["top_inclusive"], top)] for name, c in prof["components"].items()]
             out += [f"### Where the CPU goes: {x['rows']:,} rows profiled {key}", "",
                     f"{prof['tool']} sampled every process of the run {prof['rate']} times a second (not pausing it): "
                     f"{prof['cpu_seconds']:,.0f} CPU-seconds in a {x['wall_seconds']:,.0f} s run. A sample belongs to "
@@ -357,6 +334,10 @@ def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
             out += _table(["component", "CPU s", "in Beam workers", f"top {top} own CPU s", f"top {top} with callees, CPU s"],
                           rows)
     return out
+
+
+def _functions(functions: List[Dict], top: int) -> str:
+    return "; ".join(f"`{f['function']}` {f['cpu_seconds']:,.0f}" for f in functions[:top])
 
 
 ONE_PHASE_TRANSFORM_COMMIT = "18d56d2"  # the joint vocabulary analyzer (issue 20, item 1)
@@ -436,7 +417,9 @@ def _appendix(records: List[Dict], cmds: _Commands, flags: str) -> List[str]:
             ["versions", ", ".join(f"{k} {v}" for k, v in env["versions"].items())],
             ["TensorFlow threads", f"intra-op {env['tf_threads'].get('intra_op', 0)}, inter-op "
                                    f"{env['tf_threads'].get('inter_op', 0)} (0 = one per core)"]])
-    return out + ["### Projection assumptions", "", PROJECTION_ASSUMPTIONS[0].upper() + PROJECTION_ASSUMPTIONS[1:], ""]
+    return out + ["### Projection assumptions", "", PROJECTION_ASSUMPTIONS[0].upper() + PROJECTION_ASSUMPTIONS[1:], "",
+                  "Running elsewhere (Vertex AI Pipelines and Training, Dataflow, Flink, Spark, several workers): "
+                  "README, section Deploy. A GPU run: `mean-tf perf train --tag gpu` (and `--jit --tag gpu-xla`).", ""]
 
 
 def render(results_dir: str, flags: str = "") -> str:
@@ -453,7 +436,7 @@ def render(results_dir: str, flags: str = "") -> str:
     lines += _serving_section(r["serving"], cmds)
     lines += _pipeline_section(r["pipeline"], proj, res.read_experiments(results_dir, "pipeline"), cmds)
     lines += _score_section(r["score"], cmds) if r["score"] else []
-    lines += [ELSEWHERE] + _appendix(list(r.values()), cmds, flags)
+    lines += _appendix(list(r.values()), cmds, flags)
     return "\n".join(lines)
 
 

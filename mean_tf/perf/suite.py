@@ -113,10 +113,8 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
     import subprocess
     import sys
 
-    from mean_tf.data import synthetic
-    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
     from mean_tf.data.splits import FRACTIONS
-    from mean_tf.perf.data import synthetic_dir
+    from mean_tf.perf.data import synthetic_data
     from mean_tf.perf.memory import RSSSampler
     from mean_tf.perf.serving import export_briefly_trained
 
@@ -130,16 +128,12 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
                                               os.path.join(export_dir, "model"))
     for customers in sizes:
         # The same generator (features, seed) at more rows; its train split is scored.
-        total = math.ceil(customers / FRACTIONS[0])
-        folder = synthetic_dir(work_dir, total, features, config.seed)
-        start = time.perf_counter()
-        if not os.path.exists(os.path.join(folder, MANIFEST_FILE)):
-            synthetic.build(folder, total, features, seed=config.seed)
-        generate_seconds = time.perf_counter() - start
-        scored = read_manifest(folder).row_counts["train"]
+        scoring, generate_seconds = synthetic_data(work_dir, math.ceil(customers / FRACTIONS[0]), features,
+                                                   config.seed)
+        scored = scoring.row_counts["train"]
         out = os.path.join(export_dir, "scores.parquet")
         argv = [sys.executable, "-m", "mean_tf.cli", "score", "--model", record["export"]["export_dir"],
-                "--data", folder, "--split", "train", "--out", out]
+                "--data", scoring.root, "--split", "train", "--out", out]
         load_before = environment.load_average()
         start = time.perf_counter()
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
