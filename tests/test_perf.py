@@ -170,11 +170,12 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline_scaling, "run_once", fake_run_once)
     saved = []
     pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [600, 300], 10, MEANConfig(), "mean", 2,
-                                 on_run=lambda record: saved.append(json.loads(json.dumps(record))))
+                                 note="two sizes", on_run=lambda record: saved.append(json.loads(json.dumps(record))))
     assert [[r["rows"] for r in s["runs"]] for s in saved] == [[300], [300, 600]]
     assert [s["pending"] for s in saved] == [[600], []]
     text = "\n".join(_pipeline_section(saved[0], None, [], _Commands()))
     assert "Not finished: 600 rows" in text and "| 300 rows [1] |" in text and "| Transform | 3 / 1.00 |" in text
+    assert "Note given with the command: two sizes" in text  # --note is shown, as its help says
     assert "Not finished" not in "\n".join(_pipeline_section(saved[1], None, [], _Commands()))
     assert saved[1]["shuffle_examples"] is False and "ExampleGen copies the split files" in text
 
@@ -249,11 +250,14 @@ def test_profiled_runs_are_rendered_and_profiling_needs_py_spy(tmp_path, monkeyp
 
     raw = tmp_path / "py-spy.txt"
     raw.write_text(PYSPY_RAW)
-    run = {"rows": 300, "wall_seconds": 20.0, "components": [], "profile": profile.pyspy_summary(str(raw), rate=10)}
+    summary = json.loads(json.dumps(profile.pyspy_summary(str(raw), rate=10), sort_keys=True))  # as saved
+    run = {"rows": 300, "wall_seconds": 20.0, "components": [], "profile": summary}
     text = "\n".join(_profiles([{"command": "mean-tf perf pipeline --profile", "environment": {}, "runs": [run]}],
                                _Commands()))
     assert "### Where the CPU goes: 300 rows profiled [1]" in text
     assert "| transform | 12 | 50% | `run (tensorflow/python/client/session.py)` 6" in text
+    assert text.index("| transform |") < text.index("| statistics_gen |")  # most CPU first, not by name
+    assert "The largest single cost is `run (tensorflow/python/client/session.py)`: 6 CPU-s, 38% of the" in text
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MeanTFError, match="--profile needs py-spy on PATH"):
         profile.pyspy_command(str(raw), ["python"])

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 from mean_tf.data.splits import FRACTIONS
 
@@ -36,11 +38,8 @@ PROJECTION_ASSUMPTIONS = (
 
 def fit_line(rows: List[float], seconds: List[float]):
     """Least-squares seconds = fixed + per_row * rows (per_row and fixed clipped at 0)."""
-    n = len(rows)
-    mx, my = sum(rows) / n, sum(seconds) / n
-    sxx = sum((x - mx) ** 2 for x in rows)
-    per_row = max(0.0, sum((x - mx) * (y - my) for x, y in zip(rows, seconds)) / sxx) if sxx else 0.0
-    return max(0.0, my - per_row * mx), per_row
+    per_row = max(0.0, float(np.polyfit(rows, seconds, 1)[0])) if len(set(rows)) > 1 else 0.0
+    return max(0.0, float(np.mean(seconds)) - per_row * float(np.mean(rows))), per_row
 
 
 def component(run: Dict, name: str) -> Optional[Dict]:
@@ -48,12 +47,17 @@ def component(run: Dict, name: str) -> Optional[Dict]:
     return next((c for c in run["components"] if c["name"] == name), None)
 
 
+def _points(runs: List[Dict], name: str) -> List[Tuple[int, float]]:
+    """(rows, seconds) of the named component in each run that has it."""
+    return [(r["rows"], c["seconds"]) for r in runs for c in [component(r, name)] if c]
+
+
 def _predicted(runs: List[Dict], name: str) -> Optional[float]:
     """The component's seconds at the largest run from the line through the smaller runs (needs two of them)."""
-    points = [(r["rows"], c["seconds"]) for r in runs[:-1] for c in [component(r, name)] if c]
+    points = _points(runs[:-1], name)
     if len(points) < 2:
         return None
-    fixed, per_row = fit_line([p[0] for p in points], [p[1] for p in points])
+    fixed, per_row = fit_line(*zip(*points))
     return fixed + per_row * runs[-1]["rows"]
 
 
@@ -78,10 +82,10 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
     row_growth = large["rows"] / small["rows"]
     comps = []
     for name in names:
-        points = [(r["rows"], c["seconds"]) for r in runs for c in [component(r, name)] if c]
+        points = _points(runs, name)
         if len(points) < 2:
             continue
-        fixed, per_row = fit_line([p[0] for p in points], [p[1] for p in points])
+        fixed, per_row = fit_line(*zip(*points))
         s = dict(points)
         growth = (f"×{row_growth:.1f} → ×{s[large['rows']] / s[small['rows']]:.2f}"
                   if s.get(small["rows"]) and s.get(large["rows"]) else "—")
@@ -135,8 +139,8 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
     beam_fixed = sum(c["fixed_seconds"] for c in comps if c["beam"]) / 3600
     lines.append(f"Beam components ({', '.join(c['name'] for c in comps if c['beam'])}): "
                  f"{beam_cpu_s / 3600:,.0f} CPU-hours at 22M rows; on Dataflow with {workers} n2-standard-"
-                 f"{DATAFLOW_VCPUS_PER_WORKER} workers ≈ {beam_hours:.1f} h of processing"
-                 + (f" plus ≈ {beam_fixed:.1f} h of fixed cost (graph construction, worker start-up)" if beam_fixed >= 0.05
+                 f"{DATAFLOW_VCPUS_PER_WORKER} workers ≈ {_duration(beam_hours)} of processing"
+                 + (f" plus ≈ {_duration(beam_fixed)} of fixed cost (graph construction, worker start-up)" if beam_fixed >= 0.05
                     else "") + ", the components in sequence.")
     trainer = next((c for c in comps if "trainer" in c["name"].lower()), None)
     rate = train_examples_per_s or pipe.get("train_examples_per_s")
@@ -146,13 +150,17 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         hours = cpu_s / (replicas * VERTEX_VCPUS_PER_REPLICA * PARALLEL_EFFICIENCY) / 3600
         lines.append(f"Trainer (MEAN at {rate:,.0f} examples/s on 2 cores, benchmark 1): {TRAIN_EPOCHS} epochs × "
                      f"{TRAIN_SHARE * PAPER_ROWS / 1e6:.1f}M rows = {cpu_s / 3600:,.0f} CPU-hours; Vertex AI Training "
-                     f"with MultiWorkerMirroredStrategy on {replicas} n2-standard-{VERTEX_VCPUS_PER_REPLICA} replicas "
-                     f"≈ {hours:.1f} h (or 1 GPU, not measured here).")
+                     f"with MultiWorkerMirroredStrategy on {replicas} n2-standard-{VERTEX_VCPUS_PER_REPLICA} "
+                     f"replica{'s' if replicas > 1 else ''} ≈ {_duration(hours)} (or 1 GPU, not measured here).")
     elif trainer:
         lines.append(f"Trainer: {trainer['per_row_ms']:.3f} ms per row locally (all epochs of the pipeline run).")
     ok = (linear and flat) if linear is not None else (False if not flat else None)
     return {"components": comps, "linear_and_flat": ok, "verdict": verdict, "text": " ".join(lines),
             "dataflow_workers": workers, "prediction": _prediction_text(comps, runs)}
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
 def _prediction_text(comps: List[Dict], runs: List[Dict]) -> str:

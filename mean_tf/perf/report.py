@@ -3,6 +3,7 @@ table, one short table per benchmark, then an appendix with every command once (
 the machine and its load. Every number comes from a results file; the page is never edited by hand."""
 from __future__ import annotations
 
+import collections
 import os
 import shlex
 from datetime import datetime
@@ -80,6 +81,11 @@ class _Commands:
         return out + [""]
 
 
+def _note(record: Dict) -> List[str]:
+    """The note given with the command that wrote `record` (`--note`)."""
+    return [f"Note given with the command: {record['note']}", ""] if record.get("note") else []
+
+
 def _not_run(title: str, part: str) -> List[str]:
     return [title, "", f"Not run yet: `mean-tf perf {part}`.", ""]
 
@@ -152,8 +158,9 @@ def _summary(r: Dict, proj: Optional[Dict], cmds: _Commands) -> List[str]:
     goals.append(("GPU run of benchmark 1 (mixed precision / XLA)", "not measured: no GPU lent to this task", "—", None))
     return ([answer, ""] + _table(["goal", "measured", "target", ""],
                                   [[g.strip(), m, t, _met(ok)] for g, m, t, ok in goals])
-            + ["Keys such as [1] name the command that measured a number (appendix, with the machine and its load).",
-               ""])
+            + ["Keys such as [1] name the command that measured a number (appendix, with the machine and its load)."
+               + (" For a goal not met, section 4's profile (*Where the CPU goes*, `mean-tf perf pipeline --profile`) "
+                  "shows where the time goes." if any(ok is False for *_, ok in goals) else ""), ""])
 
 
 def _profile_matmul_share(model: Dict) -> Optional[float]:
@@ -194,7 +201,7 @@ def _train_section(train: Optional[Dict], experiments: List[Dict], cmds: _Comman
             f"same run ({train.get('peak_matmul_size', 1024)}³ float32): {_fmt(train['peak_matmul_gflops_per_s'])} "
             "GFLOP/s." + (" A share above 100 % means the ops were timed alone while the shared machine was busier."
                           if any(m["in_memory"]["roofline_share"] > 1.0 for m in train["models"]) else ""), ""]
-    return out + (_train_experiments(train, experiments, cmds) if experiments else [])
+    return out + _note(train) + (_train_experiments(train, experiments, cmds) if experiments else [])
 
 
 def _settings(command: str) -> str:
@@ -248,7 +255,7 @@ def _input_section(inp: Optional[Dict], train: Optional[Dict], cmds: _Commands) 
                         f"({v['batches']} batches after {v['warmup']} warm-up) {cmds.cite(inp)}. `training` is "
                         "`mean_tf.training.make_dataset` as training uses it; `no_shuffle` drops the shuffle buffer "
                         "(evaluation); `parallel_reads` interleaves the files (not deterministic, so not used).", ""]
-            + _table(["pipeline", "examples/s", "× MEAN training (streamed)"], rows))
+            + _table(["pipeline", "examples/s", "× MEAN training (streamed)"], rows) + _note(inp))
 
 
 def _serving_section(srv: Optional[Dict], cmds: _Commands) -> List[str]:
@@ -261,7 +268,7 @@ def _serving_section(srv: Optional[Dict], cmds: _Commands) -> List[str]:
                         f"{srv['export']['label']}): serialized raw tf.Example ({srv['data']['features']} features) → "
                         "parse → Transform graph → model, one `Session.run` per request as TF Serving does (load took "
                         f"{srv['load_seconds']:.1f} s) {cmds.cite(srv)}.", ""]
-            + _table(["batch", "requests", "p50 ms", "p99 ms", "examples/s at p50"], rows))
+            + _table(["batch", "requests", "p50 ms", "p99 ms", "examples/s at p50"], rows) + _note(srv))
 
 
 def _example_gen(record: Dict) -> str:
@@ -306,6 +313,7 @@ def _pipeline_section(pipe: Optional[Dict], proj: Optional[Dict], earlier: List[
     if len(set(keys)) > 1:
         out += [f"The sizes ran in {len(set(keys))} sessions ({', '.join(dict.fromkeys(keys))}; `--extend` adds sizes "
                 "to a saved record); the machine's speed can differ between them.", ""]
+    out += _note(pipe)
     if pipe.get("not_run"):
         out += [f"Not run (the reason given with the command, before it ran): {pipe['not_run']}", ""]
     if pipe.get("pending"):
@@ -324,8 +332,10 @@ def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
         for x in sorted((x for x in e["runs"] if x.get("profile")), key=lambda x: x["rows"]):
             prof = x["profile"]
             key = cmds.cite(x.get("session", e), x.get("load_average_after"), f" at {x['rows']:,} rows")
+            # Most CPU first (the JSON file keeps keys sorted by name); components under a CPU-second left out.
+            ranked = sorted(prof["components"].items(), key=lambda kv: -kv[1]["cpu_seconds"])
             rows = [[name, f"{c['cpu_seconds']:,.0f}", f"{c['beam_worker_share']:.0%}", _functions(c["top_own"], top),
-                     _functions(c["top_inclusive"], top)] for name, c in prof["components"].items()]
+                     _functions(c["top_inclusive"], top)] for name, c in ranked if c["cpu_seconds"] >= 1]
             out += [f"### Where the CPU goes: {x['rows']:,} rows profiled {key}", "",
                     f"{prof['tool']} sampled every process of the run {prof['rate']} times a second (not pausing it): "
                     f"{prof['cpu_seconds']:,.0f} CPU-seconds in a {x['wall_seconds']:,.0f} s run. A sample belongs to "
@@ -333,7 +343,22 @@ def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
                     "worker runs; *own* is time in the function itself, *with callees* includes what it calls.", ""]
             out += _table(["component", "CPU s", "in Beam workers", f"top {top} own CPU s", f"top {top} with callees, CPU s"],
                           rows)
+            out += _largest_cost(prof) + _note(e)
     return out
+
+
+def _largest_cost(prof: Dict) -> List[str]:
+    """The function with the most own CPU summed over the components, and where it is spent."""
+    own, where = collections.Counter(), collections.defaultdict(list)
+    for name, c in prof["components"].items():
+        for f in c["top_own"]:
+            own[f["function"]] += f["cpu_seconds"]
+            where[f["function"]].append(f"{name} {f['cpu_seconds']:,.0f}")
+    if not own:
+        return []
+    function, cpu = own.most_common(1)[0]
+    return [f"The largest single cost is `{function}`: {cpu:,.0f} CPU-s, {cpu / prof['cpu_seconds']:.0%} of the "
+            f"sampled CPU ({'; '.join(where[function])}).", ""]
 
 
 def _functions(functions: List[Dict], top: int) -> str:
@@ -389,7 +414,7 @@ def _score_section(score: Dict, cmds: _Commands) -> List[str]:
              f"the train split of synthetic data of {score['data']['features']} features, each size in a fresh process "
              f"{cmds.cite(score)}; peak memory is the process's resident set. Only the predictions stay in memory, to "
              "rank; the Parquet output is written in batches.", ""]
-            + _table(["customers", "wall s", "customers/s", "peak MiB"], rows))
+            + _table(["customers", "wall s", "customers/s", "peak MiB"], rows) + _note(score))
 
 
 def _score_memory(score: Optional[Dict]):

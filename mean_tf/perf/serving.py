@@ -30,10 +30,6 @@ def export_briefly_trained(model_name: str, config, tf_transform_output, files: 
     return {"model": model_name, "label": label, "train_steps": steps + 1, "export_dir": export_dir}
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
 def serving_latency(export_dir: str, serialized: Sequence[bytes], batch_sizes: Sequence[int] = (1, 64, 1024),
                     requests: int = 200, warmup: int = 10, max_seconds_per_batch_size: float = 30.0) -> Dict:
     """p50/p99 milliseconds of one `serving_default` request per batch size (TF1 loader, one Session)."""
@@ -59,7 +55,8 @@ def serving_latency(export_dir: str, serialized: Sequence[bytes], batch_sizes: S
                 latencies.append((time.perf_counter() - t0) * 1000.0)
             assert outputs[0].shape[0] == batch_size
             results[str(batch_size)] = {
-                "requests": len(latencies), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+                "requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
+                "p99_ms": float(np.percentile(latencies, 99)),
                 "mean_ms": statistics.fmean(latencies),
                 "examples_per_s": batch_size / (statistics.median(latencies) / 1000.0)}
     return {"load_seconds": load_seconds, "outputs": list(signature.outputs), "batch_sizes": results}

@@ -30,8 +30,12 @@ def _data_record(data: BenchData, rows: int, features: int) -> Dict:
             "root": m.root, "prepare_seconds": data.seconds}
 
 
-def _start(command: str) -> Dict:
-    return {"command": command, "environment": environment.describe(), "started_unix": time.time()}
+def _start(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, note: str):
+    """The record of a part (command, machine, its data) and its data, generated and transformed if not cached."""
+    record = {"command": command, "environment": environment.describe(), "started_unix": time.time()}
+    data = prepare(work_dir, rows, features, config)
+    record.update(data=_data_record(data, rows, features), note=note)
+    return record, data
 
 
 def _finish(record: Dict) -> Dict:
@@ -48,12 +52,10 @@ def run_train(command: str, work_dir: str, rows: int, features: int, config: MEA
     from mean_tf.perf import throughput
     from mean_tf.perf.roofline import peak_matmul_rate
 
-    record = _start(command)
-    data = prepare(work_dir, rows, features, config)
+    record, data = _start(command, work_dir, rows, features, config, note)
     tft_output = data.materialized.tf_transform_output()
     files = data.materialized.files("train")
-    record.update(data=_data_record(data, rows, features), note=note, jit_compile=jit_compile,
-                  batch_size=config.batch_size)
+    record.update(jit_compile=jit_compile, batch_size=config.batch_size)
     record.update(throughput.train_throughput(list(models), config, tft_output, files, data.train_rows, steps, warmup,
                                               jit_compile, roofline_min_seconds, profile_models))
     record["roofline_min_seconds"] = roofline_min_seconds
@@ -67,10 +69,8 @@ def run_input(command: str, work_dir: str, rows: int, features: int, config: MEA
     """Benchmark 2: examples per second of the input pipeline alone (and its variants)."""
     from mean_tf.perf.input_pipeline import input_throughput
 
-    record = _start(command)
-    data = prepare(work_dir, rows, features, config)
+    record, data = _start(command, work_dir, rows, features, config, note)
     tft_output = data.materialized.tf_transform_output()
-    record.update(data=_data_record(data, rows, features), note=note)
     record.update(input_throughput(data.materialized.files("train"), tft_output, list(config.labels),
                                    config.batch_size, data.train_rows, batches, warmup))
     return _finish(record)
@@ -82,12 +82,10 @@ def run_serving(command: str, work_dir: str, rows: int, features: int, config: M
     """Benchmark 3: p50/p99 latency of serving_default through the TF1 Session loader."""
     from mean_tf.perf.serving import export_briefly_trained, serving_latency
 
-    record = _start(command)
-    data = prepare(work_dir, rows, features, config)
+    record, data = _start(command, work_dir, rows, features, config, note)
     tft_output = data.materialized.tf_transform_output()
     raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
     export_dir = tempfile.mkdtemp(prefix="mean_tf_serving_")
-    record.update(data=_data_record(data, rows, features), note=note)
     record["export"] = export_briefly_trained(model, config, tft_output, data.materialized.files("train"), label,
                                               raw_features, os.path.join(export_dir, "model"))
     record.update(serving_latency(record["export"]["export_dir"], raw_test_examples(data, max(batch_sizes)),
@@ -118,11 +116,10 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
     from mean_tf.perf.memory import RSSSampler
     from mean_tf.perf.serving import export_briefly_trained
 
-    record = _start(command)
-    data = prepare(work_dir, rows, features, config)
+    record, data = _start(command, work_dir, rows, features, config, note)
     raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
     export_dir = tempfile.mkdtemp(prefix="mean_tf_score_")
-    record.update(data=_data_record(data, rows, features), note=note, scoring_runs=[])
+    record["scoring_runs"] = []
     record["export"] = export_briefly_trained(model, config, data.materialized.tf_transform_output(),
                                               data.materialized.files("train"), label, raw_features,
                                               os.path.join(export_dir, "model"))

@@ -62,10 +62,6 @@ def time_steps(model, dataset, steps: int, warmup: int) -> Dict:
     return {"steps": steps, "warmup": warmup, "seconds_per_step": seconds}
 
 
-def rows_needed(steps: int, warmup: int, batch_size: int) -> int:
-    return (steps + warmup + 1) * batch_size
-
-
 def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, files: Sequence[str], rows: int,
                     steps: int, warmup: int, jit_compile: bool = False, roofline_repeats: int = 5,
                     roofline_min_seconds: float = 0.05, profile: bool = False) -> Dict:
@@ -74,7 +70,7 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
     cfg = model_config_for(model_name, config, tf_transform_output)
     batch = cfg.batch_size
     labels = list(cfg.labels)
-    passes = max(1, -(-rows_needed(steps, warmup, batch) // max(rows, 1)))
+    passes = max(1, -(-(steps + warmup + 1) * batch // max(rows, 1)))  # every timed batch full
     model = compiled_model(model_name, cfg, jit_compile)
     streamed = time_steps(model, streamed_dataset(files, tf_transform_output, labels, batch, passes), steps, warmup)
     cached = streamed_dataset(files, tf_transform_output, labels, batch, passes).take(IN_MEMORY_BATCHES).cache().repeat()
