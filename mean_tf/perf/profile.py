@@ -144,7 +144,7 @@ def pyspy_summary(raw_path: str, rate: int = PYSPY_RATE, top: int = 8) -> Dict:
     A stack whose innermost frame is one of `WAITS` counts as waiting, not CPU. A Beam worker serves one
     component, so the stacks of a worker with no component on them (starting up, importing) count for the
     component its other stacks name. Own time under an import is summed as `IMPORTING`."""
-    stacks = collections.defaultdict(list)  # process -> [(frames, samples, in a worker, component)]
+    stacks = collections.defaultdict(list)  # innermost process -> [(frames, samples, component)]
     waiting = 0
     for parts, n in _stacks(raw_path):
         frames = [p for p in parts if not _PROCESS.match(p)]
@@ -152,18 +152,19 @@ def pyspy_summary(raw_path: str, rate: int = PYSPY_RATE, top: int = 8) -> Dict:
             waiting += n
             continue
         process = next((p for p in reversed(parts) if _PROCESS.match(p)), "")  # a worker's frame follows its parent's
-        stacks[process].append((frames, n, any("sdk_worker" in p for p in parts), _component(frames)))
+        stacks[process].append((frames, n, _component(frames)))
     samples: Dict[str, int] = collections.Counter()
     workers: Dict[str, int] = collections.Counter()
     own: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
     inclusive: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
     for process, entries in stacks.items():
         named = collections.Counter()
-        for _, n, _, component in entries:
+        for _, n, component in entries:
             named[component] += n
         named.pop("other", None)
-        owner = named.most_common(1)[0][0] if "sdk_worker" in process and named else "other"
-        for frames, n, in_worker, component in entries:
+        in_worker = "sdk_worker" in process
+        owner = named.most_common(1)[0][0] if in_worker and named else "other"
+        for frames, n, component in entries:
             component = owner if component == "other" else component
             samples[component] += n
             workers[component] += n if in_worker else 0
