@@ -14,7 +14,8 @@ both read it) has two signatures:
   feature lies beyond its bound recorded at training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x
   max(1, the train split's largest |z|), z the model's standardized input), or when an example is malformed
   (TF Serving answers it with an error; the server keeps running);
-- `transform_features(examples)`: serialized raw tf.Example -> the transformed features (for TFMA).
+- `transform_features(examples)`: serialized raw tf.Example -> the transformed features (the model's inputs
+  and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them).
 """
 from __future__ import annotations
 

@@ -5,7 +5,9 @@
   the gate's output, so nothing downstream runs on data that failed validation).
 - `BundledSchema`: the curated schema of a bundled dataset, read from the installed mean_tf package
   (so the same pipeline runs locally and in the Kubeflow/Vertex image);
-- `CurateSchema`: SchemaGen's inferred schema plus the project's rules (pipeline.schema).
+- `CurateSchema`: SchemaGen's inferred schema plus the project's rules (pipeline.schema);
+- `EvaluationSchema`: the validated schema restricted to what the Evaluator reads (label and slice
+  features): TFMA then decodes those columns only; the model reads the serialized examples.
 """
 
 import os
@@ -76,3 +78,12 @@ def CurateSchema(schema: InputArtifact[Schema], curated_schema: OutputArtifact[S
     names = [[x for x in text.split(",") if x] for text in (labels, id_columns)]
     curated = schemas.curate_inferred_schema(schemas.read_schema(_schema_path(schema)), *names)
     schemas.write_schema(curated, os.path.join(curated_schema.uri, SCHEMA_FILE))
+
+
+@component
+def EvaluationSchema(schema: InputArtifact[Schema], evaluation_schema: OutputArtifact[Schema],
+                     features: Parameter[str]) -> None:
+    """`schema` restricted to `features` (comma-separated names), for the Evaluator's decoder."""
+    names = [x for x in features.split(",") if x]
+    schemas.write_schema(schemas.project_schema(schemas.read_schema(_schema_path(schema)), names),
+                         os.path.join(evaluation_schema.uri, SCHEMA_FILE))

@@ -3,8 +3,9 @@
 ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.example_gen`) -> StatisticsGen
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
 ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`)
--> [Tuner (`mean_tf.tuning.tuner_fn`), optional] -> Trainer (`mean_tf.trainer.run_fn`) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against
-the last blessed model) -> Pusher (to a serving folder, only when blessed, and only once: `pipeline.pusher`).
+-> [Tuner (`mean_tf.tuning.tuner_fn`), optional] -> Trainer (`mean_tf.trainer.run_fn`) -> EvaluationSchema (the label
+and slice features) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against the last blessed model)
+-> Pusher (to a serving folder, only when blessed, and only once: `pipeline.pusher`).
 """
 from __future__ import annotations
 
@@ -57,8 +58,7 @@ def eval_config(label: str, slice_features: Sequence[str], gini_floor: float, gi
     gated.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=gini)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=label,
-                                    prediction_key=trainer.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC,
-                                    preprocessing_function_names=["transform_features"])],
+                                    prediction_key=trainer.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in slice_features],
         metrics_specs=[tfma.MetricsSpec(
             metrics=[tfma.MetricConfig(class_name="ExampleCount"), *metrics],
@@ -180,8 +180,12 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+    # The Evaluator decodes only the label and the slice features (the model parses the serialized examples).
+    evaluation_schema = components.EvaluationSchema(schema=gate.outputs["validated_schema"],
+                                                    features=",".join([label, *manifest.slice_features]))
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"], model=trainer_component.outputs["model"],
+        examples=example_gen.outputs["examples"], schema=evaluation_schema.outputs["evaluation_schema"],
+        model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"], example_splits=["test"],
         eval_config=eval_config(label, manifest.slice_features, gini_floor, gini_max_drop))
     if vertex and vertex.get("endpoint"):
@@ -221,7 +225,7 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, *schema_nodes, example_validator, gate, transform_component,
-                    *tuner_nodes, trainer_component, model_resolver, evaluator, pusher, *scoring_nodes],
+                    *tuner_nodes, trainer_component, model_resolver, evaluation_schema, evaluator, pusher, *scoring_nodes],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args))

@@ -85,6 +85,19 @@ def curate_inferred_schema(schema: schema_pb2.Schema, labels: Iterable[str],
     return curated
 
 
+def project_schema(schema: schema_pb2.Schema, names: Iterable[str]) -> schema_pb2.Schema:
+    """`schema` with only the features `names` (in their order), e.g. what the Evaluator decodes."""
+    by_name = {feature.name: feature for feature in schema.feature}
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise ValueError(f"schema has no feature {missing[0]!r}")
+    projected = schema_pb2.Schema()
+    projected.CopyFrom(schema)
+    del projected.feature[:]
+    projected.feature.extend(by_name[name] for name in names)
+    return projected
+
+
 def write_schema(schema: schema_pb2.Schema, path: str) -> None:
     from google.protobuf import text_format
 

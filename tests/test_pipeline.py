@@ -16,7 +16,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from mean_tf.data import online_retail
 from mean_tf.data.manifest import Manifest, read_split
 from mean_tf.errors import MeanTFError
-from pipeline import components, example_gen, kubeflow_v2_runner, pipeline as mean_pipeline, schema as schemas
+from pipeline import components, example_gen, kubeflow_v2_runner, local_runner, pipeline as mean_pipeline, schema as schemas
 from tiny_dataset import write_tiny_dataset
 
 
@@ -42,7 +42,7 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
     spec = json.loads(text)["pipelineSpec"]
     tasks = set(spec["root"]["dag"]["tasks"])
     assert {"ImportExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "ValidationGate",
-            "Transform", "Trainer", "Evaluator", "Pusher"} <= tasks
+            "Transform", "Trainer", "EvaluationSchema", "Evaluator", "Pusher"} <= tasks
     assert any(t.startswith("latest_blessed_model_resolver") for t in tasks)
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
     assert images == {"gcr.io/project/mean-tf:test"}
@@ -166,6 +166,7 @@ def test_split_patterns_keep_the_datasets_own_splits(tmp_path):
 def test_eval_config_gates_overall_gini_and_slices_by_the_slice_features():
     config = mean_pipeline.eval_config("cltv_365", ["country", "active_90d"], gini_floor=0.4, gini_max_drop=0.02)
     assert config.model_specs[0].label_key == "cltv_365" and config.model_specs[0].prediction_key == "cltv"
+    assert not config.model_specs[0].preprocessing_function_names  # labels and slices are raw features
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["country"], ["active_90d"]]
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
     assert {"ExampleCount", "NormalizedGini", "PercentileMape", "Spearman", "PayerAuc"} <= set(metrics)
@@ -217,6 +218,28 @@ def test_validation_gate_stops_on_anomalies_naming_the_feature(retail_slice, tmp
     components.ValidationGate.test_call(anomalies=anomalies_artifact(tmp_path / "good", frame, schema),
                                         schema=schema_artifact, validated_schema=passed)
     assert schemas.read_schema(os.path.join(passed.uri, components.SCHEMA_FILE)) == schema
+
+
+def test_the_evaluator_decodes_only_the_label_and_the_slice_features(retail_slice, tmp_path):
+    manifest, _ = retail_slice
+    nodes = {node.id: node for node in local_runner.build(manifest.root, str(tmp_path / "out")).components}
+    assert nodes["Evaluator"].inputs["schema"].producer_component_id == "EvaluationSchema"
+    assert nodes["EvaluationSchema"].inputs["schema"].producer_component_id == "ValidationGate"
+    wanted = ["cltv_365", *manifest.slice_features]
+    assert nodes["EvaluationSchema"].exec_properties["features"] == ",".join(wanted)
+
+    full, projected = standard_artifacts.Schema(), standard_artifacts.Schema()
+    for artifact, name in ((full, "full"), (projected, "projected")):
+        artifact.uri = str(tmp_path / name)
+        os.makedirs(artifact.uri)
+    schema = schemas.read_schema(schemas.bundled_schema_file(online_retail.NAME))
+    schemas.write_schema(schema, os.path.join(full.uri, components.SCHEMA_FILE))
+    components.EvaluationSchema.test_call(schema=full, evaluation_schema=projected, features=",".join(wanted))
+    kept = schemas.read_schema(os.path.join(projected.uri, components.SCHEMA_FILE))
+    assert [f.name for f in kept.feature] == wanted
+    assert list(kept.feature) == [next(f for f in schema.feature if f.name == name) for name in wanted]
+    with pytest.raises(ValueError, match="schema has no feature 'no_such_feature'"):
+        schemas.project_schema(schema, ["cltv_365", "no_such_feature"])
 
 
 def test_inferred_schema_is_curated_with_non_negative_labels(retail_slice):

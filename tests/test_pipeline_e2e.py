@@ -28,7 +28,7 @@ SMALL_MODEL = ["--set", "shared_units=[32,16]", "--set", "expert_units=16", "--s
                "--set", "dam_shared_units=16", "--set", "dam_units=[16]", "--set", "embedding_dim=4",
                "--set", "batch_size=256", "--set", "epochs=2"]
 NODES = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "ValidationGate", "Transform",
-         "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+         "Trainer", "latest_blessed_model_resolver", "EvaluationSchema", "Evaluator", "Pusher"}
 SCORING_NODES = {"ScoreExampleGen", "BulkInferrer"}  # the first run scores a scoring dataset (--score)
 # (user data: the schema is inferred and curated; the bundled datasets use their bundled schema instead)
 LOG_COLUMNS = ["--customer", "customer_id", "--time", "time", "--amount", "amount", "--quantity", "quantity",
