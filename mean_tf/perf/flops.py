@@ -1,17 +1,11 @@
-"""FLOPs of a model, counted from its traced TensorFlow graph: every matmul-like op that feeds an output.
-
-A matmul-like op is `MatMul`, `BatchMatMul*` or a two-operand `Einsum`; each costs 2 x (product of all
-index sizes) FLOPs (one multiply and one add per term). Element-wise ops (activations, batch
-normalisation, softmax, the loss) are not counted: they are memory-bound, a few percent of the FLOPs,
-and they are what makes a step slower than its matmuls (see `mean_tf.perf.roofline`).
-
-The training count traces one optimizer-free step, loss plus gradients with respect to the trainable
-variables, and keeps only ops the gradients depend on: the gradient with respect to the input features
-is never computed (Grappler prunes it at run time), so it is not counted either.
-"""
+"""Matmul FLOPs of a model from its traced graph: each `MatMul`, `BatchMatMul*` or two-operand `Einsum` that
+feeds an output costs 2 x (product of its index sizes). Element-wise ops are memory-bound and not counted. The
+training count traces loss and gradients with respect to the trainable variables only (Grappler prunes the
+gradient with respect to the inputs at run time)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import string
 from typing import Dict, List, Sequence, Tuple
 
@@ -59,10 +53,7 @@ def einsum_flops(equation: str, shapes: Sequence[Sequence[int]]) -> int:
             labels = head + "".join(ellipsis[len(ellipsis) - n + i] for i in range(n)) + tail
         for label, size in zip(labels, shape):
             sizes[label] = max(sizes.get(label, 1), int(size))
-    total = 2
-    for size in sizes.values():
-        total *= size
-    return total
+    return 2 * math.prod(sizes.values())
 
 
 def _static_shape(tensor) -> Tuple[int, ...]:
@@ -77,7 +68,8 @@ def _matmul_op(op) -> MatmulOp | None:
         return None
     shapes = tuple(_static_shape(t) for t in op.inputs)
     if op.type == "Einsum":
-        equation = op.get_attr("equation").decode() if isinstance(op.get_attr("equation"), bytes) else op.get_attr("equation")
+        equation = op.get_attr("equation")
+        equation = equation.decode() if isinstance(equation, bytes) else equation
         if len(shapes) != 2:
             return None
         return MatmulOp("Einsum", (("equation", equation),), shapes, einsum_flops(equation, shapes))
@@ -91,9 +83,7 @@ def _matmul_op(op) -> MatmulOp | None:
     a, b = shapes
     m, k = (a[-1], a[-2]) if adj_x else (a[-2], a[-1])
     n = b[-2] if adj_y else b[-1]
-    batch = 1
-    for d in (a[:-2] if len(a) >= len(b) else b[:-2]):
-        batch *= d
+    batch = math.prod(a[:-2] if len(a) >= len(b) else b[:-2])
     return MatmulOp("BatchMatMulV2", (("adj_x", adj_x), ("adj_y", adj_y)), shapes, 2 * batch * m * k * n)
 
 

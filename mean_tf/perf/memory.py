@@ -1,9 +1,11 @@
-"""Resident memory of a process tree over time (the runner plus its Beam worker processes), sampled in a thread."""
+"""Resident memory of a child process tree (the runner plus its Beam workers), sampled in a thread while it runs."""
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import threading
 import time
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import psutil
 
@@ -24,29 +26,34 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-class RSSSampler:
-    """`with RSSSampler(pid, interval) as s:` records (unix time, tree RSS bytes) every `interval` seconds."""
+@dataclasses.dataclass
+class SampledRun:
+    """A finished child process: exit code, wall seconds and its (unix time, tree RSS bytes) samples."""
 
-    def __init__(self, pid: int, interval: float = 0.5):
-        self.pid, self.interval = pid, interval
-        self.samples: List[Tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.samples.append((time.time(), tree_rss(self.pid)))
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    returncode: int
+    wall_seconds: float
+    samples: List[Tuple[float, int]]
 
     def peak(self, start: float = float("-inf"), end: float = float("inf")) -> int:
         """Largest sample within [start, end] (the whole run by default)."""
         values = [rss for t, rss in self.samples if start <= t <= end]
         return max(values) if values else 0
+
+
+def run_sampled(cmd: Sequence[str], log, interval: float = 0.5) -> SampledRun:
+    """Run `cmd` to its end (output to the open file `log`), sampling its tree's RSS every `interval` seconds."""
+    samples: List[Tuple[float, int]] = []
+    start, done = time.time(), threading.Event()
+    proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT)
+
+    def sample():
+        while not done.is_set():
+            samples.append((time.time(), tree_rss(proc.pid)))
+            done.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    returncode = proc.wait()
+    done.set()
+    thread.join()
+    return SampledRun(returncode, time.time() - start, samples)

@@ -1,15 +1,10 @@
-"""Benchmark 4: the full local TFX pipeline at several data sizes: wall time per component and peak memory.
-
-Each size runs `pipeline.local_runner.run` (LocalDagRunner, cache off) in a child process, with Beam's
-DirectRunner in multi-processing mode, on a synthetic data set of that size. Component wall times come from ML Metadata (each execution's create and last
-update times); peak resident memory is the largest sum over the child's process tree (runner and Beam
-workers), sampled every `SAMPLE_SECONDS`, overall and within each component's time window.
-"""
+"""Benchmark 4: the local TFX pipeline (`pipeline.local_runner.run`, cache off, DirectRunner multi-processing) in a
+child process at several sizes: component times from ML Metadata, peak memory of the process tree (runner and
+Beam workers, sampled every `SAMPLE_SECONDS`) overall and in each component's window."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -17,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.perf import environment
-from mean_tf.perf.memory import RSSSampler
+from mean_tf.perf.memory import run_sampled
 
 SAMPLE_SECONDS = 0.5
 GIB = 2 ** 30
@@ -56,13 +51,6 @@ local_runner.run(a["data"], a["out"], model_name=a["model"], config=MEANConfig.f
 """
 
 
-def pipeline_command(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str,
-                     beam_args: Sequence[str], shuffle_examples: bool = False) -> List[str]:
-    payload = {"data": data_dir, "out": out_dir, "model": model, "config": config.to_dict(), "label": label,
-               "beam": list(beam_args), "shuffle": shuffle_examples}
-    return [sys.executable, "-c", RUNNER, json.dumps(payload)]
-
-
 def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label: str, beam_args: Sequence[str],
              log_path: str, shuffle_examples: bool = False, profile: bool = False) -> Dict:
     """Run the pipeline once in a child process; wall time, peak tree RSS, and per-component time and peak RSS;
@@ -70,25 +58,23 @@ def run_once(data_dir: str, out_dir: str, model: str, config: MEANConfig, label:
     from mean_tf.perf import profile as profiler
     from pipeline.local_runner import paths
 
-    cmd = pipeline_command(data_dir, out_dir, model, config, label, beam_args, shuffle_examples)
+    cmd = [sys.executable, "-c", RUNNER, json.dumps({"data": data_dir, "out": out_dir, "model": model, "label": label,
+                                                     "config": config.to_dict(), "beam": list(beam_args),
+                                                     "shuffle": shuffle_examples})]
     raw_profile = os.path.join(out_dir, "py-spy.txt")
     if profile:
         cmd = profiler.pyspy_command(raw_profile, cmd)
-    start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        with RSSSampler(proc.pid, SAMPLE_SECONDS) as sampler:
-            proc.wait()
-    wall = time.time() - start
-    if proc.returncode != 0:
+        sampler = run_sampled(cmd, log, SAMPLE_SECONDS)
+    if sampler.returncode != 0:
         with open(log_path, encoding="utf-8") as f:
             tail = f.read()[-2000:]
-        raise RuntimeError(f"pipeline run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+        raise RuntimeError(f"pipeline run failed (exit {sampler.returncode}); log {log_path}:\n{tail}")
     components = component_times(paths(out_dir)[1])
     for c in components:
         # Widened by one sampling interval, so that a component shorter than the interval still gets a sample.
         c["peak_rss_gib"] = sampler.peak(c["start"] - SAMPLE_SECONDS, c["end"] + SAMPLE_SECONDS) / GIB
-    run = {"wall_seconds": wall, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
+    run = {"wall_seconds": sampler.wall_seconds, "peak_rss_gib": sampler.peak() / GIB, "components": components, "log": log_path}
     if profile:
         run["profile"] = profiler.pyspy_summary(raw_profile)
     return run
@@ -119,7 +105,7 @@ def run_scaling(command: str, work_dir: str, sizes: Sequence[int], features: int
     same setup, keeps its runs (each run names the session it ran in: `session`, its command and environment).
     `profile` runs each size under py-spy (`run_once`); its times then include the sampler's small overhead.
     """
-    from mean_tf.perf.data import synthetic_data
+    from mean_tf.perf.suite import synthetic_data
 
     beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={direct_num_workers}"]
     if epochs is not None:

@@ -1,82 +1,18 @@
-"""Where a training step spends its time: the TensorFlow profiler's trace, summed by op type.
-
-`profile_steps` traces a few steps with `tf.profiler.experimental` and reads the XSpace it writes
-(`*.xplane.pb`): every TensorFlow op event on the host's compute threads is named `<op name>:<op type>`,
-and the summed durations per type (across threads, so they can exceed the wall time on 2 cores)
-show which kernels the step is made of: matmuls, einsums, element-wise ops, the optimizer.
-"""
+"""Where a pipeline run spends its CPU: py-spy samples of the runner and its Beam workers, by component and function."""
 from __future__ import annotations
 
 import collections
-import glob
-import os
 import re
-import tempfile
-import time
 from typing import Dict, Iterator, List, Tuple
 
-import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
-
-_OP_EVENT = re.compile(r"^(?P<name>[^:]+):(?P<type>[A-Za-z0-9_]+)$")
-MATMUL_KERNELS = ("MatMul", "_FusedMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
-                  "_MklMatMul", "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklEinsum", "_MklBatchMatMulV2")  # oneDNN
-
-
-def op_time_by_type(xplane_path: str) -> Dict[str, float]:
-    """Seconds per op type over every TensorFlow op event of a host trace."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    space = xplane_pb2.XSpace()
-    with open(xplane_path, "rb") as f:
-        space.ParseFromString(f.read())
-    totals: Dict[str, float] = collections.Counter()
-    for plane in space.planes:
-        if not plane.name.startswith("/host:"):
-            continue
-        names = {k: v.name for k, v in plane.event_metadata.items()}
-        for line in plane.lines:
-            for event in line.events:
-                match = _OP_EVENT.match(names.get(event.metadata_id, ""))
-                if match:
-                    totals[match.group("type")] += event.duration_ps / 1e12
-    return dict(totals)
-
-
-def profile_steps(train_step, iterator, steps: int = 5, log_dir: str | None = None) -> Dict:
-    """Trace `steps` calls of a (warm) Keras train function; op time by type, per step, largest first."""
-    import tensorflow as tf
-
-    log_dir = log_dir or tempfile.mkdtemp(prefix="mean_tf_profile_")
-    tf.profiler.experimental.start(log_dir)
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = train_step(iterator)
-    _ = float(logs["loss"])
-    wall = (time.perf_counter() - start) / steps
-    tf.profiler.experimental.stop()
-    paths = sorted(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
-    if not paths:
-        return {"error": "the profiler wrote no trace"}
-    per_type = {k: v / steps for k, v in op_time_by_type(paths[-1]).items()}
-    total = sum(per_type.values())
-    matmul = sum(v for k, v in per_type.items() if k in MATMUL_KERNELS)
-    top = sorted(per_type.items(), key=lambda kv: -kv[1])[:15]
-    return {"steps": steps, "wall_seconds_per_step": wall, "op_seconds_per_step": total,
-            "matmul_share_of_op_time": matmul / total if total else 0.0,
-            "top_op_types": [{"type": k, "seconds_per_step": v, "share": v / total} for k, v in top]}
-
-
-# Where a pipeline run spends its CPU: py-spy samples of the runner and its Beam workers.
 PYSPY_RATE = 20  # samples per second and process
 _EXECUTOR = re.compile(r"^Do \((?:tfx/components/(\w+)/|(?:.*/)?(\w+)\.py)")  # a component executor's entry
-# Python frames that block in C (RPC polling, child waits, locks): py-spy cannot tell that they idle.
+# Python frames that block in C (RPC polling, child waits, locks: py-spy cannot tell that they idle), and a
+# thread whose target is native code (Beam's gRPC streams: no Python frame to tell busy from idle, nor a cost).
 WAITS = frozenset({"_serve (grpc/_server.py)", "channel_spin (grpc/_channel.py)", "_blocking (grpc/_channel.py)",
                    "_poll_connectivity (grpc/_channel.py)", "_next (grpc/_channel.py)", "_try_wait (subprocess.py)",
                    "_wait_for_tstate_lock (threading.py)", "wait (threading.py)", "select (selectors.py)",
-                   "poll (selectors.py)",
-                   # A thread whose target is native code (in Beam workers, the gRPC streams): no Python frame
-                   # to tell busy from idle, and no lead to a cost either way.
-                   "run (threading.py)"})
+                   "poll (selectors.py)", "run (threading.py)"})
 _WORKER_PACKAGES = (("tensorflow_model_analysis/", "evaluator"), ("tensorflow_transform/", "transform"),
                     ("tensorflow_data_validation/", "statistics_gen"), ("pipeline/example_gen", "example_gen"))
 _PROCESS = re.compile(r'^(process|thread) (0x)?[0-9a-fA-F]+( |:|\()')  # py-spy's process and thread frames
@@ -153,10 +89,8 @@ def pyspy_summary(raw_path: str, rate: int = PYSPY_RATE, top: int = 8) -> Dict:
             continue
         process = next((p for p in reversed(parts) if _PROCESS.match(p)), "")  # a worker's frame follows its parent's
         stacks[process].append((frames, n, _component(frames)))
-    samples: Dict[str, int] = collections.Counter()
-    workers: Dict[str, int] = collections.Counter()
-    own: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
-    inclusive: Dict[str, Dict[str, int]] = collections.defaultdict(collections.Counter)
+    samples, workers = collections.Counter(), collections.Counter()
+    own, inclusive = collections.defaultdict(collections.Counter), collections.defaultdict(collections.Counter)
     for process, entries in stacks.items():
         named = collections.Counter()
         for _, n, component in entries:

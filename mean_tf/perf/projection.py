@@ -66,18 +66,12 @@ def _grows(small_gib: float, large_gib: float) -> bool:
     return large_gib > small_gib * FLAT_MEMORY_TOLERANCE and large_gib - small_gib > MIN_MEMORY_GROWTH_GIB
 
 
-def _is_beam(name: str) -> bool:
-    return any(key.lower() in name.lower() for key in BEAM_COMPONENTS)
-
-
 def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optional[Dict]:
     """Per-component fixed and per-row costs, a linearity/flat-memory verdict and the 22M-row projection text."""
     runs = sorted(pipe.get("runs", []), key=lambda r: r["rows"])
     if len(runs) < 2:
         return None
-    names = []
-    for r in runs:
-        names += [c["name"] for c in r["components"] if c["name"] not in names]
+    names = list(dict.fromkeys(c["name"] for r in runs for c in r["components"]))
     small, large = runs[-2], runs[-1]
     row_growth = large["rows"] / small["rows"]
     comps = []
@@ -86,9 +80,6 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         if len(points) < 2:
             continue
         fixed, per_row = fit_line(*zip(*points))
-        s = dict(points)
-        growth = (f"×{row_growth:.1f} → ×{s[large['rows']] / s[small['rows']]:.2f}"
-                  if s.get(small["rows"]) and s.get(large["rows"]) else "—")
         last_rows, last_seconds = points[-1]
         if last_seconds < MIN_COMPONENT_SECONDS:
             basis, per_row, fixed = "fixed only", 0.0, last_seconds
@@ -100,8 +91,9 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         small_peak, large_peak = peaks.get(small["rows"]), peaks.get(large["rows"])
         memory = (f"{small_peak:.2f} → {large_peak:.2f} GiB" if small_peak and large_peak else "—")
         comps.append({"name": name, "fixed_seconds": fixed, "per_row_ms": per_row * 1e3, "per_row_s": per_row,
-                      "predicted_seconds": _predicted(runs, name), "largest_seconds": s.get(large["rows"]),
-                      "growth": growth, "beam": _is_beam(name), "basis": basis, "memory": memory,
+                      "predicted_seconds": _predicted(runs, name), "largest_seconds": dict(points).get(large["rows"]),
+                      "beam": any(key.lower() in name.lower() for key in BEAM_COMPONENTS), "basis": basis,
+                      "memory": memory,
                       # A component of a few seconds has no memory of its own: its window holds its neighbours'.
                       "memory_grows": bool(small_peak and large_peak and last_seconds >= MIN_COMPONENT_SECONDS
                                            and _grows(small_peak, large_peak))})
@@ -134,11 +126,10 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
                      "load dominate at these sizes), so their per-row cost is an upper bound (all of the largest "
                      "run's time counted per row), and so are the hours below.")
     beam_cpu_s = sum(c["per_row_s"] * scale * LOCAL_CORES * PAPER_ROWS for c in comps if c["beam"])
-    workers = DATAFLOW_WORKERS
-    beam_hours = beam_cpu_s / (workers * DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY) / 3600
+    beam_hours = beam_cpu_s / (DATAFLOW_WORKERS * DATAFLOW_VCPUS_PER_WORKER * PARALLEL_EFFICIENCY) / 3600
     beam_fixed = sum(c["fixed_seconds"] for c in comps if c["beam"]) / 3600
     lines.append(f"Beam components ({', '.join(c['name'] for c in comps if c['beam'])}): "
-                 f"{beam_cpu_s / 3600:,.0f} CPU-hours at 22M rows; on Dataflow with {workers} n2-standard-"
+                 f"{beam_cpu_s / 3600:,.0f} CPU-hours at 22M rows; on Dataflow with {DATAFLOW_WORKERS} n2-standard-"
                  f"{DATAFLOW_VCPUS_PER_WORKER} workers ≈ {_duration(beam_hours)} of processing"
                  + (f" plus ≈ {_duration(beam_fixed)} of fixed cost (graph construction, worker start-up)" if beam_fixed >= 0.05
                     else "") + ", the components in sequence.")
@@ -156,7 +147,7 @@ def project(pipe: Dict, train_examples_per_s: Optional[float] = None) -> Optiona
         lines.append(f"Trainer: {trainer['per_row_ms']:.3f} ms per row locally (all epochs of the pipeline run).")
     ok = (linear and flat) if linear is not None else (False if not flat else None)
     return {"components": comps, "linear_and_flat": ok, "verdict": verdict, "text": " ".join(lines),
-            "dataflow_workers": workers, "prediction": _prediction_text(comps, runs)}
+            "local_hours": local_hours, "prediction": _prediction_text(comps, runs)}
 
 
 def _duration(hours: float) -> str:

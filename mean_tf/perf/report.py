@@ -1,6 +1,6 @@
-"""Render `docs/performance.md` from the results folder of `mean-tf perf ...`: a one-paragraph answer and the goals
-table, one short table per benchmark, then an appendix with every command once (keyed [1], [2], ... in the tables),
-the machine and its load. Every number comes from a results file; the page is never edited by hand."""
+"""Render `docs/performance.md` from the results folder of `mean-tf perf ...`: the answer and the goals table, one
+short table per benchmark, then an appendix with every command once (keyed [1], [2], ... in the tables), the
+machine and its load. Every number comes from a results file; the page is never edited by hand."""
 from __future__ import annotations
 
 import collections
@@ -10,20 +10,13 @@ from datetime import datetime
 from typing import Dict, List, Optional
 
 from mean_tf.perf import results as res
-from mean_tf.perf.projection import (ISSUE_LARGEST_ROWS, MIN_COMPONENT_SECONDS, PAPER_FEATURES, PAPER_ROWS,
+from mean_tf.perf.projection import (ISSUE_LARGEST_ROWS, MIN_COMPONENT_SECONDS, PAPER_FEATURES,
                                      PROJECTION_ASSUMPTIONS, component, project)
 
-GOALS = {
-    "roofline": 0.40,  # MEAN's share of its matmul roofline (CPU)
-    "vs_ziln": 0.5,  # MEAN examples/s over DNN-ZILN's
-    "input": 3.0,  # input pipeline examples/s over MEAN training examples/s
-    "serving_ms": 5.0,  # batch-1 p50
-    "score_memory": 1.5,  # `mean-tf score` peak memory at the largest size over the smallest
-    "pipeline_s": 1500.0,  # the whole local pipeline at 1M rows x 720 features (issue 20) ...
-    "pipeline_gib": 8.0,  # ... and its peak memory
-    "transform_fixed_s": 90.0,  # Transform's fixed cost ...
-    "transform_gib": 3.0,  # ... and its peak memory at every size
-}
+# Issue 9: roofline share, MEAN over DNN-ZILN examples/s, input over training examples/s, batch-1 serving p50 ms,
+# `mean-tf score` peak memory largest over smallest size; issue 20: the 1M-row pipeline and Transform.
+GOALS = {"roofline": 0.40, "vs_ziln": 0.5, "input": 3.0, "serving_ms": 5.0, "score_memory": 1.5,
+         "pipeline_s": 1500.0, "pipeline_gib": 8.0, "transform_fixed_s": 90.0, "transform_gib": 3.0}
 # Options of `mean-tf perf train` that change what is measured; a run with none of them is a baseline.
 SETTINGS = ("--jit", "--deterministic", "--set", "--intra-op", "--inter-op")
 
@@ -90,45 +83,54 @@ def _not_run(title: str, part: str) -> List[str]:
     return [title, "", f"Not run yet: `mean-tf perf {part}`.", ""]
 
 
+def _pipeline_goals(pipe: Dict, proj: Optional[Dict], cmds: _Commands):
+    """The answer paragraph, the goals of issue 20, and why the whole-run goal is out of reach ("" if it is not)."""
+    runs = sorted(pipe["runs"], key=lambda x: x["rows"])
+    for x in runs:  # the pipeline's sessions first: [1], [2], ... in the order of their sizes
+        cmds.cite(x.get("session", pipe))
+    run = next((x for x in runs if x["rows"] == ISSUE_LARGEST_ROWS), runs[-1])
+    key, wall, peak = cmds.cite(run.get("session", pipe)), run["wall_seconds"], run["peak_rss_gib"]
+    env = run.get("session", pipe)["environment"]
+    answer = (f"**{run['rows']:,} rows × {pipe['features']} features take {wall:,.0f} s ({wall / 3600:.1f} h) "
+              f"through the whole local TFX pipeline, with a peak of {peak:.1f} GiB** {key}, on {env['cores']} shared "
+              f"cores and {env['memory_gib']} GiB (Beam DirectRunner, `{' '.join(pipe['beam_pipeline_args'])}`).")
+    goals = [(f"whole pipeline, {run['rows']:,} rows × {pipe['features']} {key}", f"{wall:,.0f} s, peak {peak:.1f} GiB",
+              f"≤ {GOALS['pipeline_s']:,.0f} s, ≤ {GOALS['pipeline_gib']:.0f} GiB",
+              (wall <= GOALS["pipeline_s"] and peak <= GOALS["pipeline_gib"]) if run["rows"] == ISSUE_LARGEST_ROWS
+              else None)]
+    peaks = [c["peak_rss_gib"] for x in runs for c in [component(x, "Transform")] if c]
+    fixed = next((c["fixed_seconds"] for c in proj["components"] if c["name"] == "Transform"), None) if proj else None
+    if peaks:
+        goals.append(("Transform: fixed cost, peak memory at every size",
+                      (f"{fixed:,.0f} s, " if fixed is not None else "") + f"{min(peaks):.1f}–{max(peaks):.1f} GiB",
+                      f"≤ {GOALS['transform_fixed_s']:.0f} s, ≤ {GOALS['transform_gib']:.0f} GiB",
+                      False if max(peaks) > GOALS["transform_gib"]
+                      else None if fixed is None else fixed <= GOALS["transform_fixed_s"]))
+    goals.append(("pipeline time linear in rows, memory flat", proj["verdict"] if proj else "fewer than two sizes",
+                  "linear, flat", proj["linear_and_flat"] if proj else None))
+    why = ""
+    if proj:
+        answer += (f" By the per-row costs fitted over the {len(runs)} sizes, 22M rows × {PAPER_FEATURES} features "
+                   f"would take about {proj['local_hours']:,.0f} h on this machine (Dataflow and Vertex AI estimates "
+                   "in section 4).")
+        goals.append((f"22M rows × {PAPER_FEATURES}, projected", f"≈ {proj['local_hours']:,.0f} h on this machine",
+                      "—", None))
+        per_row = sum(c["per_row_s"] for c in proj["components"])
+        if goals[0][3] is False and per_row * run["rows"] > GOALS["pipeline_s"]:
+            why = (f" The per-row costs alone (section 4) add up to {per_row * 1e3:.2f} ms a row, "
+                   f"{per_row * run['rows']:,.0f} s at {run['rows']:,} rows: more than the whole-run goal before any "
+                   "fixed cost.")
+    return answer, goals, why
+
+
 def _summary(r: Dict, proj: Optional[Dict], cmds: _Commands) -> List[str]:
-    """The one-paragraph answer and the goals table."""
-    train, inp, srv, pipe = r["train"], r["input"], r["serving"], r["pipeline"]
-    goals = []  # (what, measured, goal, met)
-    runs = sorted(pipe["runs"], key=lambda x: x["rows"]) if pipe else []
-    if runs:
-        for x in runs:  # the pipeline's sessions first: [1], [2], ... in the order of their sizes
-            cmds.cite(x.get("session", pipe))
-        run = next((x for x in runs if x["rows"] == ISSUE_LARGEST_ROWS), runs[-1])
-        key, wall, peak = cmds.cite(run.get("session", pipe)), run["wall_seconds"], run["peak_rss_gib"]
-        env = run.get("session", pipe)["environment"]
-        answer = (f"**{run['rows']:,} rows × {pipe['features']} features take {wall:,.0f} s ({wall / 3600:.1f} h) "
-                  f"through the whole local TFX pipeline, with a peak of {peak:.1f} GiB** {key}, on "
-                  f"{env['cores']} shared cores and {env['memory_gib']} GiB (Beam DirectRunner, "
-                  f"`{' '.join(pipe['beam_pipeline_args'])}`).")
-        goals.append((f"whole pipeline, {run['rows']:,} rows × {pipe['features']} {key}",
-                      f"{wall:,.0f} s, peak {peak:.1f} GiB",
-                      f"≤ {GOALS['pipeline_s']:,.0f} s, ≤ {GOALS['pipeline_gib']:.0f} GiB",
-                      (wall <= GOALS["pipeline_s"] and peak <= GOALS["pipeline_gib"])
-                      if run["rows"] == ISSUE_LARGEST_ROWS else None))
-        peaks = [c["peak_rss_gib"] for x in runs for c in [component(x, "Transform")] if c]
-        fixed = next((c["fixed_seconds"] for c in proj["components"] if c["name"] == "Transform"), None) if proj else None
-        if peaks:
-            goals.append(("Transform: fixed cost, peak memory at every size",
-                          (f"{fixed:,.0f} s, " if fixed is not None else "") + f"{min(peaks):.1f}–{max(peaks):.1f} GiB",
-                          f"≤ {GOALS['transform_fixed_s']:.0f} s, ≤ {GOALS['transform_gib']:.0f} GiB",
-                          False if max(peaks) > GOALS["transform_gib"]
-                          else None if fixed is None else fixed <= GOALS["transform_fixed_s"]))
-        goals.append(("pipeline time linear in rows, memory flat", proj["verdict"] if proj else "fewer than two sizes",
-                      "linear, flat", proj["linear_and_flat"] if proj else None))
-        if proj:
-            scale = PAPER_FEATURES / float(pipe.get("features") or PAPER_FEATURES)
-            hours = sum(c["fixed_seconds"] + c["per_row_s"] * scale * PAPER_ROWS for c in proj["components"]) / 3600
-            answer += (f" By the per-row costs fitted over the {len(runs)} sizes, 22M rows × {PAPER_FEATURES} features "
-                       f"would take about {hours:,.0f} h on this machine (Dataflow and Vertex AI estimates in section 4).")
-            goals.append((f"22M rows × {PAPER_FEATURES}, projected", f"≈ {hours:,.0f} h on this machine", "—", None))
+    """The one-paragraph answer and the goals table: (what, measured, target, met) each."""
+    train, inp, srv = r["train"], r["input"], r["serving"]
+    if r["pipeline"]:
+        answer, goals, why = _pipeline_goals(r["pipeline"], proj, cmds)
     else:
-        answer = "The pipeline benchmark has not run yet (`mean-tf perf pipeline`)."
-        goals.append(("whole pipeline, 1,000,000 rows × 720", "not run", "—", None))
+        answer, why = "The pipeline benchmark has not run yet (`mean-tf perf pipeline`).", ""
+        goals = [("whole pipeline, 1,000,000 rows × 720", "not run", "—", None)]
     mean = next((m for m in train["models"] if m["model"] == "mean"), None) if train else None
     key = cmds.cite(train) if train else ""
     if mean:
@@ -144,30 +146,22 @@ def _summary(r: Dict, proj: Optional[Dict], cmds: _Commands) -> List[str]:
         goals.append(("training throughput", "not run", "—", None))
     rate = _rate(train, "mean", "streamed")
     ratio = inp["variants"]["training"]["examples_per_s"] / rate if inp and rate else None
-    goals.append((f"input pipeline ÷ MEAN training examples/s {cmds.cite(inp) if inp else ''}",
-                  f"{ratio:.1f}×" if ratio else "not run", f"≥ {GOALS['input']:.0f}×",
-                  None if ratio is None else ratio >= GOALS["input"]))
     p50 = srv["batch_sizes"].get("1", {}).get("p50_ms") if srv else None
-    goals.append((f"serving p50 at batch 1 {cmds.cite(srv) if srv else ''}",
-                  f"{p50:.2f} ms" if p50 is not None else "not run", f"≤ {GOALS['serving_ms']:.0f} ms",
-                  None if p50 is None else p50 <= GOALS["serving_ms"]))
     memory = _score_memory(r["score"])
-    goals.append((f"`mean-tf score` peak memory, largest size ÷ smallest {cmds.cite(r['score']) if memory else ''}",
-                  memory[1] if memory else "not run", f"≤ {GOALS['score_memory']}×",
-                  memory[0] <= GOALS["score_memory"] if memory else None))
-    goals.append(("GPU run of benchmark 1 (mixed precision / XLA)", "not measured: no GPU lent to this task", "—", None))
-    return ([answer, ""] + _table(["goal", "measured", "target", ""],
-                                  [[g.strip(), m, t, _met(ok)] for g, m, t, ok in goals])
+    goals += [(f"input pipeline ÷ MEAN training examples/s {cmds.cite(inp) if inp else ''}",
+               f"{ratio:.1f}×" if ratio else "not run", f"≥ {GOALS['input']:.0f}×",
+               None if ratio is None else ratio >= GOALS["input"]),
+              (f"serving p50 at batch 1 {cmds.cite(srv) if srv else ''}",
+               f"{p50:.2f} ms" if p50 is not None else "not run", f"≤ {GOALS['serving_ms']:.0f} ms",
+               None if p50 is None else p50 <= GOALS["serving_ms"]),
+              (f"`mean-tf score` peak memory, largest size ÷ smallest {cmds.cite(r['score']) if memory else ''}",
+               memory[1] if memory else "not run", f"≤ {GOALS['score_memory']}×",
+               memory[0] <= GOALS["score_memory"] if memory else None),
+              ("GPU run of benchmark 1 (mixed precision / XLA)", "not measured: no GPU lent to this task", "—", None)]
+    return ([answer, ""] + _table(["goal", "measured", "target", ""], [[g.strip(), m, t, _met(ok)] for g, m, t, ok in goals])
             + ["Keys such as [1] name the command that measured a number (appendix, with the machine and its load)."
                + (" For a goal not met, section 4's profile (*Where the CPU goes*, `mean-tf perf pipeline --profile`) "
-                  "shows where the time goes." if any(ok is False for *_, ok in goals) else ""), ""])
-
-
-def _profile_matmul_share(model: Dict) -> Optional[float]:
-    """Matmul and einsum kernels' share of op time, summed over the profile's top op types (oneDNN names them
-    `_MklMatMul`, `_MklNativeFusedMatMul`, `_MklEinsum`)."""
-    top = (model.get("profile") or {}).get("top_op_types")
-    return sum(t["share"] for t in top if "MatMul" in t["type"] or "Einsum" in t["type"]) if top else None
+                  "shows where the time goes." + why if any(ok is False for *_, ok in goals) else ""), ""])
 
 
 def _train_section(train: Optional[Dict], experiments: List[Dict], cmds: _Commands) -> List[str]:
@@ -179,23 +173,20 @@ def _train_section(train: Optional[Dict], experiments: List[Dict], cmds: _Comman
                       f"{d['categorical_features']} categorical), batch {train['batch_size']}, Adam, {steps['steps']} "
                       f"timed steps after {steps['warmup']} warm-up steps {cmds.cite(train)}. *In-memory* repeats 4 cached "
                       "batches (the model alone); *streamed* reads the gzipped TFRecords while training.", ""]
-    rows = []
-    for m in train["models"]:
-        s, mem, share = m["streamed"], m["in_memory"], _profile_matmul_share(m)
-        rows.append([m["model"], f"{m['parameters']:,}", f"{m['train_flops_per_example'] / 1e6:.2f}",
-                     _fmt(mem["examples_per_s"]), _fmt(s["examples_per_s"]),
-                     f"{_fmt(mem.get('vs_dnn_ziln'), 2)} / {_fmt(s.get('vs_dnn_ziln'), 2)}",
-                     f"{mem['roofline_share']:.0%} / {s['roofline_share']:.0%}",
-                     "—" if share is None else f"{share:.0%}"])
     out += _table(["model", "params", "train MFLOP/example", "in-memory ex/s", "streamed ex/s",
-                   "× DNN-ZILN (in-memory / streamed)", "roofline share (in-memory / streamed)",
-                   "matmul kernels' share of op time"], rows)
+                   "× DNN-ZILN (in-memory / streamed)", "roofline share (in-memory / streamed)"],
+                  [[m["model"], f"{m['parameters']:,}", f"{m['train_flops_per_example'] / 1e6:.2f}",
+                    _fmt(m["in_memory"]["examples_per_s"]), _fmt(m["streamed"]["examples_per_s"]),
+                    f"{_fmt(m['in_memory'].get('vs_dnn_ziln'), 2)} / {_fmt(m['streamed'].get('vs_dnn_ziln'), 2)}",
+                    f"{m['in_memory']['roofline_share']:.0%} / {m['streamed']['roofline_share']:.0%}"]
+                   for m in train["models"]])
     by = {m["model"]: m for m in train["models"]}
     if "mean" in by and "dnn_ziln" in by:
         flops = by["mean"]["train_flops_per_example"] / by["dnn_ziln"]["train_flops_per_example"]
         out += [f"A MEAN step needs {flops:.2f}× DNN-ZILN's FLOPs per example (five experts, the attention, one DAM "
-                f"tower per horizon), so at equal efficiency it would run at {1 / flops:.2f}× its rate; both spend most "
-                "of their op time in matmul kernels, so the lever left is fewer FLOPs, not less overhead.", ""]
+                f"tower per horizon), so at equal efficiency it would run at {1 / flops:.2f}× its rate; its matmuls "
+                f"alone take {by['mean']['in_memory']['roofline_share']:.0%} of its in-memory step, so the lever left "
+                "is fewer FLOPs, not less overhead.", ""]
     out += ["The roofline is the step's matmuls (counted from the traced step, `mean_tf.perf.flops`) each timed alone at "
             "its shape (`mean_tf.perf.roofline`); share = that time / the measured step. Peak dense matmul rate in the "
             f"same run ({train.get('peak_matmul_size', 1024)}³ float32): {_fmt(train['peak_matmul_gflops_per_s'])} "
@@ -286,14 +277,11 @@ def _pipeline_section(pipe: Optional[Dict], proj: Optional[Dict], earlier: List[
     names = list(dict.fromkeys(c["name"] for x in runs for c in x["components"]))
     small = [n for n in names if max(c["seconds"] for x in runs for c in [component(x, n)] if c) < MIN_COMPONENT_SECONDS]
     small = small if len(small) > 1 else []  # the bookkeeping components, folded into one row
-    large = [n for n in names if n not in small]
     fits = {c["name"]: c for c in (proj["components"] if proj else [])}
-    rows = []
-    for name in large:
-        fit = fits.get(name)
-        rows.append([name + (" (memory **grows**)" if fit and fit["memory_grows"] else "")]
-                    + [_cell(component(x, name)) for x in runs]
-                    + ([f"{fit['fixed_seconds']:,.0f}", f"{fit['per_row_ms']:.3f}"] if fit else ["—", "—"]))
+    rows = [[name + (" (memory **grows**)" if fits.get(name, {}).get("memory_grows") else "")]
+            + [_cell(component(x, name)) for x in runs]
+            + ([f"{fits[name]['fixed_seconds']:,.0f}", f"{fits[name]['per_row_ms']:.3f}"] if name in fits else ["—", "—"])
+            for name in names if name not in small]
     if small:
         rows.append([f"{len(small)} others (each < {MIN_COMPONENT_SECONDS:.0f} s)"]
                     + [f"{sum(c['seconds'] for c in x['components'] if c['name'] in small):,.0f} s" for x in runs]
@@ -340,7 +328,10 @@ def _profiles(records: List[Dict], cmds: _Commands, top: int = 3) -> List[str]:
                     f"{prof['tool']} sampled every process of the run {prof['rate']} times a second (not pausing it): "
                     f"{prof['cpu_seconds']:,.0f} CPU-seconds in a {x['wall_seconds']:,.0f} s run. A sample belongs to "
                     "the TFX executor on its stack (the runner process) or to the library of the Beam transform a "
-                    "worker runs; *own* is time in the function itself, *with callees* includes what it calls.", ""]
+                    "worker runs; *own* is time in the function itself, *with callees* includes what it calls. TFX's "
+                    "Transform executor reads and decodes its analysis split twice, once to analyze and once to "
+                    "transform it (`tfx/components/transform/executor.py`: reading it again keeps some Beam runners "
+                    "from materialising it).", ""]
             out += _table(["component", "CPU s", "in Beam workers", f"top {top} own CPU s", f"top {top} with callees, CPU s"],
                           rows)
             out += _largest_cost(prof) + _note(e)
@@ -366,6 +357,7 @@ def _functions(functions: List[Dict], top: int) -> str:
 
 
 ONE_PHASE_TRANSFORM_COMMIT = "18d56d2"  # the joint vocabulary analyzer (issue 20, item 1)
+EVALUATION_SCHEMA_COMMIT = "70c511a"  # the Evaluator decodes only the label and slice features
 
 
 def _earlier_records(records: List[Dict], runs: List[Dict], cmds: _Commands) -> List[str]:
@@ -377,22 +369,23 @@ def _earlier_records(records: List[Dict], runs: List[Dict], cmds: _Commands) -> 
         for x in sorted(e["runs"], key=lambda x: x["rows"]):
             key = cmds.cite(x.get("session", e), x.get("load_average_after"), f" at {x['rows']:,} rows")
             ref = now.get(x["rows"])
-            ratios = [_ratio(ref and ref["wall_seconds"], x["wall_seconds"]),
-                      _ratio(_seconds(ref, "Trainer"), _seconds(x, "Trainer"))]
             commit = (x.get("session") or e).get("environment", {}).get("git_commit", "?")
             rows.append([f"{e['_file']} {key}", f"`{commit}`", _example_gen(e), f"{x['rows']:,}",
-                         _cell(component(x, "ImportExampleGen")),
-                         _cell(component(x, "Transform")), _cell(x, "wall_seconds")] + ratios)
+                         _cell(component(x, "ImportExampleGen")), _cell(component(x, "Transform")),
+                         _cell(component(x, "Evaluator")), _cell(x, "wall_seconds"), _ratio(ref and ref["wall_seconds"], x["wall_seconds"]),
+                         _ratio(_seconds(ref, "Trainer"), _seconds(x, "Trainer"))])
     return (["### Other pipeline records", "",
              "The same benchmark at other commits or settings (the record's name says which). TFX's stock ImportExampleGen reshuffles every split, a GroupByKey "
              "held in the DirectRunner's memory; the copying one copies the gzipped split files. Commits before "
              f"`{ONE_PHASE_TRANSFORM_COMMIT}` ran the two-phase Transform with one vocabulary analyzer per categorical "
              "feature (72 at 720 features, about 920 Beam stages); later ones the one-phase Transform with one joint "
-             "vocabulary analyzer (`mean_tf/vocabulary.py`, 25 stages). The × columns are this page's time over the "
-             "record's at the same size: the Trainer's, which neither change touches, is the machine's speed on the "
-             "day.", ""]
+             "vocabulary analyzer (`mean_tf/vocabulary.py`, 25 stages). Commits before "
+             f"`{EVALUATION_SCHEMA_COMMIT}` ran the Evaluator on all 720 decoded features and the transform_features "
+             "preprocessing; later ones decode only the label and slice features. The × columns are this page's time "
+             "over the record's at the same size: the Trainer's, which no change touches, is the machine's speed on "
+             "the day.", ""]
             + _table(["record", "commit", "ExampleGen", "rows", "ImportExampleGen s / GiB", "Transform s / GiB",
-                      "whole run s / GiB", "whole run ×", "Trainer ×"], rows))
+                      "Evaluator s / GiB", "whole run s / GiB", "whole run ×", "Trainer ×"], rows))
 
 
 def _seconds(run: Optional[Dict], name: str) -> Optional[float]:

@@ -35,12 +35,13 @@ def read_result(results_dir: str, part: str, tag: Optional[str] = None) -> Optio
 
 
 def read_experiments(results_dir: str, part: str) -> List[Dict]:
-    """Every tagged result of a part (`<part>-<tag>.json`), oldest first; `_file` is its file name."""
+    """Every tagged result of a part (`<part>-<tag>.json`), oldest first (when its command started; not the files'
+    times, which a checkout resets); `_file` is its file name."""
     out = []
-    for path in sorted(glob.glob(os.path.join(results_dir, f"{part}-*.json")), key=os.path.getmtime):
+    for path in glob.glob(os.path.join(results_dir, f"{part}-*.json")):
         with open(path, encoding="utf-8") as f:
             out.append({**json.load(f), "_file": os.path.basename(path)})
-    return out
+    return sorted(out, key=lambda e: (e.get("environment", {}).get("time", ""), e["_file"]))
 
 
 # --write-docs only picks the default --results, which the command line spells out.
@@ -53,12 +54,10 @@ def command_line(args) -> str:
     for key, value in sorted(vars(args).items()):
         if key in _NOT_OPTIONS or value is None or value is False or value == "" or value == []:
             continue
-        if key == "overrides":
-            for item in value:
-                parts += ["--set", item]
-            continue
         flag = "--" + key.replace("_", "-")
-        if value is True:
+        if key == "overrides":
+            parts += [w for item in value for w in ("--set", item)]
+        elif value is True:
             parts.append(flag)
         elif isinstance(value, (list, tuple)):
             parts += [flag, ",".join(str(v) for v in value)]

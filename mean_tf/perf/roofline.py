@@ -1,12 +1,6 @@
-"""The hardware limit of a model on this machine: its matmuls timed alone, at the model's own shapes.
-
-`matmul_roofline(ops)` runs every distinct matmul-like op of a model's training step (from
-`mean_tf.perf.flops`) in isolation, with random inputs and TensorFlow's current threading settings,
-and adds up the times: the step time the model would have if it did nothing but its matmuls, at the
-rate this machine reaches for those shapes. A model's share of that roofline is this time divided by
-its measured step time. `peak_matmul_rate` gives the machine's best dense rate (a large square
-matmul) for context.
-"""
+"""A model's hardware limit here: every distinct matmul of its training step (`flops`) timed alone at its shapes
+with random inputs, summed (the step time if it did nothing but matmuls); `peak_matmul_rate` is the machine's
+best dense rate."""
 from __future__ import annotations
 
 import statistics
@@ -65,9 +59,7 @@ def time_op(op: MatmulOp, repeats: int = 7, min_seconds: float = 0.05) -> float:
 def matmul_roofline(ops: Sequence[MatmulOp], repeats: int = 7, min_seconds: float = 0.05) -> Dict:
     """Time each distinct op once; return the step's matmul FLOPs, their summed time and the per-shape table."""
     counts = Counter(op.key for op in ops)
-    first = {}
-    for op in ops:
-        first.setdefault(op.key, op)
+    first = {op.key: op for op in reversed(ops)}  # each key's first op
     rows: List[Dict] = []
     total_flops = total_seconds = 0.0
     for key, count in counts.most_common():

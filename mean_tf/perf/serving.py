@@ -1,11 +1,6 @@
-"""Benchmark 3: latency of `serving_default` (serialized raw tf.Example in, money out), as TF Serving runs it.
-
-The servable is the Trainer's export (`mean_tf.trainer.export_serving_model`: parse, Transform graph,
-model, inverse label transform) of a briefly trained model; its weights do not change the latency.
-It is loaded with the TF1 loader (`tf.compat.v1.saved_model.loader.load`) into a Session, the path
-TF Serving takes, and each request is one `Session.run` through a callable made once, so that the
-Python client's feed-dict handling is not counted (TF Serving has none).
-"""
+"""Benchmark 3: latency of `serving_default` (serialized raw tf.Example in, money out) of a briefly trained export,
+loaded as TF Serving does (TF1 loader, one Session), one `Session.run` per request through a callable made once
+(no feed-dict handling, which TF Serving does not have)."""
 from __future__ import annotations
 
 import statistics
@@ -54,9 +49,8 @@ def serving_latency(export_dir: str, serialized: Sequence[bytes], batch_sizes: S
                 outputs = run(batch)
                 latencies.append((time.perf_counter() - t0) * 1000.0)
             assert outputs[0].shape[0] == batch_size
-            results[str(batch_size)] = {
-                "requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
-                "p99_ms": float(np.percentile(latencies, 99)),
-                "mean_ms": statistics.fmean(latencies),
-                "examples_per_s": batch_size / (statistics.median(latencies) / 1000.0)}
+            p50, p99 = np.percentile(latencies, [50, 99])
+            results[str(batch_size)] = {"requests": len(latencies), "p50_ms": float(p50), "p99_ms": float(p99),
+                                        "mean_ms": statistics.fmean(latencies),
+                                        "examples_per_s": batch_size / (statistics.median(latencies) / 1e3)}
     return {"load_seconds": load_seconds, "outputs": list(signature.outputs), "batch_sizes": results}

@@ -1,6 +1,7 @@
 """The benchmark parts behind `mean-tf perf ...`: each prepares its data, measures, and returns one JSON-able dict."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -8,9 +9,43 @@ from typing import Dict, Optional, Sequence
 
 from mean_tf.config import MEANConfig
 from mean_tf.perf import environment
-from mean_tf.perf.data import BenchData, prepare
 
 DEFAULT_TRAIN_MODELS = ("mean", "mtl_mean", "dnn_ziln")
+
+
+@dataclasses.dataclass
+class BenchData:
+    """A benchmark's synthetic data set (`mean_tf.data.synthetic`) and its Transform output, both cached by size."""
+
+    manifest: object  # mean_tf.data.manifest.Manifest
+    materialized: object  # mean_tf.transform.Materialized
+    seconds: Dict[str, float]  # time spent generating / transforming in this call (0 when cached)
+
+    @property
+    def train_rows(self) -> int:
+        return int(self.manifest.row_counts["train"])
+
+
+def synthetic_data(work_dir: str, rows: int, features: int, seed: int = 0):
+    """(manifest, seconds spent generating) of the cached synthetic data set of this size, generated if missing."""
+    from mean_tf.data import synthetic
+    from mean_tf.data.manifest import MANIFEST_FILE, read_manifest
+
+    folder = os.path.join(work_dir, f"synthetic-{rows}x{features}-s{seed}")
+    start = time.perf_counter()
+    if not os.path.exists(os.path.join(folder, MANIFEST_FILE)):
+        synthetic.build(folder, rows, features, seed=seed)
+    return read_manifest(folder), time.perf_counter() - start
+
+
+def prepare(work_dir: str, rows: int, features: int, config: MEANConfig, seed: int = 0) -> BenchData:
+    """The synthetic data of this size and its materialised Transform, each made unless cached."""
+    from mean_tf import transform
+
+    manifest, generated = synthetic_data(work_dir, rows, features, seed)
+    start = time.perf_counter()
+    materialized = transform.materialize(manifest, config, manifest.root + "-transform")
+    return BenchData(manifest, materialized, {"generate": generated, "transform": time.perf_counter() - start})
 
 
 def set_threads(intra_op: Optional[int], inter_op: Optional[int]) -> None:
@@ -23,19 +58,24 @@ def set_threads(intra_op: Optional[int], inter_op: Optional[int]) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
-def _data_record(data: BenchData, rows: int, features: int) -> Dict:
-    m = data.manifest
-    return {"rows": rows, "features": features, "train_rows": data.train_rows,
-            "numeric_features": len(m.numeric_features), "categorical_features": len(m.categorical_features),
-            "root": m.root, "prepare_seconds": data.seconds}
-
-
 def _start(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, note: str):
     """The record of a part (command, machine, its data) and its data, generated and transformed if not cached."""
-    record = {"command": command, "environment": environment.describe(), "started_unix": time.time()}
+    record = {"command": command, "environment": environment.describe(), "started_unix": time.time(), "note": note}
     data = prepare(work_dir, rows, features, config)
-    record.update(data=_data_record(data, rows, features), note=note)
+    m = data.manifest
+    record["data"] = {"rows": rows, "features": features, "train_rows": data.train_rows, "root": m.root,
+                      "numeric_features": len(m.numeric_features), "categorical_features": len(m.categorical_features),
+                      "prepare_seconds": data.seconds}
     return record, data
+
+
+def _export(data: BenchData, model: str, config: MEANConfig, label: str, prefix: str) -> Dict:
+    """A briefly trained `model` exported for serving into a new temporary folder (`export_dir` in the result)."""
+    from mean_tf.perf.serving import export_briefly_trained
+
+    raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
+    return export_briefly_trained(model, config, data.materialized.tf_transform_output(), data.materialized.files("train"),
+                                  label, raw_features, os.path.join(tempfile.mkdtemp(prefix=prefix), "model"))
 
 
 def _finish(record: Dict) -> Dict:
@@ -46,21 +86,19 @@ def _finish(record: Dict) -> Dict:
 
 def run_train(command: str, work_dir: str, rows: int, features: int, config: MEANConfig,
               models: Sequence[str] = DEFAULT_TRAIN_MODELS, steps: int = 30, warmup: int = 5,
-              jit_compile: bool = False, profile_models: Sequence[str] = ("mean", "dnn_ziln"),
-              roofline_min_seconds: float = 0.05, peak_size: int = 1024, note: str = "") -> Dict:
-    """Benchmark 1: throughput, FLOPs and roofline share of each model; peak matmul rate; profiles."""
+              jit_compile: bool = False, roofline_min_seconds: float = 0.05, peak_size: int = 1024, note: str = "") -> Dict:
+    """Benchmark 1: throughput, FLOPs and roofline share of each model; peak matmul rate."""
     from mean_tf.perf import throughput
     from mean_tf.perf.roofline import peak_matmul_rate
 
     record, data = _start(command, work_dir, rows, features, config, note)
     tft_output = data.materialized.tf_transform_output()
     files = data.materialized.files("train")
-    record.update(jit_compile=jit_compile, batch_size=config.batch_size)
     record.update(throughput.train_throughput(list(models), config, tft_output, files, data.train_rows, steps, warmup,
-                                              jit_compile, roofline_min_seconds, profile_models))
-    record["roofline_min_seconds"] = roofline_min_seconds
-    record["peak_matmul_size"] = peak_size
-    record["peak_matmul_gflops_per_s"] = peak_matmul_rate(peak_size, min_seconds=4 * roofline_min_seconds)
+                                              jit_compile, roofline_min_seconds))
+    record.update(jit_compile=jit_compile, batch_size=config.batch_size, roofline_min_seconds=roofline_min_seconds,
+                  peak_matmul_size=peak_size,
+                  peak_matmul_gflops_per_s=peak_matmul_rate(peak_size, min_seconds=4 * roofline_min_seconds))
     return _finish(record)
 
 
@@ -80,26 +118,16 @@ def run_serving(command: str, work_dir: str, rows: int, features: int, config: M
                 label: str = "cltv_365", batch_sizes: Sequence[int] = (1, 64, 1024), requests: int = 200,
                 note: str = "") -> Dict:
     """Benchmark 3: p50/p99 latency of serving_default through the TF1 Session loader."""
-    from mean_tf.perf.serving import export_briefly_trained, serving_latency
-
-    record, data = _start(command, work_dir, rows, features, config, note)
-    tft_output = data.materialized.tf_transform_output()
-    raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
-    export_dir = tempfile.mkdtemp(prefix="mean_tf_serving_")
-    record["export"] = export_briefly_trained(model, config, tft_output, data.materialized.files("train"), label,
-                                              raw_features, os.path.join(export_dir, "model"))
-    record.update(serving_latency(record["export"]["export_dir"], raw_test_examples(data, max(batch_sizes)),
-                                  batch_sizes, requests))
-    return _finish(record)
-
-
-def raw_test_examples(data: BenchData, count: int):
-    """Up to `count` serialized raw tf.Examples of the test split, as clients would send them (labels included:
-    `serving_default` parses only the features it needs)."""
     import tensorflow as tf
 
-    files = [os.path.join(data.manifest.root, f) for f in data.manifest.splits["test"]]
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
+    from mean_tf.perf.serving import serving_latency
+
+    record, data = _start(command, work_dir, rows, features, config, note)
+    record["export"] = _export(data, model, config, label, "mean_tf_serving_")
+    # Requests: serialized raw tf.Examples of the test split, as clients send them (serving ignores the labels).
+    records = tf.data.TFRecordDataset(data.manifest.files("test"), compression_type="GZIP").take(max(batch_sizes))
+    record.update(serving_latency(record["export"]["export_dir"], [r.numpy() for r in records], batch_sizes, requests))
+    return _finish(record)
 
 
 def run_score(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, model: str = "mean",
@@ -108,41 +136,34 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
     time and peak resident memory (the process tree, sampled), which should stay flat in the customers."""
     import math
     import shutil
-    import subprocess
     import sys
 
     from mean_tf.data.splits import FRACTIONS
-    from mean_tf.perf.data import synthetic_data
-    from mean_tf.perf.memory import RSSSampler
-    from mean_tf.perf.serving import export_briefly_trained
+    from mean_tf.perf.memory import run_sampled
 
     record, data = _start(command, work_dir, rows, features, config, note)
-    raw_features = list(data.manifest.numeric_features) + list(data.manifest.categorical_features)
-    export_dir = tempfile.mkdtemp(prefix="mean_tf_score_")
-    record["scoring_runs"] = []
-    record["export"] = export_briefly_trained(model, config, data.materialized.tf_transform_output(),
-                                              data.materialized.files("train"), label, raw_features,
-                                              os.path.join(export_dir, "model"))
+    record.update(export=_export(data, model, config, label, "mean_tf_score_"), scoring_runs=[])
+    export_dir = os.path.dirname(record["export"]["export_dir"])
     for customers in sizes:
         # The same generator (features, seed) at more rows; its train split is scored.
         scoring, generate_seconds = synthetic_data(work_dir, math.ceil(customers / FRACTIONS[0]), features,
                                                    config.seed)
         scored = scoring.row_counts["train"]
-        out = os.path.join(export_dir, "scores.parquet")
+        out, log_path = os.path.join(export_dir, "scores.parquet"), os.path.join(export_dir, "score.log")
         argv = [sys.executable, "-m", "mean_tf.cli", "score", "--model", record["export"]["export_dir"],
                 "--data", scoring.root, "--split", "train", "--out", out]
         load_before = environment.load_average()
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        with RSSSampler(process.pid, 0.2) as sampler:
-            log = process.communicate()[0]
-        wall = time.perf_counter() - start
-        if process.returncode != 0:
-            raise RuntimeError(f"mean-tf score failed at {customers:,} customers:\n{log[-2000:]}")
-        record["scoring_runs"].append({"customers": scored, "wall_seconds": wall, "peak_rss_mib": sampler.peak() / 2 ** 20,
-                               "customers_per_s": scored / wall, "generate_seconds": generate_seconds,
-                               "load_average_before": load_before, "load_average_after": environment.load_average(),
-                               "summary": log.strip().splitlines()[-1]})
+        with open(log_path, "w+", encoding="utf-8") as log:
+            run = run_sampled(argv, log, 0.2)
+            log.seek(0)
+            printed = log.read()
+        if run.returncode != 0:
+            raise RuntimeError(f"mean-tf score failed at {customers:,} customers:\n{printed[-2000:]}")
+        record["scoring_runs"].append({
+            "customers": scored, "wall_seconds": run.wall_seconds, "peak_rss_mib": run.peak() / 2 ** 20,
+            "customers_per_s": scored / run.wall_seconds, "generate_seconds": generate_seconds,
+            "load_average_before": load_before, "load_average_after": environment.load_average(),
+            "summary": printed.strip().splitlines()[-1]})
         os.remove(out)
     shutil.rmtree(export_dir, ignore_errors=True)
     return _finish(record)

@@ -1,12 +1,6 @@
-"""Benchmark 1: training throughput of several models in one run, next to their matmul roofline.
-
-Each model is built and compiled as `mean_tf.training.fit` does (registry config, vocabulary sizes
-from the Transform, Adam) and trained for `steps` timed steps after `warmup` untimed ones, on
-batches that `mean_tf.training.make_dataset` streams from the transformed TFRecords ("streamed"), and
-again on a few of those batches cached in memory ("in_memory": the model step alone). Its matmul
-FLOPs per example come from `mean_tf.perf.flops`, and the time its matmuls alone take on this
-machine from `mean_tf.perf.roofline`; the roofline share is that time over the measured step time.
-"""
+"""Benchmark 1: training throughput of several models in one run, built and compiled as `training.fit` does,
+on batches streamed from the transformed TFRecords and on a few cached in memory (the step alone), next to
+their matmul roofline (`flops`, `roofline`): the share is the matmuls' time alone over the step's."""
 from __future__ import annotations
 
 import time
@@ -20,11 +14,9 @@ from mean_tf.config import MEANConfig
 from mean_tf.layers import NUMERIC_KEY
 from mean_tf.models import registry
 from mean_tf.perf.flops import count_model_flops
-from mean_tf.perf.profile import profile_steps
 from mean_tf.perf.roofline import matmul_roofline
 
 IN_MEMORY_BATCHES = 4
-PROFILE_STEPS = 5
 
 
 def model_config_for(model_name: str, config: MEANConfig, tf_transform_output) -> MEANConfig:
@@ -64,9 +56,8 @@ def time_steps(model, dataset, steps: int, warmup: int) -> Dict:
 
 def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, files: Sequence[str], rows: int,
                     steps: int, warmup: int, jit_compile: bool = False, roofline_repeats: int = 5,
-                    roofline_min_seconds: float = 0.05, profile: bool = False) -> Dict:
-    """One model's streamed and in-memory throughput, FLOPs per example, roofline share and (optionally) a
-    profile of its in-memory steps."""
+                    roofline_min_seconds: float = 0.05) -> Dict:
+    """One model's streamed and in-memory throughput, FLOPs per example and roofline share."""
     cfg = model_config_for(model_name, config, tf_transform_output)
     batch = cfg.batch_size
     labels = list(cfg.labels)
@@ -75,15 +66,11 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
     streamed = time_steps(model, streamed_dataset(files, tf_transform_output, labels, batch, passes), steps, warmup)
     cached = streamed_dataset(files, tf_transform_output, labels, batch, passes).take(IN_MEMORY_BATCHES).cache().repeat()
     in_memory = time_steps(model, cached, steps, warmup)
-    profiled = profile_steps(model.make_train_function(), iter(cached), steps=PROFILE_STEPS) if profile else None
     num_numeric = int(tf_transform_output.transformed_feature_spec()[NUMERIC_KEY].shape[0])
     flops = count_model_flops(model, num_numeric, batch)
     roof = matmul_roofline(flops.train_ops, repeats=roofline_repeats, min_seconds=roofline_min_seconds)
     result = {"model": model_name, "batch_size": batch, "jit_compile": jit_compile, "labels": labels,
-              "parameters": int(model.count_params()), **flops.to_dict(),
-              "roofline": roof}
-    if profiled:
-        result["profile"] = profiled
+              "parameters": int(model.count_params()), **flops.to_dict(), "roofline": roof}
     for mode, timing in (("streamed", streamed), ("in_memory", in_memory)):
         seconds = timing["seconds_per_step"]
         result[mode] = {**timing, "examples_per_s": batch / seconds,
@@ -94,11 +81,11 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
 
 def train_throughput(model_names: List[str], config: MEANConfig, tf_transform_output, files: Sequence[str],
                      rows: int, steps: int, warmup: int, jit_compile: bool = False,
-                     roofline_min_seconds: float = 0.05, profile_models: Sequence[str] = ()) -> Dict:
+                     roofline_min_seconds: float = 0.05) -> Dict:
     """All models in one run (same process, same data, same threads), plus each model's ratio to the first
     baseline named `dnn_ziln` when it is among them."""
     results = [benchmark_model(name, config, tf_transform_output, files, rows, steps, warmup, jit_compile,
-                               roofline_min_seconds=roofline_min_seconds, profile=name in profile_models)
+                               roofline_min_seconds=roofline_min_seconds)
                for name in model_names]
     by_name = {r["model"]: r for r in results}
     if "dnn_ziln" in by_name:
