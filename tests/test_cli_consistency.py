@@ -196,11 +196,13 @@ def test_perf_all_runs_every_part_with_that_parts_own_options(monkeypatch, tmp_p
     monkeypatch.setattr(suite, "run_input", fake("input", {"variants": {}}))
     monkeypatch.setattr(suite, "run_serving", fake("serving", {"batch_sizes": {}}))
     monkeypatch.setattr(suite, "run_score", fake("score", {"scoring_runs": []}))
+    monkeypatch.setattr(suite, "run_writer", fake("writer", {"encoders": {}}))
     monkeypatch.setattr(pipeline_scaling, "run_scaling", fake("pipeline", {"runs": []}))
     monkeypatch.setattr(perf, "_report", lambda args: 0)
     assert cli.main(["perf", "all", "--results", str(tmp_path), "--sizes", "1000,2000", "--set", "epochs=1"]) == 0
-    assert set(seen) == {"train", "input", "serving", "score", "pipeline"}
+    assert set(seen) == {"train", "input", "serving", "score", "writer", "pipeline"}
     assert seen["score"][0][0] == 8_000 and seen["train"][0][0] == 50_000  # each part's own --rows default
+    assert seen["writer"][0] == (100_000, 720, 10)
     assert seen["score"][1]["sizes"] == [100_000, 1_000_000] and seen["pipeline"][0][0] == [1000, 2000]
     assert seen["pipeline"][1]["profile"] is False and seen["pipeline"][1]["extend"] is None
     assert seen["train"][0][2].epochs == 1  # the config `all` was given reaches every part

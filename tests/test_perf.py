@@ -116,6 +116,7 @@ def perf_results(tmp_path_factory):
     assert main(["perf", "input", *common, "--batches", "3", "--warmup", "1"]) == 0
     assert main(["perf", "serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
     assert main(["perf", "score", *common, "--sizes", "200,700"]) == 0
+    assert main(["perf", "writer", *common, "--passes", "2"]) == 0
     report = root / "performance.md"
     assert main(["perf", "report", "--results", str(root / "results"), "--report", str(report)]) == 0
     return root / "results", report.read_text(encoding="utf-8")
@@ -159,6 +160,15 @@ def test_score_benchmark_records_time_and_peak_memory_per_size(perf_results):
     assert f"{ratio:.2f}×" in text and "## 5. Batch scoring" in text
 
 
+def test_writer_benchmark_times_both_encoders_on_the_same_rows_and_checks_they_agree(perf_results):
+    results, text = perf_results
+    writer = json.loads((results / "writer.json").read_text())
+    assert writer["rows"] == 600 and writer["same_values"] is True
+    hand, library = writer["encoders"].values()
+    assert hand["rows"] == library["rows"] == 600 and hand["rows_per_s"] > 0 and library["megabytes"] > 0
+    assert "## 6. Dataset writer" in text and f"{hand['rows_per_s'] / library['rows_per_s']:.2f}× slower" in text
+
+
 def test_report_renders_every_measured_number_with_its_command(perf_results):
     results, text = perf_results
     train = json.loads((results / "train.json").read_text())
@@ -175,7 +185,7 @@ def test_report_renders_every_measured_number_with_its_command(perf_results):
         assert number in text, number
     # Every command appears exactly once, in the appendix, and the tables cite it by its key.
     appendix = text.split("## Appendix")[1]
-    for part in ("train", "input", "serving", "score"):
+    for part in ("train", "input", "serving", "score", "writer"):
         command = json.loads((results / f"{part}.json").read_text())["command"]
         assert text.count(f"`{command}`") == 1 and f"`{command}`" in appendix, part
         key = appendix.split(f"`{command}`")[0].rsplit("**[", 1)[1].split("]")[0]

@@ -1,4 +1,4 @@
-"""`mean-tf perf train|input|serving|pipeline|score|all|report`: the benchmarks of docs/performance.md.
+"""`mean-tf perf train|input|serving|pipeline|score|writer|all|report`: the benchmarks of docs/performance.md.
 
 Each part writes one JSON file to `--results` (`<part>.json`, or `<part>-<tag>.json` for an experiment
 with `--tag`); `report` renders the report (`--report`) from that folder. Both default to out/;
@@ -45,7 +45,7 @@ def _resolve_paths(args) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("perf", help="performance benchmarks: train, input, serving, pipeline, score, all, report",
+    p = subparsers.add_parser("perf", help="performance benchmarks: train, input, serving, pipeline, score, writer, all, report",
                               description="Measure throughput, input pipeline, serving latency and pipeline scaling on "
                                           "synthetic data; results are JSON files, rendered by `mean-tf perf report`.")
     sub = p.add_subparsers(dest="part", metavar="PART")
@@ -116,7 +116,13 @@ def register(subparsers) -> None:
                     help="customers scored in each run (default 100000,1000000)")
     sp.set_defaults(func=_score)
 
-    sp = sub.add_parser("all", help="train, input, serving, score and pipeline with their defaults, then report")
+    sp = _PARTS["writer"] = sub.add_parser(
+        "writer", help="benchmark 6: the dataset writer's tf.Example encoder against tfx_bsl's, rows/s")
+    common(sp, rows_default=100_000)
+    sp.add_argument("--passes", type=int, default=10, help="times the generated rows are written (default 10)")
+    sp.set_defaults(func=_writer)
+
+    sp = sub.add_parser("all", help="train, input, serving, score, writer and pipeline with their defaults, then report")
     common(sp, rows_default=None)
     add_list_option(sp, "--sizes", of=integers, default=[20_000, 60_000], metavar="ROWS",
                     help="pipeline sizes (default 20000,60000)")
@@ -215,6 +221,16 @@ def _score(args) -> int:
     return _save(args, "score", record)
 
 
+def _writer(args) -> int:
+    from mean_tf.perf import suite
+
+    _, command = _prepare(args)
+    record = suite.run_writer(command, args.work, args.rows, args.features, args.passes, note=args.note)
+    for name, r in record["encoders"].items():
+        print(f"{name}: {r['rows_per_s']:,.0f} rows/s, {r['cpu_seconds']:.0f} CPU-s, {r['megabytes']:,.0f} MB")
+    return _save(args, "writer", record)
+
+
 def _all(args) -> int:
     import argparse
 
@@ -224,7 +240,7 @@ def _all(args) -> int:
     args.command_line = results.command_line(args)
     shared = {k: v for k, v in vars(args).items() if k not in ("func", "part", "report", "sizes") and v is not None}
     for part, func in (("train", _train), ("input", _input), ("serving", _serving), ("score", _score),
-                       ("pipeline", _pipeline)):
+                       ("writer", _writer), ("pipeline", _pipeline)):
         own = vars(_PARTS[part].parse_args([]))  # the part's own defaults, then what `all` was given
         if part == "pipeline":
             own["sizes"] = args.sizes

@@ -8,10 +8,9 @@ of length 1 (UTF-8).
 
 The encoder serialises `tf.train.Example` records itself (NumPy byte templates in the protobuf wire
 format TensorFlow parses) and `tf.io.TFRecordWriter` frames and gzips them. tfx_bsl's
-`RecordBatchToExamplesEncoder` was measured in its place (issue #20) and kept out: at 720 features it is
-about 3x slower (encode + write at gzip level 1, 2 shared cores: 2,800 vs 8,200 rows/s at 100k rows,
-2,400 vs 6,700 rows/s and 3.0x the CPU time at 1M rows), its files are 13 % larger, and it writes the
-features in a hash order that changes from call to call, so files would not be reproducible byte for byte.
+`RecordBatchToExamplesEncoder` is measured against it by `mean-tf perf writer` (docs/performance.md,
+section 6) and kept out while it is more than 2x slower at 720 features; it also writes the features in a
+hash order that changes from call to call, so its files would not be reproducible byte for byte.
 Only `read_split`, `Manifest.feature_spec` and the writer import TensorFlow.
 """
 from __future__ import annotations

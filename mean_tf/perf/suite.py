@@ -167,3 +167,13 @@ def run_score(command: str, work_dir: str, rows: int, features: int, config: MEA
         os.remove(out)
     shutil.rmtree(export_dir, ignore_errors=True)
     return _finish(record)
+
+
+def run_writer(command: str, work_dir: str, rows: int, features: int, passes: int = 10, note: str = "") -> Dict:
+    """Benchmark 6: the hand tf.Example encoder against tfx_bsl's, writing the same synthetic rows."""
+    from mean_tf.perf.writer import writer_rates
+
+    record = {"command": command, "environment": environment.describe(), "started_unix": time.time(), "note": note}
+    os.makedirs(work_dir, exist_ok=True)
+    record.update(writer_rates(work_dir, rows, features, passes))
+    return _finish(record)
