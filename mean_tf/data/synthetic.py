@@ -364,6 +364,15 @@ def _generator(spec: SyntheticSpec) -> Generator:
     return _GEN_CACHE[spec]
 
 
+def encoder_columns(block: Dict[str, np.ndarray]):
+    """(floats [m, f], bytes columns) of a `Generator.block`, in the manifest's float_columns / bytes_columns
+    order: what `mean_tf.data.manifest.ExampleEncoder.encode` takes."""
+    floats = np.concatenate([block["numeric"], block["labels"], block["oracle"]], axis=1)
+    cutoff = np.full(len(block["rows"]), CUTOFF, dtype="S10")
+    categorical = [block["categorical"][:, j] for j in range(block["categorical"].shape[1])]
+    return floats, [block["customer_id"], cutoff] + categorical
+
+
 def write_shard(spec: SyntheticSpec, shard: int, n_shards: int, folder: str, compresslevel: int = 1) -> dict:
     """Write one shard's train/eval/test files; returns row counts and zero counts per split."""
     gen = _generator(spec)
@@ -377,15 +386,13 @@ def write_shard(spec: SyntheticSpec, shard: int, n_shards: int, folder: str, com
     try:
         for b in range(b0, b1):
             d = gen.block(b)
-            floats = np.concatenate([d["numeric"], d["labels"], d["oracle"]], axis=1)
-            cutoff = np.full(len(d["rows"]), CUTOFF, dtype="S10")
+            floats, columns = encoder_columns(d)
             which = split_of_rows(d["rows"])
             for s in range(3):
                 sel = np.flatnonzero(which == s)
                 if not len(sel):
                     continue
-                bytes_cols = [d["customer_id"][sel], cutoff[sel]] + [d["categorical"][sel, j] for j in range(spec.n_categorical)]
-                writers[s].write(encoder.encode(floats[sel], bytes_cols))
+                writers[s].write(encoder.encode(floats[sel], [c[sel] for c in columns]))
                 zeros[s] += (d["labels"][sel] <= 0).sum(0)
                 sums[s] += np.concatenate([d["labels"][sel], d["oracle"][sel]], axis=1).sum(0, dtype=np.float64)
     finally:

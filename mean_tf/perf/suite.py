@@ -58,9 +58,14 @@ def set_threads(intra_op: Optional[int], inter_op: Optional[int]) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
+def _record(command: str, note: str) -> Dict:
+    """A part's record as it starts: its command, the machine, the note; `_finish` adds the time it took."""
+    return {"command": command, "environment": environment.describe(), "started_unix": time.time(), "note": note}
+
+
 def _start(command: str, work_dir: str, rows: int, features: int, config: MEANConfig, note: str):
     """The record of a part (command, machine, its data) and its data, generated and transformed if not cached."""
-    record = {"command": command, "environment": environment.describe(), "started_unix": time.time(), "note": note}
+    record = _record(command, note)
     data = prepare(work_dir, rows, features, config)
     m = data.manifest
     record["data"] = {"rows": rows, "features": features, "train_rows": data.train_rows, "root": m.root,
@@ -173,7 +178,7 @@ def run_writer(command: str, work_dir: str, rows: int, features: int, passes: in
     """Benchmark 6: the hand tf.Example encoder against tfx_bsl's, writing the same synthetic rows."""
     from mean_tf.perf.writer import writer_rates
 
-    record = {"command": command, "environment": environment.describe(), "started_unix": time.time(), "note": note}
+    record = _record(command, note)
     os.makedirs(work_dir, exist_ok=True)
     record.update(writer_rates(work_dir, rows, features, passes))
     return _finish(record)

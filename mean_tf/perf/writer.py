@@ -34,12 +34,7 @@ def writer_rates(work_dir: str, rows: int, features: int, passes: int = 1, seed:
 
     gen = synthetic.Generator(synthetic.SyntheticSpec(rows, features, 0.1, seed))
     m = gen.manifest()
-    blocks = []
-    for b in range(-(-rows // synthetic.BLOCK_ROWS)):
-        d = gen.block(b)
-        blocks.append((np.concatenate([d["numeric"], d["labels"], d["oracle"]], axis=1),
-                       [d["customer_id"], np.full(len(d["rows"]), synthetic.CUTOFF, dtype="S10")]
-                       + [d["categorical"][:, j] for j in range(d["categorical"].shape[1])]))
+    blocks = [synthetic.encoder_columns(gen.block(b)) for b in range(-(-rows // synthetic.BLOCK_ROWS))]
     encoders = {"hand (mean_tf.data.manifest)": mf.ExampleEncoder(m.float_columns, m.bytes_columns).encode,
                 "tfx_bsl RecordBatchToExamplesEncoder": _tfx_bsl_encode(m.float_columns, m.bytes_columns)}
     out, parsed = {}, []
