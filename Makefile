@@ -35,7 +35,7 @@ benchmark: venv
 	$(VENV)/bin/mean-tf benchmark report --write-docs
 
 perf: venv
-	$(VENV)/bin/mean-tf perf all --write-docs
+	$(VENV)/bin/python -m benchmarks.perf all --write-docs
 
 lock:
 	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_31 -o requirements.lock

@@ -27,5 +27,9 @@ setup(
         "matplotlib",
         "pyyaml",
     ],
-    entry_points={"console_scripts": ["mean-tf=mean_tf.cli:main"]},
+    entry_points={
+        "console_scripts": ["mean-tf=mean_tf.cli:main"],
+        # Subcommands from outside mean_tf (the pipeline package sits above it; mean_tf never imports it).
+        "mean_tf.commands": ["pipeline=pipeline.commands:register_pipeline", "demo=pipeline.commands:register_demo"],
+    },
 )

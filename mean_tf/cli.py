@@ -1,5 +1,6 @@
 """`mean-tf` console entry point. Each subcommand lives in `mean_tf/commands/<name>.py` and exposes
-`register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+`register(subparsers)`, which adds its parser and sets `func(args) -> int`; packages above mean_tf (the
+pipeline's `pipeline`, `demo`) add theirs through the `mean_tf.commands` entry points of setup.py.
 
 Bad input raises MeanTFError: the CLI prints one line, `error: ...`, and exits with code 2
 (the traceback only with --debug); so does an OSError on a user's path (missing, unreadable, disk full).
@@ -12,12 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
+from importlib import metadata  # noqa: E402
 import pkgutil  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from typing import Optional  # noqa: E402
 
 from mean_tf import __version__, commands  # noqa: E402
+from mean_tf.contract import VERBOSE_ENV  # noqa: E402
 from mean_tf.errors import MeanTFError, MeanTFWarning  # noqa: E402
+
+COMMANDS_ENTRY_POINTS = "mean_tf.commands"
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -31,31 +37,39 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _default_show_warning = warnings.showwarning
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mean-tf", description="MEAN customer-lifetime-value models and pipeline.")
+def registered_commands() -> dict:
+    """Subcommand name -> its `register(subparsers)`: mean_tf's own and the entry points'."""
+    registrars = {info.name: importlib.import_module(f"mean_tf.commands.{info.name}").register
+                  for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")}
+    registrars.update({entry.name: entry.load() for entry in metadata.entry_points(group=COMMANDS_ENTRY_POINTS)})
+    return registrars
+
+
+def build_parser(registrars: Optional[dict] = None, prog: str = "mean-tf") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="MEAN customer-lifetime-value models and pipeline.")
     parser.add_argument("--version", action="version", version=f"mean-tf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--verbose", action="store_true",
                         help="show every log line and warning of TensorFlow, Beam and TFX (default: errors and "
                              "one line per pipeline component)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        importlib.import_module(f"mean_tf.commands.{info.name}").register(subparsers)
+    registrars = registered_commands() if registrars is None else registrars
+    for name in sorted(registrars):
+        registrars[name](subparsers)
     return parser
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
+def main(argv=None, registrars: Optional[dict] = None, prog: str = "mean-tf") -> int:
+    """Run one subcommand (of `registrars`, default every registered one); the exit code."""
+    parser = build_parser(registrars, prog)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     if args.verbose:
-        os.environ["MEAN_TF_VERBOSE"] = "1"  # mean_tf.trainer.VERBOSE_ENV (without importing TensorFlow here)
+        os.environ[VERBOSE_ENV] = "1"
     else:
-        from mean_tf import logs
+        from mean_tf.runtime import logs
 
         logs.quiet()
     try:

@@ -14,21 +14,22 @@ import math
 import numbers
 from typing import Dict, Optional, Tuple
 
-from mean_tf import calibration
+from mean_tf.contract import HORIZONS, LABELS
 from mean_tf.errors import MeanTFError
 
-HORIZONS = (30, 90, 180, 365)
-ALL_LABELS = tuple(f"cltv_{h}" for h in HORIZONS)
 LABEL_SCALINGS = ("log1p", "scale")
 GATE_INPUTS = ("x_u", "shared")
 DISTILL_TEACHERS = ("probs", "log_probs")
 LOSS_SELECTIONS = ("val_loss", "val_prediction_loss")
+# Money calibration shapes (mean_tf.training.calibration) and the choices of `calibration`.
+CALIBRATION_SHAPES = ("isotonic", "scale")
+CALIBRATIONS = ("auto",) + CALIBRATION_SHAPES + ("none",)
 OPTIONAL_FIELDS = ("bucket_boundaries", "bn_momentum")
 
 
 def selection_metrics() -> Tuple[str, ...]:
-    """Valid `selection_metric` values: the metrics of `mean_tf.metrics` and the two eval losses."""
-    from mean_tf.metrics import METRIC_NAMES
+    """Valid `selection_metric` values: the metrics of `mean_tf.evaluation.metrics` and the two eval losses."""
+    from mean_tf.contract import METRIC_NAMES
 
     return tuple(METRIC_NAMES) + LOSS_SELECTIONS
 
@@ -88,11 +89,11 @@ class MEANConfig:
     # Bucket boundaries on the scaled positive label; None = quantiles computed by Transform.
     bucket_boundaries: Optional[Tuple[float, ...]] = None
 
-    # Training (sec. 4.1) and the protocol of `mean_tf.training` (docs/design.md, "Training protocol").
+    # Training (sec. 4.1) and the protocol of `mean_tf.training.protocol` (docs/design.md, "Training protocol").
     learning_rate: float = 1e-3
     batch_size: int = 1024
     # Model selection: early stopping and the restored epoch follow this eval-split criterion, a metric of
-    # `mean_tf.metrics.evaluate` on the money prediction (mean over the model's labels) or a logged eval
+    # `mean_tf.evaluation.metrics.evaluate` on the money prediction (mean over the model's labels) or a logged eval
     # loss ("val_loss" = the total loss; "val_prediction_loss" = the model's own prediction term).
     selection_metric: str = "normalized_gini"
     # Stop when selection has not improved for `patience` epochs, or after `max_steps` optimizer steps
@@ -109,7 +110,7 @@ class MEANConfig:
     # Alternatively re-estimate the running statistics on training batches before each evaluation.
     bn_reestimate: bool = False
     # Money calibration fitted on the eval split after training and exported in the serving graph
-    # (mean_tf.calibration; strictly increasing, so rankings are unchanged): "auto" (the shape, isotonic or
+    # (mean_tf.training.calibration; strictly increasing, so rankings are unchanged): "auto" (the shape, isotonic or
     # scale, with the lower out-of-fold Percentile MAPE on the eval split), "isotonic", "scale" or "none".
     calibration: str = "auto"
     seed: int = 0
@@ -117,7 +118,7 @@ class MEANConfig:
     # Baselines' own knobs.
     ziln_units: Tuple[int, ...] = (512, 256, 128)
     # Largest train label per label (money), filled from Transform (`<label>__max`): ZILN predictions
-    # cap mu + sigma^2 / 2 at its log (mean_tf.ziln).
+    # cap mu + sigma^2 / 2 at its log (mean_tf.models.ziln_distribution).
     label_max: Dict[str, float] = dataclasses.field(default_factory=dict)
     odmn_sub_distributions: int = 4
     odmn_buckets: int = 5
@@ -139,7 +140,7 @@ class MEANConfig:
     gbdt_max_leaf_nodes: int = 31
     gbdt_l2: float = 0.0
 
-    # Reproducibility (mean_tf.determinism): True makes TensorFlow ops deterministic in training.fit, so
+    # Reproducibility (mean_tf.runtime.determinism): True makes TensorFlow ops deterministic in training.fit, so
     # the same seed gives the same metrics on the same machine and thread count (turn off on GPU for speed).
     deterministic: bool = True
 
@@ -201,7 +202,7 @@ class MEANConfig:
              f"must be one of {selection_metrics()}"),
             ("mvfe_gate_input", self.mvfe_gate_input in GATE_INPUTS, f"must be one of {GATE_INPUTS}"),
             ("distill_teacher", self.distill_teacher in DISTILL_TEACHERS, f"must be one of {DISTILL_TEACHERS}"),
-            ("calibration", self.calibration in calibration.METHODS, f"must be one of {calibration.METHODS}"),
+            ("calibration", self.calibration in CALIBRATIONS, f"must be one of {CALIBRATIONS}"),
             ("label_clip", self.label_clip > 0, "must be > 0"),
             ("label_scaling", self.label_scaling in LABEL_SCALINGS, f"must be one of {LABEL_SCALINGS}"),
             ("labels", len(self.labels) >= 1, "must name at least one label"),

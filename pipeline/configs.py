@@ -10,9 +10,16 @@ Beam: components run on Beam's DirectRunner, in memory, by default. `beam_pipeli
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Optional, Tuple
+
+from mean_tf.config import MEANConfig
+from mean_tf.errors import MeanTFError
 
 PIPELINE_NAME = "mean-tf"
+# The Pusher's custom property on a blessed model identical to a served version (nothing pushed).
+ALREADY_SERVED = "already_served"
 DEFAULT_MODEL = "mean"
 DEFAULT_LABEL = "cltv_365"
 # The output folder of `mean-tf pipeline run`: pipeline root, ML Metadata and serving dir live under it.
@@ -38,3 +45,105 @@ DEFAULT_KFP_OUTPUT = os.path.join("out", "mean_tf_pipeline.json")
 # The Trainer container's requests (22M x 720 rows stream from disk: memory is for the model and TF's buffers).
 TRAINER_RESOURCES = {"cpu": 8.0, "memory_gib": 32.0}
 VERTEX_MACHINE_TYPE = "n1-standard-8"
+
+
+def _setting(default, flag: Optional[str], help: str, commands: Tuple[str, ...] = ("run", "compile"), **argparse):
+    """A settings field, documented once: its default, its `mean-tf pipeline` flag, help and the commands that have it."""
+    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "commands": commands,
+                                                        "argparse": argparse})
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """Every setting of one pipeline: what `mean-tf pipeline run|compile` reads from its flags, and what both
+    runners pass unchanged to `pipeline.pipeline.create_pipeline`. Where the data and artifacts live (dataset,
+    pipeline root, serving folder, ML Metadata) are the runners' arguments, not settings."""
+
+    model_name: str = _setting(DEFAULT_MODEL, "--model", "registry model")
+    label: str = _setting(DEFAULT_LABEL, "--label", "label to predict and serve")
+    config: Optional[MEANConfig] = _setting(None, None, "the model's MEANConfig (`--config FILE`, `--set key=value`)")
+    gini_floor: float = _setting(GINI_FLOOR, "--gini-floor", "blessing: lowest normalised Gini on the test split")
+    gini_max_drop: float = _setting(GINI_MAX_DROP, "--gini-max-drop",
+                                    "blessing: largest Gini drop vs the last blessed model")
+    beam_pipeline_args: Tuple[str, ...] = _setting(
+        BEAM_PIPELINE_ARGS, "--beam-arg", "Beam pipeline argument, repeatable, e.g. "
+        "--beam-arg=--direct_running_mode=multi_processing", action="append", metavar="ARG")
+    shuffle_examples: bool = _setting(
+        SHUFFLE_EXAMPLES, "--shuffle-examples", "ExampleGen re-encodes and reshuffles every split (TFX's stock "
+        "executor; on the DirectRunner it holds each split in memory); default: copy the dataset's split files")
+    tune: bool = _setting(False, "--tune", "add a Tuner: search the model's hyperparameters on the eval split "
+                                           "(mean_tf.training.tuning), then train with the best")
+    tuner_trials: Optional[int] = _setting(None, "--tuner-trials", "trials of --tune (default 6)", type=int)
+    pipeline_name: str = _setting(PIPELINE_NAME, None, "the pipeline's name in ML Metadata and on Kubeflow")
+    enable_cache: bool = _setting(True, "--no-cache", "rerun every component", ("run",))
+    image: Optional[str] = _setting(None, "--image", "container image with mean-tf installed (built from the "
+                                                     "repository's Dockerfile)", ("compile",))
+    trainer_cpu: float = _setting(TRAINER_RESOURCES["cpu"], "--trainer-cpu", "Trainer CPU request", ("compile",))
+    trainer_memory_gib: float = _setting(TRAINER_RESOURCES["memory_gib"], "--trainer-memory-gib",
+                                         "Trainer memory request in GiB", ("compile",))
+    vertex_project: Optional[str] = _setting(None, "--vertex-project", "train on Vertex AI Training in this GCP "
+                                                                       "project (with --vertex-region)", ("compile",))
+    vertex_region: Optional[str] = _setting(None, "--vertex-region", "Vertex AI region, e.g. europe-west4",
+                                            ("compile",))
+    vertex_machine_type: str = _setting(VERTEX_MACHINE_TYPE, "--vertex-machine-type", "Vertex AI Training machine",
+                                        ("compile",))
+    vertex_endpoint: Optional[str] = _setting(None, "--vertex-endpoint", "push blessed models to this Vertex AI "
+                                                                         "endpoint instead of --serving-dir",
+                                              ("compile",))
+    vertex_serving_image: Optional[str] = _setting(None, "--vertex-serving-image",
+                                                   "the TF serving container for --vertex-endpoint", ("compile",))
+
+    def __post_init__(self):
+        object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
+        if (self.vertex_project or self.vertex_region or self.vertex_endpoint) and not (
+                self.vertex_project and self.vertex_region):
+            raise MeanTFError("compile: Vertex AI needs both --vertex-project and --vertex-region")
+        if self.vertex_endpoint and not self.vertex_serving_image:
+            raise MeanTFError("compile: --vertex-endpoint needs --vertex-serving-image (a TF serving container)")
+
+    @property
+    def model_config(self) -> MEANConfig:
+        return self.config or MEANConfig()
+
+    @property
+    def trainer_resources(self) -> dict:
+        """The Trainer container's requests on Kubeflow/Vertex."""
+        return {"cpu": self.trainer_cpu, "memory_gib": self.trainer_memory_gib}
+
+    @property
+    def vertex(self) -> Optional[dict]:
+        """Vertex AI Training (and, with an endpoint, serving) settings, or None to train in the pipeline."""
+        if not self.vertex_project:
+            return None
+        return {"project": self.vertex_project, "region": self.vertex_region, "machine_type": self.vertex_machine_type,
+                "endpoint": self.vertex_endpoint, "serving_image": self.vertex_serving_image, "image": self.image}
+
+
+def settings_fields(command: str):
+    """The fields of `PipelineSettings` that `mean-tf pipeline <command>` sets from a flag."""
+    return [f for f in dataclasses.fields(PipelineSettings) if f.metadata["flag"] and command in f.metadata["commands"]]
+
+
+def add_settings_arguments(parser, command: str) -> None:
+    """Add one flag per setting of `command` ("run" or "compile"), with the field's help and default."""
+    for f in settings_fields(command):
+        flag, help, extra = f.metadata["flag"], f.metadata["help"], dict(f.metadata["argparse"])
+        if f.type in ("bool", bool):
+            action = "store_false" if f.default else "store_true"
+            parser.add_argument(flag, dest=f.name, action=action, help=help)
+        elif extra.get("action") == "append":
+            parser.add_argument(flag, dest=f.name, default=None, help=help, **extra)
+        else:
+            kind = extra.pop("type", None) or {"float": float, "str": str}.get(str(f.type).replace("Optional[", "")
+                                                                               .rstrip("]"), str)
+            shown = f" (default {f.default:g})" if isinstance(f.default, float) else (
+                f" (default {f.default})" if f.default is not None else "")
+            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help + shown, **extra)
+
+
+def settings_from_args(args, command: str, config: Optional[MEANConfig] = None) -> PipelineSettings:
+    """The settings a parsed `mean-tf pipeline <command>` names (defaults for the rest)."""
+    values = {f.name: getattr(args, f.name) for f in settings_fields(command)}
+    if values.get("beam_pipeline_args") is None:
+        values.pop("beam_pipeline_args", None)
+    return PipelineSettings(config=config, **values)

@@ -7,7 +7,7 @@
         --beam-arg=--temp_location=gs://BUCKET/tmp
 
 The image must have mean-tf installed (`pip install .` of this repository on a TFX 1.16 base image):
-the components find `mean_tf.transform.preprocessing_fn`, `mean_tf.trainer.run_fn`, the TFMA metrics
+the components find `mean_tf.transform.preprocessing.preprocessing_fn`, `mean_tf.tfx_modules.trainer.run_fn`, the TFMA metrics
 and the `pipeline.components` by import. The manifest is read here, at compile time (feature lists
 and split files); the components read the data from --data-root. Submit to Vertex AI:
 
@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
-from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from pipeline import configs
 
@@ -43,44 +42,32 @@ def check_cluster_uri(flag: str, uri: Optional[str], local_cluster_paths: bool =
                       f"gs://... or s3://... (or --local-cluster-paths when every pod mounts it at that path)")
 
 
-def compile_pipeline(manifest_dir: str, *, pipeline_root: str, serving_model_dir: Optional[str],
-                     image: str, data_root: str, output_file: str = configs.DEFAULT_KFP_OUTPUT,
-                     local_cluster_paths: bool = False,
-                     trainer_resources: Optional[dict] = None, vertex: Optional[dict] = None,
-                     model_name: str = configs.DEFAULT_MODEL, config: Optional[MEANConfig] = None,
-                     label: str = configs.DEFAULT_LABEL, gini_floor: float = configs.GINI_FLOOR,
-                     gini_max_drop: float = configs.GINI_MAX_DROP,
-                     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
-                     shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False,
-                     tuner_trials: Optional[int] = None, pipeline_name: str = configs.PIPELINE_NAME) -> str:
+def compile_pipeline(manifest_dir: str, settings: configs.PipelineSettings, *, pipeline_root: str,
+                     serving_model_dir: Optional[str], data_root: str, output_file: str = configs.DEFAULT_KFP_OUTPUT,
+                     local_cluster_paths: bool = False) -> str:
     """Write the Kubeflow V2 pipeline JSON; returns its path.
 
-    Checked first (one MeanTFError each): a real `image` (not the placeholder), and a `data_root`,
+    Checked first (one MeanTFError each): a real `settings.image` (not the placeholder), and a `data_root`,
     `pipeline_root` and `serving_model_dir` the cluster can reach (`check_cluster_uri`); with a Vertex
-    endpoint (`vertex["endpoint"]`) the model goes there instead of `serving_model_dir`.
+    endpoint (`settings.vertex_endpoint`) the model goes there instead of `serving_model_dir`.
     """
     from mean_tf.data.manifest import read_manifest
 
+    image = settings.image
     if not image or "YOUR_PROJECT" in image:
         raise MeanTFError("compile: --image is required: the container image with mean-tf installed "
                           "(build it with the repository's Dockerfile), e.g. gcr.io/PROJECT/mean-tf:0.1.0")
     check_cluster_uri("--data-root", data_root, local_cluster_paths)
     check_cluster_uri("--pipeline-root", pipeline_root, local_cluster_paths)
-    if not (vertex and vertex.get("endpoint")):
+    if not settings.vertex_endpoint:
         check_cluster_uri("--serving-dir", serving_model_dir, local_cluster_paths)
-    if vertex:
-        vertex = {"image": image, **vertex}
     manifest = read_manifest(manifest_dir, check_files=False)  # before TFX loads: errors in seconds
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
-    pipeline = create_pipeline(
-        pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, data_root=data_root,
-        serving_model_dir=serving_model_dir, model_name=model_name, config=config, label=label,
-        gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
-        shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials,
-        trainer_resources=trainer_resources or configs.TRAINER_RESOURCES, vertex=vertex)
+    pipeline = create_pipeline(settings, pipeline_root=pipeline_root, manifest=manifest, data_root=data_root,
+                               serving_model_dir=serving_model_dir)
     output_file = os.path.abspath(output_file)
     os.makedirs(os.path.dirname(output_file), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

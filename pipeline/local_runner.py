@@ -14,14 +14,13 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
-from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
+from pipeline.configs import ALREADY_SERVED
 from pipeline import configs
 
-ALREADY_SERVED = "already_served"  # pipeline.pusher.ALREADY_SERVED, without importing TFX here
 
 
 @dataclasses.dataclass
@@ -47,12 +46,8 @@ def paths(output_dir: str) -> Tuple[str, str, str]:
             os.path.join(output_dir, configs.SERVING_SUBDIR))
 
 
-def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_MODEL,
-          config: Optional[MEANConfig] = None, label: str = configs.DEFAULT_LABEL,
-          gini_floor: float = configs.GINI_FLOOR, gini_max_drop: float = configs.GINI_MAX_DROP,
-          beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS, enable_cache: bool = True,
-          shuffle_examples: bool = configs.SHUFFLE_EXAMPLES, tune: bool = False, tuner_trials: Optional[int] = None,
-          pipeline_name: str = configs.PIPELINE_NAME, score_data: Optional[str] = None):
+def build(data_dir: str, output_dir: str, settings: Optional[configs.PipelineSettings] = None,
+          score_data: Optional[str] = None):
     """The local pipeline object for a dataset folder (and a scoring dataset for the BulkInferrer)."""
     from tfx import v1 as tfx
 
@@ -63,35 +58,34 @@ def build(data_dir: str, output_dir: str, *, model_name: str = configs.DEFAULT_M
     pipeline_root, metadata_path, serving_dir = paths(output_dir)
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     return create_pipeline(
-        pipeline_name=pipeline_name, pipeline_root=pipeline_root, manifest=manifest, serving_model_dir=serving_dir,
-        model_name=model_name, config=config, label=label,
-        gini_floor=gini_floor, gini_max_drop=gini_max_drop, beam_pipeline_args=beam_pipeline_args,
+        settings or configs.PipelineSettings(), pipeline_root=pipeline_root, manifest=manifest,
+        serving_model_dir=serving_dir,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
-        enable_cache=enable_cache, shuffle_examples=shuffle_examples, tune=tune, tuner_trials=tuner_trials,
         score_manifest=read_manifest(score_data) if score_data else None)
 
 
-def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
+def run(data_dir: str, output_dir: str, settings: Optional[configs.PipelineSettings] = None,
+        score_data: Optional[str] = None) -> RunSummary:
     """Build and run the pipeline with LocalDagRunner; MeanTFError when a split file is damaged (checked first,
     before anything is written) or data validation stops it."""
     from mean_tf.data.manifest import read_manifest, verify_split_files
 
+    settings = settings or configs.PipelineSettings()
     verify_split_files(read_manifest(data_dir))
-    if kwargs.get("score_data"):
-        verify_split_files(read_manifest(kwargs["score_data"]))
+    if score_data:
+        verify_split_files(read_manifest(score_data))
     from tfx import v1 as tfx
 
     from pipeline.components import DataValidationError
 
-    pipeline = build(data_dir, output_dir, **kwargs)
+    pipeline = build(data_dir, output_dir, settings, score_data)
     try:
         with component_progress():
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataValidationError as e:
         raise MeanTFError(str(e)) from None
     summary = summarize(output_dir, pipeline.pipeline_info.pipeline_name)
-    return dataclasses.replace(summary, gini_floor=kwargs.get("gini_floor", configs.GINI_FLOOR),
-                               gini_max_drop=kwargs.get("gini_max_drop", configs.GINI_MAX_DROP))
+    return dataclasses.replace(summary, gini_floor=settings.gini_floor, gini_max_drop=settings.gini_max_drop)
 
 
 @contextlib.contextmanager
@@ -234,7 +228,7 @@ def format_summary(summary: RunSummary, metric_names: Optional[List[str]] = None
                    min_slice_size: int = configs.MIN_SLICE_SIZE) -> str:
     """Text report: component states, the metrics table (slices under `min_slice_size` customers folded into
     one "other" row), blessed or not, the pushed model's path."""
-    from mean_tf.metrics import CALIBRATION_NAMES, METRIC_NAMES
+    from mean_tf.contract import CALIBRATION_NAMES, METRIC_NAMES
 
     names = metric_names or ["example_count", *METRIC_NAMES, *CALIBRATION_NAMES]
     lines = ["components: " + ", ".join(f"{node} {state}" for node, state in summary.executions.items()), ""]

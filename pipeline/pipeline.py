@@ -2,8 +2,8 @@
 
 ImportExampleGen (the dataset's own train/eval/test files, copied by `pipeline.example_gen`) -> StatisticsGen
 -> schema (a given file, the curated one checked in for bundled data, or SchemaGen + CurateSchema) ->
-ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing_fn`)
--> [Tuner (`mean_tf.tuning.tuner_fn`), optional] -> Trainer (`mean_tf.trainer.run_fn`) -> EvaluationSchema (the label
+ExampleValidator -> ValidationGate (anomalies stop the run) -> Transform (`mean_tf.transform.preprocessing.preprocessing_fn`)
+-> [Tuner (`mean_tf.tfx_modules.tuner.tuner_fn`), optional] -> Trainer (`mean_tf.tfx_modules.trainer.run_fn`) -> EvaluationSchema (the label
 and slice features) -> Evaluator (CLTV metrics on the test split, sliced, Gini gate against the last blessed model)
 -> Pusher (to a serving folder, only when blessed, and only once: `pipeline.pusher`).
 """
@@ -15,20 +15,21 @@ from typing import Optional, Sequence
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from mean_tf import tfma_metrics, trainer, transform
-from mean_tf.config import MEANConfig
-from mean_tf.data.manifest import SCORE_SPLIT, require_features
+from mean_tf import contract
+from mean_tf.contract import SCORE_SPLIT, SPLITS
+from mean_tf.data.manifest import require_features
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
+from mean_tf.tfx_modules import tfma_metrics, trainer
+from mean_tf.transform import preprocessing
 from pipeline import components, configs
 from pipeline.example_gen import CopyingImportExampleGen
 from pipeline.pusher import OncePusher
 from pipeline import schema as schemas
 
-PREPROCESSING_FN = "mean_tf.transform.preprocessing_fn"
-RUN_FN = "mean_tf.trainer.run_fn"
-TUNER_FN = "mean_tf.tuning.tuner_fn"
-SPLITS = ("train", "eval", "test")
+PREPROCESSING_FN = "mean_tf.transform.preprocessing.preprocessing_fn"
+RUN_FN = "mean_tf.tfx_modules.trainer.run_fn"
+TUNER_FN = "mean_tf.tfx_modules.tuner.tuner_fn"
 
 
 def split_pattern(manifest, split: str) -> str:
@@ -58,7 +59,7 @@ def eval_config(label: str, slice_features: Sequence[str], gini_floor: float, gi
     gated.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=gini)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=label,
-                                    prediction_key=trainer.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC)],
+                                    prediction_key=contract.CLTV_OUTPUT, model_type=tfma.constants.TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in slice_features],
         metrics_specs=[tfma.MetricsSpec(
             metrics=[tfma.MetricConfig(class_name="ExampleCount"), *metrics],
@@ -66,54 +67,36 @@ def eval_config(label: str, slice_features: Sequence[str], gini_floor: float, gi
 
 
 def create_pipeline(
+    settings: configs.PipelineSettings,
     *,
-    pipeline_name: str,
     pipeline_root: str,
     manifest,
-    serving_model_dir: str,
+    serving_model_dir: Optional[str],
     data_root: Optional[str] = None,
-    model_name: str = configs.DEFAULT_MODEL,
-    config: Optional[MEANConfig] = None,
-    label: str = configs.DEFAULT_LABEL,
     schema_file: Optional[str] = None,
-    gini_floor: float = configs.GINI_FLOOR,
-    gini_max_drop: float = configs.GINI_MAX_DROP,
-    beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
-    enable_cache: bool = True,
-    shuffle_examples: bool = configs.SHUFFLE_EXAMPLES,
-    tune: bool = False,
-    tuner_trials: Optional[int] = None,
-    trainer_resources: Optional[dict] = None,
-    vertex: Optional[dict] = None,
     score_manifest=None,
     score_data_root: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
-    """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built).
+    """The mean-tf pipeline for one dataset (`manifest`, read where the pipeline is built), as `settings` say
+(`pipeline.configs.PipelineSettings`: the model, its config, label, blessing, Beam, Tuner, Vertex).
 
     data_root: the dataset folder as the components see it (default: the manifest's folder; a gs://
     path on Vertex). schema_file: a curated schema file; None takes the bundled dataset's curated
     schema from the mean_tf package, or, for user data, infers one (SchemaGen + CurateSchema).
-    config: MEANConfig for the model; its `labels` become `(label,)` for single-horizon models.
-    shuffle_examples: TFX's stock ExampleGen, which re-encodes and reshuffles every split (memory grows with
-    the data on the DirectRunner); by default `pipeline.example_gen` copies the split files as they are.
-    tune: a Tuner (`mean_tf.tuning.tuner_fn`, `tuner_trials` trials, default `tuning.TRIALS`) searches the
-    model's space on the eval split and the Trainer trains with its best_hyperparameters (the penguin wiring).
-    trainer_resources: {"cpu": float, "memory_gib": float}, the Trainer container's requests on Kubeflow/Vertex.
-    vertex: {"project", "region", "machine_type", "image"} trains on Vertex AI Training (the Google Cloud
-    Trainer extension), and with "endpoint" and "serving_image" also pushes to that Vertex endpoint.
     score_manifest: a scoring dataset (`mean-tf data transactions --score-date`, split "score"): a second
     ExampleGen imports it and a BulkInferrer scores it with the blessed model (`serving_default`, so the
     InferenceResult's PredictionLogs hold every serving output); score_data_root is its folder as the
     components see it (default: the manifest's folder).
     """
-    config = (config or MEANConfig()).replace(labels=(label,))
+    model_name, label, vertex = settings.model_name, settings.label, settings.vertex
+    config = settings.model_config.replace(labels=(label,))
     if label not in manifest.labels:
         raise MeanTFError(f"label {label!r} is not a label of dataset {manifest.name!r} ({manifest.labels})")
     if registry.spec(model_name).kind != "keras":
         raise MeanTFError(f"model {model_name!r} is classical: the pipeline serves Keras models only")
 
-    example_gen_class = tfx.components.ImportExampleGen if shuffle_examples else CopyingImportExampleGen
+    example_gen_class = tfx.components.ImportExampleGen if settings.shuffle_examples else CopyingImportExampleGen
     example_gen = example_gen_class(
         input_base=data_root or manifest.root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=s, pattern=split_pattern(manifest, s))
@@ -139,7 +122,7 @@ def create_pipeline(
     transform_component = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=transform.transform_config(manifest, config, registry.model_config(model_name, config).labels),
+        custom_config=preprocessing.transform_config(manifest, config, registry.model_config(model_name, config).labels),
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
         disable_statistics=True)
     trainer_custom_config = trainer.trainer_config(model_name, config, label, manifest.features)
@@ -148,11 +131,11 @@ def create_pipeline(
                            schema=gate.outputs["validated_schema"], train_args=tfx.proto.TrainArgs(splits=["train"]),
                            eval_args=tfx.proto.EvalArgs(splits=["eval"]))
     tuner_nodes, hyperparameters = [], None
-    if tune:
-        from mean_tf import tuning
+    if settings.tune:
+        from mean_tf.training import tuning
 
         tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs, custom_config={
-            **trainer_custom_config, "tuner_trials": int(tuner_trials or tuning.TRIALS)})
+            **trainer_custom_config, "tuner_trials": int(settings.tuner_trials or tuning.TRIALS)})
         tuner_nodes, hyperparameters = [tuner], tuner.outputs["best_hyperparameters"]
     if vertex:
         from tfx.extensions.google_cloud_ai_platform import constants as vertex_keys
@@ -168,12 +151,12 @@ def create_pipeline(
         trainer_class = tfx.components.Trainer
     trainer_component = trainer_class(run_fn=RUN_FN, hyperparameters=hyperparameters, **training_inputs,
                                       custom_config=trainer_custom_config).with_id("Trainer")
-    if trainer_resources:
+    if settings.image:  # compiled for Kubeflow/Vertex: the Trainer container's requests
         from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2
 
         trainer_component = trainer_component.with_platform_config(
             pipeline_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
-                cpu_limit=float(trainer_resources["cpu"]), memory_limit=float(trainer_resources["memory_gib"])))
+                cpu_limit=float(settings.trainer_resources["cpu"]), memory_limit=float(settings.trainer_resources["memory_gib"])))
 
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -187,7 +170,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"], schema=evaluation_schema.outputs["evaluation_schema"],
         model=trainer_component.outputs["model"],
         baseline_model=model_resolver.outputs["model"], example_splits=["test"],
-        eval_config=eval_config(label, manifest.slice_features, gini_floor, gini_max_drop))
+        eval_config=eval_config(label, manifest.slice_features, settings.gini_floor, settings.gini_max_drop))
     if vertex and vertex.get("endpoint"):
         from tfx.extensions.google_cloud_ai_platform import constants as vertex_keys
 
@@ -222,10 +205,10 @@ def create_pipeline(
         scoring_nodes = [score_gen, bulk_inferrer]
 
     return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name,
+        pipeline_name=settings.pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, *schema_nodes, example_validator, gate, transform_component,
                     *tuner_nodes, trainer_component, model_resolver, evaluation_schema, evaluator, pusher, *scoring_nodes],
-        enable_cache=enable_cache,
+        enable_cache=settings.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_pipeline_args))
+        beam_pipeline_args=list(settings.beam_pipeline_args))

@@ -21,7 +21,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-ALREADY_SERVED = "already_served"
+from pipeline.configs import ALREADY_SERVED
+
 
 
 def fingerprint(model_dir: str) -> str:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
-from mean_tf.metrics import normalized_gini
+from mean_tf.evaluation.metrics import normalized_gini
 from mean_tf.models import MODEL_NAMES, build
 from mean_tf.models.classical import BGNBDGammaGamma, LastPeriod, TwoStageGBDT
 from mean_tf.models.mdan import channel_segments, ranksim_loss

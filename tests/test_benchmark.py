@@ -4,15 +4,15 @@ import types
 import numpy as np
 
 from mean_tf.benchmark import plan, report
-from mean_tf.config import ALL_LABELS
+from mean_tf.contract import LABELS
 
 
 def test_plan_covers_every_table1_model_and_trains_multi_horizon_models_once():
     cells = plan.cells(plan.Plan(datasets=("online_retail_ii",), studies=("table1",), seeds=(0,), other_horizon_seeds=(0,)))
     assert {c.model for c in cells} == set(plan.TABLE1_MODELS + plan.ABLATION_MODELS)
     mtl = [c for c in cells if c.model == "mtl_mean"]
-    assert len(mtl) == 1 and mtl[0].labels == ALL_LABELS
-    assert sorted(c.labels[0] for c in cells if c.model == "mean") == sorted(ALL_LABELS)
+    assert len(mtl) == 1 and mtl[0].labels == LABELS
+    assert sorted(c.labels[0] for c in cells if c.model == "mean") == sorted(LABELS)
     assert len({c.key for c in cells}) == len(cells)
 
 
@@ -39,7 +39,7 @@ def test_run_order_puts_choices_then_searches_then_cltv_365_with_all_its_seeds_t
 def test_ablations_reuse_means_setting_and_the_heuristics_have_none():
     assert plan.tuned_model("mean_no_kl") == "mean" and plan.tuned_model("odmn") == "odmn"
     assert plan.tuned_model("last_period") == "" and plan.tuned_model("bgnbd_gg") == ""
-    assert plan.tune_cell("cdnow", "mtl_mean").labels == ALL_LABELS
+    assert plan.tune_cell("cdnow", "mtl_mean").labels == LABELS
 
 
 def test_significance_needs_a_paired_lead_across_seeds():

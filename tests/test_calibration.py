@@ -5,7 +5,9 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import calibration, metrics
+from mean_tf.config import CALIBRATION_SHAPES
+from mean_tf.training import calibration
+from mean_tf.evaluation import metrics
 from mean_tf.errors import MeanTFError
 
 
@@ -87,7 +89,7 @@ def test_a_fold_that_cannot_be_calibrated_predicts_its_fit_rows_mean_not_the_hel
     y = np.zeros(10)
     y[9] = 50.0  # one buyer: the fold that holds it out has no positive actual to fit
     out = calibration.out_of_fold(p, y)
-    for shape in calibration.SHAPES:
+    for shape in CALIBRATION_SHAPES:
         assert out[shape][9] == 0.0  # its fit rows' mean, 0; not a level learnt with the held-out row in it
         assert np.all(out[shape] >= 0)
-    assert calibration.choose(p, y) in calibration.SHAPES
+    assert calibration.choose(p, y) in CALIBRATION_SHAPES

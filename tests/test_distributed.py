@@ -13,28 +13,29 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import transform
+from mean_tf import contract
+from mean_tf.transform import preprocessing
 from mean_tf.config import MEANConfig
 from tiny_dataset import write_tiny_dataset
 
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
              batch_size=64, epochs=3, patience=3, embedding_dim=2)
 
-# One training run, as `mean-tf train` / the Trainer do it: training.fit picks the strategy from TF_CONFIG.
+# One training run, as `mean-tf train` / the Trainer do it: protocol.fit picks the strategy from TF_CONFIG.
 WORKER = r"""
 import json, sys
 import numpy as np
 import mean_tf
 import tensorflow as tf
 import tensorflow_transform as tft
-from mean_tf import training
+from mean_tf.training import protocol
 from mean_tf.config import MEANConfig
 args = json.loads(sys.argv[1])
 config = MEANConfig.from_dict(args["config"])
-result = training.fit("mean", config, args["transform_dir"], args["train"], args["eval"], verbose=0)
+result = protocol.fit("mean", config, args["transform_dir"], args["train"], args["eval"], verbose=0)
 spec = tft.TFTransformOutput(args["transform_dir"]).transformed_feature_spec()
-ds = training.make_dataset(args["test"], spec, list(config.labels), 64)
-pred = training.predict_money(result.model, ds, result.label_transform)
+ds = protocol.make_dataset(args["test"], spec, list(config.labels), 64)
+pred = protocol.predict_money(result.model, ds, result.label_transform)
 weights = float(sum(np.sum(np.abs(w)) for w in result.model.get_weights()))
 with open(args["out"], "w") as f:
     json.dump({"history": result.history, "pred": pred[:, 0].tolist(), "weights": weights,
@@ -75,7 +76,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     manifest = write_tiny_dataset(root / "data", rows=400)
     config = MEANConfig(**SMALL)
-    single = transform.materialize(manifest, config, str(root / "single"))
+    single = preprocessing.materialize(manifest, config, str(root / "single"))
     return root, manifest, config, single
 
 
@@ -119,11 +120,11 @@ def _transformed_rows(done) -> np.ndarray:
 
 def test_transform_on_multi_processing_direct_runner_equals_single_process(data):
     root, manifest, config, single = data
-    multi = transform.materialize(manifest, config, str(root / "multi"), beam_pipeline_args=[
+    multi = preprocessing.materialize(manifest, config, str(root / "multi"), beam_pipeline_args=[
         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert len(single.files("train")) >= 1 and len(multi.files("train")) >= 1
     # Equal up to float rounding: the workers combine partial means and variances in another order.
     np.testing.assert_allclose(_transformed_rows(multi), _transformed_rows(single), rtol=1e-5, atol=1e-4)
-    vocab = transform.VOCAB_PREFIX + "country"
+    vocab = contract.VOCAB_PREFIX + "country"
     assert (multi.tf_transform_output().vocabulary_by_name(vocab)
             == single.tf_transform_output().vocabulary_by_name(vocab))

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mean_tf import files
+from mean_tf.runtime import files
 
 
 def test_write_json_replaces_the_file_whole(tmp_path):

@@ -31,11 +31,11 @@ def test_subpackages_load_on_first_use_and_the_serving_client_names_the_readme_m
                "f = mean_tf.data.write_dataset; print('mean_tf.data' in sys.modules, mean_tf.models.build.__name__)")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False", "True", "build"]  # importing mean_tf stays cheap
-    from mean_tf import serving_client
+    from mean_tf.serving import client
 
     readme = (ROOT / "README.md").read_text()
-    assert f"--model_name={serving_client.MODEL_NAME}" in readme
-    assert serving_client.grpc_predict_request([]).model_spec.name == serving_client.MODEL_NAME
+    assert f"--model_name={client.MODEL_NAME}" in readme
+    assert client.grpc_predict_request([]).model_spec.name == client.MODEL_NAME
 
 
 def test_import_refuses_when_keras3_is_already_active():

@@ -5,7 +5,7 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf.layers import DAM, MVFE, DistributionAttention
+from mean_tf.models.layers import DAM, MVFE, DistributionAttention
 
 RNG = np.random.default_rng(7)
 

@@ -6,7 +6,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
-from mean_tf.losses import alignment_kl, cross_entropy, distillation, huber, mean_loss, tempered_softmax
+from mean_tf.models.losses import alignment_kl, cross_entropy, distillation, huber, mean_loss, tempered_softmax
 
 RNG = np.random.default_rng(3)
 N_DIST = 4

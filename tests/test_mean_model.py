@@ -7,9 +7,10 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf.config import ALL_LABELS, MEANConfig
-from mean_tf.losses import distillation
-from mean_tf.metrics import normalized_gini
+from mean_tf.config import MEANConfig
+from mean_tf.contract import LABELS
+from mean_tf.models.losses import distillation
+from mean_tf.evaluation.metrics import normalized_gini
 from mean_tf.models import build
 from mean_tf.models.mean import MEAN
 
@@ -54,7 +55,7 @@ def trained():
     return model, history.history
 
 
-@pytest.mark.parametrize("labels", [("cltv_365",), ALL_LABELS])
+@pytest.mark.parametrize("labels", [("cltv_365",), LABELS])
 def test_output_shapes_single_and_multi_horizon(labels):
     features, _ = _synthetic(8, seed=1)
     horizons = len(labels)
@@ -81,7 +82,7 @@ def test_registry_variants_build_the_right_structure():
 def test_prediction_is_a_linear_layer_on_the_attention_embedding():
     """Eq. 7: y_hat = FC(e), with e the mean attended token of eq. 6."""
     features, _ = _synthetic(6, seed=3)
-    model = MEAN(_config(labels=ALL_LABELS))
+    model = MEAN(_config(labels=LABELS))
     out = _outputs(model, features)
     x_u = model.encoder(features)
     tokens = model.mvfe(model.shared(x_u), gate_inputs=x_u, training=False)  # eq. 3: the gates read x_u
@@ -200,7 +201,7 @@ def _extreme_batches():
     ]
 
 
-@pytest.mark.parametrize("labels", [("cltv_365",), ALL_LABELS])
+@pytest.mark.parametrize("labels", [("cltv_365",), LABELS])
 def test_no_nan_or_inf_on_extreme_batches(labels):
     model = MEAN(_config(labels=labels))
     for name, features, targets in _extreme_batches():
@@ -264,7 +265,7 @@ def test_mirrored_replicas_take_the_same_sgd_step_as_one_device():
 
 
 def test_diagnostics_match_a_numpy_computation():
-    from mean_tf import explain
+    from mean_tf.evaluation import explain
 
     features, targets = _synthetic(48, seed=6)
     model = MEAN(_config())

@@ -1,4 +1,4 @@
-"""The NumPy CLTV metrics (mean_tf.metrics): golden values, independent references, edge cases."""
+"""The NumPy CLTV metrics (mean_tf.evaluation.metrics): golden values, independent references, edge cases."""
 import math
 
 import numpy as np
@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from mean_tf import metrics
+from mean_tf import contract
+from mean_tf.evaluation import metrics
 from mean_tf.errors import MeanTFError
 
 GOLDEN_Y = [0, 0, 1, 3, 10]
@@ -113,8 +114,8 @@ def test_lift_and_gain_curve():
 @pytest.mark.parametrize(
     "y, p, expected_nan",
     [
-        ([0, 0, 0, 0], [1, 2, 3, 4], set(metrics.METRIC_NAMES) | {"value_ratio"}),  # all zero: no value, one class
-        ([], [], set(metrics.METRIC_NAMES) | {"value_ratio"}),
+        ([0, 0, 0, 0], [1, 2, 3, 4], set(contract.METRIC_NAMES) | {"value_ratio"}),  # all zero: no value, one class
+        ([], [], set(contract.METRIC_NAMES) | {"value_ratio"}),
         ([1, 2, 3, 4], [1, 1, 1, 1], {"spearman", "payer_auc"}),  # ties everywhere, all payers
         ([3.0], [1.0], {"spearman", "payer_auc", "top_auc"}),
         ([2, 2, 2, 2], [1, 2, 3, 4], {"spearman", "payer_auc", "top_auc"}),
@@ -136,8 +137,8 @@ def test_ties_everywhere_are_deterministic():
 def test_evaluate_names_and_directions():
     y, p = zero_inflated(5, n=200)
     result = metrics.evaluate(y, p)
-    assert tuple(result) == metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES
-    assert set(metrics.HIGHER_IS_BETTER) == set(metrics.METRIC_NAMES)
+    assert tuple(result) == contract.METRIC_NAMES + contract.CALIBRATION_NAMES
+    assert set(metrics.HIGHER_IS_BETTER) == set(contract.METRIC_NAMES)
     assert result["normalized_gini"] == metrics.normalized_gini(y, p)
     assert result["lift_at_10"] == metrics.lift_at(y, p, 0.1)
     assert all(isinstance(value, float) for value in result.values())

@@ -158,7 +158,7 @@ def test_04_pipeline(executed):
 def test_explain_helpers_average_per_true_bucket():
     import numpy as np
 
-    from mean_tf import explain
+    from mean_tf.evaluation import explain
 
     buckets = np.array([0, 2, 2, 0])
     values = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.0, 1.0]])

@@ -1,5 +1,5 @@
-"""mean_tf.perf: the FLOP counter against hand counts, the projection's arithmetic, and the whole
-`mean-tf perf` harness end to end at toy scale (behaviour only: no timing is asserted)."""
+"""benchmarks.perf: the FLOP counter against hand counts, the projection's arithmetic, and the whole
+`python -m benchmarks.perf` harness end to end at toy scale (behaviour only: no timing is asserted)."""
 import json
 import os
 
@@ -9,8 +9,8 @@ import mean_tf  # noqa: F401
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.models import build
-from mean_tf.perf.flops import count_model_flops, einsum_flops
-from mean_tf.perf.projection import fit_line, project
+from benchmarks.perf.flops import count_model_flops, einsum_flops
+from benchmarks.perf.projection import fit_line, project
 
 TINY_MEAN = MEANConfig(shared_units=(4, 2), num_experts=2, expert_units=3, num_distributions=2, attention_units=2,
                        dam_shared_units=2, dam_units=(2,))
@@ -78,7 +78,7 @@ def test_projection_fits_fixed_and_per_row_costs_and_judges_linearity():
 
 
 def test_the_goals_say_when_the_per_row_costs_alone_exceed_the_whole_run_goal():
-    from mean_tf.perf.report import _Commands, _pipeline_goals
+    from benchmarks.perf.report import _Commands, _pipeline_goals
 
     def record(ms_per_row):
         env = {"cores": 2, "memory_gib": 8}
@@ -94,7 +94,7 @@ def test_the_goals_say_when_the_per_row_costs_alone_exceed_the_whole_run_goal():
 
 
 def test_tagged_records_are_read_oldest_first_by_when_they_started_not_by_their_files_times(tmp_path):
-    from mean_tf.perf import results
+    from benchmarks.perf import results
 
     for tag, started in (("old", "2026-01-01 00:00:00 UTC"), ("new", "2026-02-01 00:00:00 UTC")):
         results.write_result(str(tmp_path), "pipeline", {"environment": {"time": started}}, tag=tag)
@@ -105,27 +105,27 @@ def test_tagged_records_are_read_oldest_first_by_when_they_started_not_by_their_
 
 @pytest.fixture(scope="module")
 def perf_results(tmp_path_factory):
-    """`mean-tf perf train|input|serving|score` on 300 synthetic rows x 10 features, then `perf report`."""
-    from mean_tf.cli import main
+    """`python -m benchmarks.perf train|input|serving|score` on 300 synthetic rows x 10 features, then `perf report`."""
+    from benchmarks.perf.cli import main
 
     root = tmp_path_factory.mktemp("perf")
     common = ["--rows", "300", "--features", "10", "--work", str(root / "work"), "--results", str(root / "results"),
               "--set", "batch_size=32"]
-    assert main(["perf", "train", *common, "--models", "mean,dnn_ziln", "--steps", "2", "--warmup", "1",
+    assert main(["train", *common, "--models", "mean,dnn_ziln", "--steps", "2", "--warmup", "1",
                  "--roofline-min-seconds", "0.001", "--peak-size", "128"]) == 0
-    assert main(["perf", "input", *common, "--batches", "3", "--warmup", "1"]) == 0
-    assert main(["perf", "serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
-    assert main(["perf", "score", *common, "--sizes", "200,700"]) == 0
-    assert main(["perf", "writer", *common, "--passes", "2"]) == 0
+    assert main(["input", *common, "--batches", "3", "--warmup", "1"]) == 0
+    assert main(["serving", *common, "--batch-sizes", "1,4", "--requests", "3"]) == 0
+    assert main(["score", *common, "--sizes", "200,700"]) == 0
+    assert main(["writer", *common, "--passes", "2"]) == 0
     report = root / "performance.md"
-    assert main(["perf", "report", "--results", str(root / "results"), "--report", str(report)]) == 0
+    assert main(["report", "--results", str(root / "results"), "--report", str(report)]) == 0
     return root / "results", report.read_text(encoding="utf-8")
 
 
 def test_train_benchmark_records_throughput_flops_and_roofline(perf_results):
     results, _ = perf_results
     train = json.loads((results / "train.json").read_text())
-    assert train["command"].startswith("mean-tf perf train")
+    assert train["command"].startswith("python -m benchmarks.perf train")
     assert train["data"]["numeric_features"] == 9 and train["data"]["categorical_features"] == 1
     by = {m["model"]: m for m in train["models"]}
     assert set(by) == {"mean", "dnn_ziln"}
@@ -177,7 +177,7 @@ def test_report_renders_every_measured_number_with_its_command(perf_results):
     assert "do not edit" in text and os.path.basename(str(results)) in text
     # The goals table comes first: after the title and the one-paragraph answer, before any section.
     assert "| goal | measured | target |" in text.split("\n## ")[0]
-    assert "not measured: no GPU lent to this task" in text and "Not run yet: `mean-tf perf pipeline`" in text
+    assert "not measured: no GPU lent to this task" in text and "Not run yet: `python -m benchmarks.perf pipeline`" in text
     mean = next(m for m in train["models"] if m["model"] == "mean")
     for number in (f"{mean['train_flops_per_example'] / 1e6:.2f}", f"| {mean['in_memory']['examples_per_s']:,.0f} |",
                    f"{serving['batch_sizes']['1']['p50_ms']:.2f} ms",
@@ -194,8 +194,8 @@ def test_report_renders_every_measured_number_with_its_command(perf_results):
 
 def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     """A run stopped before its largest size keeps the sizes it finished, and the report says what is missing."""
-    from mean_tf.perf import pipeline_scaling
-    from mean_tf.perf.report import _Commands, _pipeline_section, project
+    from benchmarks.perf import pipeline_scaling
+    from benchmarks.perf.report import _Commands, _pipeline_section, project
 
     def fake_run_once(data_dir, out_dir, *args):
         rows = int(os.path.basename(data_dir).split("-")[1].split("x")[0])
@@ -204,7 +204,7 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline_scaling, "run_once", fake_run_once)
     saved = []
-    pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [600, 300], 10, MEANConfig(), "mean", 2,
+    pipeline_scaling.run_scaling("python -m benchmarks.perf pipeline", str(tmp_path), [600, 300], 10, MEANConfig(), "mean", 2,
                                  note="two sizes", on_run=lambda record: saved.append(json.loads(json.dumps(record))))
     assert [[r["rows"] for r in s["runs"]] for s in saved] == [[300], [300, 600]]
     assert [s["pending"] for s in saved] == [[600], []]
@@ -229,20 +229,20 @@ def test_pipeline_scaling_saves_each_size_as_it_finishes(tmp_path, monkeypatch):
     assert "| 6 / 1.00 | ×1.00 | ×1.50 |" in text
 
     # --extend keeps the earlier record's runs at other sizes, each naming the session it ran in.
-    extended = pipeline_scaling.run_scaling("mean-tf perf pipeline --extend", str(tmp_path), [900], 10, MEANConfig(),
+    extended = pipeline_scaling.run_scaling("python -m benchmarks.perf pipeline --extend", str(tmp_path), [900], 10, MEANConfig(),
                                             "mean", 2, extend=saved[1])
     assert [r["rows"] for r in extended["runs"]] == [300, 600, 900]
-    assert [r["session"]["command"] for r in extended["runs"]] == ["mean-tf perf pipeline"] * 2 + [
-        "mean-tf perf pipeline --extend"]
+    assert [r["session"]["command"] for r in extended["runs"]] == ["python -m benchmarks.perf pipeline"] * 2 + [
+        "python -m benchmarks.perf pipeline --extend"]
     commands = _Commands()
     text = "\n".join(_pipeline_section(extended, project(extended), [], commands))
     assert "| component (s / peak GiB) | 300 rows [1] | 600 rows [1] | 900 rows [2] |" in text
     assert "The sizes ran in 2 sessions" in text
-    assert list(commands.rows) == ["mean-tf perf pipeline", "mean-tf perf pipeline --extend"]
+    assert list(commands.rows) == ["python -m benchmarks.perf pipeline", "python -m benchmarks.perf pipeline --extend"]
     assert "the lines through the 2 smaller runs alone predict 9 s of component time for the 900-row run; it " \
            "took 9 s (×1.00)" in text
     with pytest.raises(MeanTFError, match="--extend: the earlier record has features=10, this run 12"):
-        pipeline_scaling.run_scaling("mean-tf perf pipeline", str(tmp_path), [900], 12, MEANConfig(), "mean", 2,
+        pipeline_scaling.run_scaling("python -m benchmarks.perf pipeline", str(tmp_path), [900], 12, MEANConfig(), "mean", 2,
                                      extend=saved[1])
 
 
@@ -260,7 +260,7 @@ process 10:"python -c RUNNER";process 12:"python -m apache_beam.runners.worker.s
 
 def test_pyspy_samples_are_summed_per_component_and_function(tmp_path):
     """A runner stack belongs to the TFX executor on it; a worker's to the library of its Beam transform."""
-    from mean_tf.perf.profile import IMPORTING, pyspy_summary
+    from benchmarks.perf.profile import IMPORTING, pyspy_summary
 
     raw = tmp_path / "py-spy.txt"
     raw.write_text(PYSPY_RAW)
@@ -280,14 +280,14 @@ def test_pyspy_samples_are_summed_per_component_and_function(tmp_path):
 
 
 def test_profiled_runs_are_rendered_and_profiling_needs_py_spy(tmp_path, monkeypatch):
-    from mean_tf.perf import profile
-    from mean_tf.perf.report import _Commands, _profiles
+    from benchmarks.perf import profile
+    from benchmarks.perf.report import _Commands, _profiles
 
     raw = tmp_path / "py-spy.txt"
     raw.write_text(PYSPY_RAW)
     summary = json.loads(json.dumps(profile.pyspy_summary(str(raw), rate=10), sort_keys=True))  # as saved
     run = {"rows": 300, "wall_seconds": 20.0, "components": [], "profile": summary}
-    text = "\n".join(_profiles([{"command": "mean-tf perf pipeline --profile", "environment": {}, "runs": [run]}],
+    text = "\n".join(_profiles([{"command": "python -m benchmarks.perf pipeline --profile", "environment": {}, "runs": [run]}],
                                _Commands()))
     assert "### Where the CPU goes: 300 rows profiled [1]" in text
     assert "| transform | 12 | 50% | `run (tensorflow/python/client/session.py)` 6" in text

@@ -47,7 +47,7 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
     assert images == {"gcr.io/project/mean-tf:test"}
     for needle in ("gs://bucket/data", "gs://bucket/root", "gs://bucket/serving", "--runner=DataflowRunner",
-                   mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "mean_tf.tfma_metrics",
+                   mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "mean_tf.tfx_modules.tfma_metrics",
                    "pipeline.components.ValidationGate_Executor", "pipeline.example_gen.Executor"):
         assert needle in text, needle
     for dotted in (mean_pipeline.PREPROCESSING_FN, mean_pipeline.RUN_FN, "pipeline.components.ValidationGate_Executor",

@@ -19,7 +19,10 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import cli, metrics, tfma_metrics, trainer
+from mean_tf import contract
+from mean_tf import cli
+from mean_tf.evaluation import metrics
+from mean_tf.tfx_modules import tfma_metrics, trainer
 from mean_tf.data import online_retail, read_manifest
 from mean_tf.data.manifest import read_split
 from pipeline import local_runner
@@ -103,7 +106,7 @@ def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluato
     expected = metrics.evaluate(y[order], predictions[order])
     overall = summary.metrics["Overall"]
     assert overall["example_count"] == len(records)
-    for name in metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES:
+    for name in contract.METRIC_NAMES + contract.CALIBRATION_NAMES:
         np.testing.assert_allclose(overall[name], expected[name], rtol=1e-5, atol=1e-9, err_msg=name)
 
 
@@ -136,7 +139,7 @@ def test_second_run_is_served_from_the_cache_up_to_the_trainer(first_run):
     assert {node for node, state in summary.executions.items() if state != "CACHED"} == rerun, summary.executions
     assert summary.model_uri == first.model_uri
     overall = summary.metrics["Overall"]
-    for name in ("example_count", *metrics.METRIC_NAMES, *metrics.CALIBRATION_NAMES):
+    for name in ("example_count", *contract.METRIC_NAMES, *contract.CALIBRATION_NAMES):
         np.testing.assert_allclose(overall[name], first.metrics["Overall"][name], rtol=1e-6, err_msg=name)
     assert overall["normalized_gini_diff"] == pytest.approx(0.0, abs=1e-6)  # compared with itself as baseline
     assert summary.blessed is True

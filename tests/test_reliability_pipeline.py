@@ -26,7 +26,9 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
-from mean_tf import cli, trainer
+from mean_tf import contract
+from mean_tf import cli
+from mean_tf.tfx_modules import trainer
 from mean_tf.data import manifest as mf
 from mean_tf.data import online_retail
 from pipeline import components, local_runner
@@ -40,7 +42,7 @@ UPSTREAM = {"ImportExampleGen", "StatisticsGen", "BundledSchema", "ExampleValida
 
 
 def _frame(manifest):
-    return pd.concat([mf.read_split(manifest, s).assign(split=s) for s in mf.SPLITS], ignore_index=True)
+    return pd.concat([mf.read_split(manifest, s).assign(split=s) for s in contract.SPLITS], ignore_index=True)
 
 
 def _rewrite(frame, manifest, out):
@@ -230,8 +232,8 @@ def test_serving_refuses_a_missing_feature_and_a_malformed_example(runs, dataset
         signature = tf.compat.v1.saved_model.loader.load(session, ["serve"], model_dir).signature_def["serving_default"]
 
         def predict(examples):
-            return session.run(signature.outputs[trainer.CLTV_OUTPUT].name,
-                               {signature.inputs[trainer.SERVING_INPUT].name: examples})
+            return session.run(signature.outputs[contract.CLTV_OUTPUT].name,
+                               {signature.inputs[contract.SERVING_INPUT].name: examples})
 
         full = predict([_example(row, features)])
         assert np.isfinite(full).all() and (full >= 0).all()

@@ -1,7 +1,7 @@
 """Reproducibility on CPU: the same seed gives the same test metrics (to 1e-6) and weights, for MEAN and for
 OptDist (whose Gumbel-softmax draws random numbers in training); another seed gives other metrics (MEAN).
 
-`MEANConfig(deterministic=True)` makes `training.fit` call `mean_tf.determinism.configure`, which seeds
+`MEANConfig(deterministic=True)` makes `training.fit` call `mean_tf.runtime.determinism.configure`, which seeds
 Python, NumPy and TensorFlow and enables TensorFlow's op determinism (see that module's docstring).
 """
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 import mean_tf  # noqa: F401
 from tensorflow.python.framework import config as tf_config
 
-from mean_tf import experiment
+from mean_tf.training import fit_predict
 from mean_tf.config import MEANConfig
 from test_reliability_resume import shared_workspace
 
@@ -20,7 +20,7 @@ CONFIG = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_share
 
 
 def _run(name, manifest, work, seed):
-    outcome = experiment.run(name, MEANConfig(**CONFIG, seed=seed), manifest, work)
+    outcome = fit_predict.run(name, MEANConfig(**CONFIG, seed=seed), manifest, work)
     return outcome.evaluate()["cltv_365"], outcome.model.get_weights(), outcome.p
 
 

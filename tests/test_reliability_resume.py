@@ -3,7 +3,7 @@ from its last BackupAndRestore checkpoint and ends where an uninterrupted run en
 model-selection decision, same best weights, same test metrics).
 
 The killed run is this file run as a script (`python test_reliability_resume.py ...`): it calls
-`mean_tf.experiment.run(..., backup_dir=...)`, and with `--pause-after-epoch E` it sleeps after the
+`mean_tf.training.fit_predict.run(..., backup_dir=...)`, and with `--pause-after-epoch E` it sleeps after the
 backup of epoch E, so that the kill lands at a known point.
 """
 import json
@@ -35,10 +35,10 @@ def shared_workspace(tmp_path_factory):
 
 
 def train_and_record(manifest_path: str, work: str, out: str, backup: str = None, pause_after_epoch: int = None):
-    """experiment.run on the config above; writes `<out>.json` (history, best epoch, metrics) and `<out>.npz`."""
+    """fit_predict.run on the config above; writes `<out>.json` (history, best epoch, metrics) and `<out>.npz`."""
     import tensorflow as tf
 
-    from mean_tf import experiment
+    from mean_tf.training import fit_predict
     from mean_tf.config import MEANConfig
     from mean_tf.data import read_manifest
 
@@ -51,7 +51,7 @@ def train_and_record(manifest_path: str, work: str, out: str, backup: str = None
                 time.sleep(TIMEOUT)
 
         tf.keras.callbacks.BackupAndRestore.on_epoch_end = pause
-    outcome = experiment.run("mean", MEANConfig(**CONFIG), read_manifest(manifest_path), work, backup_dir=backup)
+    outcome = fit_predict.run("mean", MEANConfig(**CONFIG), read_manifest(manifest_path), work, backup_dir=backup)
     np.savez(out + ".npz", *outcome.model.get_weights())
     with open(out + ".json", "w", encoding="utf-8") as f:
         json.dump({"history": outcome.fit.history, "best_epoch": outcome.fit.best_epoch,
@@ -73,25 +73,25 @@ def _log(out) -> str:
 
 
 def test_killed_training_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path_factory, tmp_path):
-    from mean_tf import experiment, training
+    from mean_tf.training import fit_predict, protocol
     from mean_tf.config import MEANConfig
 
     manifest, work = shared_workspace(tmp_path_factory)
-    experiment.materialize_cached(manifest, MEANConfig(**CONFIG), work)  # Transform here, once, not in the workers
+    fit_predict.materialize_cached(manifest, MEANConfig(**CONFIG), work)  # Transform here, once, not in the workers
     manifest_path = os.path.join(manifest.root, "manifest.json")
     backup = tmp_path / "backup"
 
     killed = _worker(manifest_path, work, tmp_path / "killed", backup, pause=KILL_AFTER_EPOCH)
-    state = backup / training.SELECTION_STATE / f"state-{KILL_AFTER_EPOCH}.json"
+    state = backup / protocol.SELECTION_STATE / f"state-{KILL_AFTER_EPOCH}.json"
     deadline = time.time() + TIMEOUT
-    while training.completed_epochs(str(backup)) <= KILL_AFTER_EPOCH:
+    while protocol.completed_epochs(str(backup)) <= KILL_AFTER_EPOCH:
         assert killed.poll() is None, _log(tmp_path / "killed")
         assert time.time() < deadline, "no backup of the epoch to kill after"
         time.sleep(0.2)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL and state.exists()
-    assert training.completed_epochs(str(backup)) == KILL_AFTER_EPOCH + 1
+    assert protocol.completed_epochs(str(backup)) == KILL_AFTER_EPOCH + 1
     assert not (tmp_path / "killed.json").exists()
 
     resumed = _worker(manifest_path, work, tmp_path / "resumed", backup)

@@ -1,4 +1,4 @@
-"""mean_tf.serving_client: tf.Examples, TF Serving REST bodies and gRPC PredictRequests, against local fakes."""
+"""mean_tf.serving.client: tf.Examples, TF Serving REST bodies and gRPC PredictRequests, against local fakes."""
 import base64
 import json
 import threading
@@ -11,34 +11,34 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import serving_client
+from mean_tf.serving import client
 from mean_tf.errors import MeanTFError
 
 RAW = {"recency_days": 3.0, "net_spend": 120, "country": "France"}
-EXPECTED = serving_client.make_example(RAW).SerializeToString(deterministic=True)
+EXPECTED = client.make_example(RAW).SerializeToString(deterministic=True)
 
 
 def test_make_example_parses_back_with_the_raw_spec():
-    serialized = serving_client.make_example(RAW).SerializeToString(deterministic=True)
+    serialized = client.make_example(RAW).SerializeToString(deterministic=True)
     spec = {"recency_days": tf.io.FixedLenFeature([1], tf.float32), "net_spend": tf.io.FixedLenFeature([1], tf.float32),
             "country": tf.io.FixedLenFeature([1], tf.string)}
     parsed = tf.io.parse_single_example(serialized, spec)
     assert parsed["country"].numpy().tolist() == [b"France"] and parsed["net_spend"].numpy().tolist() == [120.0]
     with pytest.raises(MeanTFError, match="country"):
-        serving_client.make_example({"country": ["a", "b"]})
+        client.make_example({"country": ["a", "b"]})
     with pytest.raises(MeanTFError, match="flag"):
-        serving_client.make_example({"flag": None})
+        client.make_example({"flag": None})
 
 
 def test_rest_body_holds_base64_serialized_examples():
-    body = serving_client.rest_request_body([RAW, serving_client.make_example(RAW)])
+    body = client.rest_request_body([RAW, client.make_example(RAW)])
     assert body["signature_name"] == "serving_default" and len(body["instances"]) == 2
     decoded = [base64.b64decode(i["b64"]) for i in json.loads(json.dumps(body))["instances"]]
     assert decoded[0] == decoded[1] == EXPECTED
 
 
 def test_grpc_request_has_a_string_tensor_of_examples():
-    request = serving_client.grpc_predict_request([RAW, RAW], model_name="cltv", version=3)
+    request = client.grpc_predict_request([RAW, RAW], model_name="cltv", version=3)
     assert request.model_spec.name == "cltv" and request.model_spec.version.value == 3
     tensor = request.inputs["examples"]
     assert tensor.dtype == tf.string.as_datatype_enum
@@ -66,11 +66,11 @@ def test_predict_rest_posts_the_body_to_the_url():
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/v1/models/mean_tf:predict"
-    assert serving_client.predict_rest(url, [RAW]) == [{"cltv": 1.5}]
+    assert client.predict_rest(url, [RAW]) == [{"cltv": 1.5}]
     thread.join(5)
     server.server_close()
     assert seen["path"] == "/v1/models/mean_tf:predict"
-    assert seen["body"] == serving_client.rest_request_body([RAW])
+    assert seen["body"] == client.rest_request_body([RAW])
 
 
 def test_predict_grpc_sends_a_predict_request():
@@ -89,7 +89,7 @@ def test_predict_grpc_sends_a_predict_request():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        outputs = serving_client.predict_grpc(f"127.0.0.1:{port}", [RAW, RAW, RAW])
+        outputs = client.predict_grpc(f"127.0.0.1:{port}", [RAW, RAW, RAW])
     finally:
         server.stop(None)
     np.testing.assert_array_equal(outputs["cltv"], [0.0, 1.0, 2.0])

@@ -1,4 +1,4 @@
-"""The TFMA wrappers (mean_tf.tfma_metrics) agree with the NumPy metrics, per slice and in a real EvalConfig."""
+"""The TFMA wrappers (mean_tf.tfx_modules.tfma_metrics) agree with the NumPy metrics, per slice and in a real EvalConfig."""
 import math
 import os
 
@@ -11,10 +11,12 @@ import tensorflow_model_analysis as tfma
 from apache_beam.testing import util as beam_util
 from tensorflow_model_analysis.metrics import metric_specs, metric_util
 
-from mean_tf import metrics, tfma_metrics
+from mean_tf import contract
+from mean_tf.evaluation import metrics
+from mean_tf.tfx_modules import tfma_metrics
 from mean_tf.errors import MeanTFError
 
-ALL_METRICS = metrics.METRIC_NAMES + metrics.CALIBRATION_NAMES
+ALL_METRICS = contract.METRIC_NAMES + contract.CALIBRATION_NAMES
 
 SCORES = {
     "percentile_mape": metrics.percentile_mape,
@@ -152,7 +154,7 @@ def test_weighted_metrics_are_refused():
 
 def test_metric_configs_resolve_through_tfma():
     configs = tfma_metrics.metric_configs()
-    assert [config.module for config in configs] == ["mean_tf.tfma_metrics"] * len(ALL_METRICS)
+    assert [config.module for config in configs] == ["mean_tf.tfx_modules.tfma_metrics"] * len(ALL_METRICS)
     for config, name in zip(configs, ALL_METRICS):
         assert metric_specs.metric_instance(config).name == name
     gate = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.2}))

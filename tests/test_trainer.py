@@ -12,7 +12,10 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from mean_tf import calibration, trainer, training, transform, tuning
+from mean_tf import contract
+from mean_tf.training import calibration, protocol, tuning
+from mean_tf.tfx_modules import trainer
+from mean_tf.transform import preprocessing
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from tiny_dataset import materialized_tiny
@@ -53,9 +56,9 @@ def expected_money(done, model, records, column):
     output = done.tf_transform_output()
     raw = tf.io.parse_example(tf.constant(records), output.raw_feature_spec())
     transformed = output.transform_features_layer()(raw)
-    inputs, _ = transform.split_targets(transformed, model.config.labels)
+    inputs, _ = preprocessing.split_targets(transformed, model.config.labels)
     scaled = model(inputs, training=False)["cltv"]
-    money = training.label_transform_for(output, model.config).to_money(scaled, model.config.labels)
+    money = protocol.label_transform_for(output, model.config).to_money(scaled, model.config.labels)
     return money.numpy()[:, column]
 
 
@@ -69,7 +72,7 @@ def test_run_fn_exports_a_model_tf_serving_can_load(exported):
     raw = expected_money(done, model, records, 0)
     np.testing.assert_allclose(answer["cltv_uncalibrated"], raw, rtol=1e-4, atol=1e-6)
     # calibrated with the eval-split fit the Trainer wrote next to the model
-    fitted = json.load(open(os.path.join(fn_args.model_run_dir, trainer.CALIBRATION_FILE)))
+    fitted = json.load(open(os.path.join(fn_args.model_run_dir, contract.CALIBRATION_FILE)))
     cal = calibration.Calibration.from_dict(fitted["calibrations"]["cltv_30"])
     np.testing.assert_allclose(answer["cltv"], cal.apply(raw), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(answer["cltv"], answer["cltv_30"])

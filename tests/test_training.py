@@ -1,4 +1,4 @@
-"""mean_tf.training on a tiny materialized dataset: datasets, the training protocol (selection on eval Gini, a
+"""mean_tf.training.protocol on a tiny materialized dataset: datasets, the training protocol (selection on eval Gini, a
 budget in steps, batch norm that settles, data-derived model values), money predictions."""
 import json
 
@@ -8,10 +8,10 @@ import pytest
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import selection, training
+from mean_tf.training import selection, protocol
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
-from mean_tf.metrics import normalized_gini
+from mean_tf.evaluation.metrics import normalized_gini
 from tiny_dataset import materialized_tiny
 
 SMALL = dict(shared_units=(16, 8), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
@@ -31,10 +31,10 @@ def test_dataset_batches_inputs_and_targets_deterministically(materialized):
     spec = done.tf_transform_output().transformed_feature_spec()
 
     def first_ids(seed):
-        ds = training.make_dataset(done.files("train"), spec, ["cltv_365", "cltv_30"], 32, shuffle=True, seed=seed)
+        ds = protocol.make_dataset(done.files("train"), spec, ["cltv_365", "cltv_30"], 32, shuffle=True, seed=seed)
         return next(iter(ds))[1]["raw"].numpy()
 
-    inputs, targets = next(iter(training.make_dataset(done.files("train"), spec, ["cltv_365", "cltv_30"], 32)))
+    inputs, targets = next(iter(protocol.make_dataset(done.files("train"), spec, ["cltv_365", "cltv_30"], 32)))
     assert sorted(inputs) == ["cat__country", "numeric"] and inputs["numeric"].shape == (32, 4)
     assert targets["raw"].shape == (32, 2) and targets["bucket"].dtype == tf.int64
     assert np.all(targets["raw"][:, 0] >= targets["raw"][:, 1])  # cltv_365 >= cltv_30, stacked in label order
@@ -45,7 +45,7 @@ def test_dataset_batches_inputs_and_targets_deterministically(materialized):
 def test_fit_mean_selects_on_eval_gini_restores_best_and_predicts_money(materialized, tmp_path):
     _, done = materialized
     config = MEANConfig(**SMALL)
-    result = training.fit("mean", config, done.out_dir, done.files("train"), done.files("eval"),
+    result = protocol.fit("mean", config, done.out_dir, done.files("train"), done.files("eval"),
                           log_dir=str(tmp_path / "logs"), verbose=0)
     chosen = result.history["val_selection"]
     assert 1 <= len(chosen) <= 3 and result.best_epoch == int(np.nanargmax(chosen))
@@ -54,30 +54,30 @@ def test_fit_mean_selects_on_eval_gini_restores_best_and_predicts_money(material
     assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
     spec = done.tf_transform_output().transformed_feature_spec()
-    test = training.make_dataset(done.files("test"), spec, result.config.labels, 16)
-    predictions = training.predict_money(result.model, test, result.label_transform)
-    truth = training.dataset_targets(test)
+    test = protocol.make_dataset(done.files("test"), spec, result.config.labels, 16)
+    predictions = protocol.predict_money(result.model, test, result.label_transform)
+    truth = protocol.dataset_targets(test)
     assert predictions.shape == truth.shape == (30, 1)
     assert np.all(np.isfinite(predictions)) and np.all(predictions >= 0)
     # the best epoch's weights are the model's: its eval Gini is the selected one
-    evaluation = training.make_dataset(done.files("eval"), spec, result.config.labels, 64)
-    gini = normalized_gini(training.dataset_targets(evaluation)[:, 0],
-                           training.predict_money(result.model, evaluation, result.label_transform)[:, 0])
+    evaluation = protocol.make_dataset(done.files("eval"), spec, result.config.labels, 64)
+    gini = normalized_gini(protocol.dataset_targets(evaluation)[:, 0],
+                           protocol.predict_money(result.model, evaluation, result.label_transform)[:, 0])
     assert gini == pytest.approx(chosen[result.best_epoch], abs=1e-6)
 
 
 def test_total_loss_selection_restores_the_epoch_of_the_lowest_eval_loss(materialized):
     _, done = materialized
     config = MEANConfig(**{**SMALL, "epochs": 4, "patience": 4, "selection_metric": "val_loss"})
-    result = training.fit("mean", config, done.out_dir, done.files("train"), done.files("eval"), verbose=0)
+    result = protocol.fit("mean", config, done.out_dir, done.files("train"), done.files("eval"), verbose=0)
     val = result.history["val_loss"]
     assert len(val) == 4 and result.best_epoch == int(np.argmin(val)) and result.history["val_selection"] == val
 
 
 def test_budget_is_in_optimizer_steps_and_a_stall_stops_after_patience(materialized):
     _, done = materialized
-    steps_per_epoch = training.count_batches(done.files("train"), SMALL["batch_size"])  # 210 rows: 4 steps
-    capped = training.fit("dnn_ziln", MEANConfig(**{**SMALL, "epochs": 50, "patience": 50, "max_steps": 9}),
+    steps_per_epoch = protocol.count_batches(done.files("train"), SMALL["batch_size"])  # 210 rows: 4 steps
+    capped = protocol.fit("dnn_ziln", MEANConfig(**{**SMALL, "epochs": 50, "patience": 50, "max_steps": 9}),
                           done.out_dir, done.files("train"), done.files("eval"), verbose=0)
     assert capped.hit_max_steps and capped.steps == 3 * steps_per_epoch  # the epoch that passed 9 steps ends it
 
@@ -122,20 +122,20 @@ def test_selection_stops_after_patience_restores_the_best_and_breaks_ties_on_the
 
 def test_fit_fills_the_values_a_model_takes_from_its_data(materialized):
     _, done = materialized
-    result = training.fit("odmn", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
+    result = protocol.fit("odmn", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
                           done.files("eval"), verbose=0)
     config = result.config
-    scaled = training.scaled_labels(done.files("train"), config.labels)
+    scaled = protocol.scaled_labels(done.files("train"), config.labels)
     for i, label in enumerate(config.labels):  # ODMN: equal-frequency edges of the positive train labels
         edges = np.array(config.odmn_edges[label])
         assert len(edges) == 21 and np.all(np.diff(edges) >= 0)
         np.testing.assert_allclose(edges[10], np.quantile(scaled[scaled[:, i] > 0, i], 0.5), rtol=1e-6)
-    raw = training.dataset_targets(training.make_dataset(done.files("train"), done.tf_transform_output()
+    raw = protocol.dataset_targets(protocol.make_dataset(done.files("train"), done.tf_transform_output()
                                                          .transformed_feature_spec(), config.labels, 64))
     assert config.label_max == pytest.approx(dict(zip(config.labels, raw.max(axis=0))), rel=1e-6)  # ZILN cap
     # BN momentum derived from the 4 steps per epoch: the start weighs 1 % after one epoch
     assert config.bn_momentum == pytest.approx(0.01 ** (1 / 4))
-    mean = training.fit("mean", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
+    mean = protocol.fit("mean", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
                         done.files("eval"), verbose=0).model
     momenta = [layer.momentum for layer in selection.batch_norm_layers(mean)]
     assert len(momenta) == SMALL_EXPERTS and momenta == pytest.approx([0.01 ** (1 / 4)] * SMALL_EXPERTS)
@@ -155,23 +155,23 @@ def test_batch_norm_reestimation_sets_the_running_statistics_to_the_batch_averag
 def test_fit_refuses_a_label_scaling_the_transform_did_not_use(materialized):
     _, done = materialized
     with pytest.raises(MeanTFError, match="label_scaling"):
-        training.fit("mean", MEANConfig(**{**SMALL, "label_scaling": "log1p"}), done.out_dir, done.files("train"),
+        protocol.fit("mean", MEANConfig(**{**SMALL, "label_scaling": "log1p"}), done.out_dir, done.files("train"),
                      done.files("eval"), verbose=0)
     with pytest.raises(MeanTFError, match="classical"):
-        training.fit("last_period", MEANConfig(), done.out_dir, done.files("train"), done.files("eval"))
+        protocol.fit("last_period", MEANConfig(), done.out_dir, done.files("train"), done.files("eval"))
 
 
 def test_classical_models_fit_on_raw_splits(materialized):
     manifest, _ = materialized
-    model = training.fit_classical("last_period", MEANConfig(labels=("cltv_30",)), manifest)
-    predictions = training.predict_classical(model, manifest, "test")
+    model = protocol.fit_classical("last_period", MEANConfig(labels=("cltv_30",)), manifest)
+    predictions = protocol.predict_classical(model, manifest, "test")
     assert predictions.shape == (30, 1) and np.all(predictions >= 0)
 
 
 def test_strategy_is_multi_worker_only_with_a_cluster(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert training.strategy_from_env() is tf.distribute.get_strategy()
+    assert protocol.strategy_from_env() is tf.distribute.get_strategy()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
                                                 "task": {"type": "worker", "index": 0}}))
     monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", lambda: "multi-worker")
-    assert training.strategy_from_env() == "multi-worker"
+    assert protocol.strategy_from_env() == "multi-worker"

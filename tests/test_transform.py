@@ -12,7 +12,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from mean_tf import transform
+from mean_tf import contract
+from mean_tf.transform import preprocessing
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 
@@ -36,9 +37,9 @@ ROWS = [
 ]
 
 
-def analyze_and_transform(custom, rows, new_rows=None, out_dir=None, preprocessing_fn=transform.preprocessing_fn):
+def analyze_and_transform(custom, rows, new_rows=None, out_dir=None, preprocessing_fn=preprocessing.preprocessing_fn):
     """Transformed train rows, transformed `new_rows` (with the train transform) and the transform_fn dir."""
-    schema = schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom))
+    schema = schema_utils.schema_from_feature_spec(preprocessing.raw_feature_spec(custom))
     metadata = dataset_metadata.DatasetMetadata(schema)
     out_dir = out_dir or tempfile.mkdtemp()
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
@@ -72,7 +73,7 @@ def test_categorical_vocabulary_by_frequency_with_oov_bucket(log1p_run):
     train, new, out_dir = log1p_run
     assert [int(r["cat__country"]) for r in train] == [0, 0, 0, 1, 1, 0]  # UK (4 rows) first, then FR
     assert int(new[0]["cat__country"]) == 2  # unseen country: the OOV bucket after the vocabulary
-    assert transform.categorical_vocab_sizes(tft.TFTransformOutput(out_dir), CUSTOM) == {"country": 3}
+    assert preprocessing.categorical_vocab_sizes(tft.TFTransformOutput(out_dir), CUSTOM) == {"country": 3}
 
 
 def test_label_scaled_log1p_and_buckets_from_positive_quantiles(log1p_run):
@@ -111,9 +112,9 @@ def test_scale_divides_by_mean_positive_label_clips_and_inverts_at_serving():
 
     # The largest train label, the ZILN prediction cap: a constant that also survives at serving.
     np.testing.assert_allclose([r["cltv_90__max"] for r in train], [9999.0] * 6)
-    assert transform.analyzer_constants(output, ["cltv_90"], transform.MAX_SUFFIX) == {"cltv_90": 9999.0}
+    assert preprocessing.analyzer_constants(output, ["cltv_90"], contract.MAX_SUFFIX) == {"cltv_90": 9999.0}
 
-    label_transform = transform.label_transform(output, custom)
+    label_transform = preprocessing.label_transform(output, custom)
     assert label_transform.scales["cltv_90"] == pytest.approx(mean_positive, rel=1e-5)
     money = label_transform.to_money(tf.constant([[0.5], [-1.0], [30.0]]), ["cltv_90"]).numpy()
     np.testing.assert_allclose(money[:, 0], [0.5 * mean_positive, 0.0, 3.0 * mean_positive], rtol=1e-5)
@@ -121,11 +122,11 @@ def test_scale_divides_by_mean_positive_label_clips_and_inverts_at_serving():
 
 def test_to_money_inverts_log1p_and_is_non_negative():
     y = tf.constant([0.0, 1.0, 123.0, 1e6])
-    scaled = transform.scale_label(y, "log1p", 20.0)
-    np.testing.assert_allclose(transform.to_money(scaled, "log1p", 20.0).numpy(), y.numpy(), rtol=1e-5)
-    assert transform.to_money(tf.constant([-3.0]), "log1p", 20.0).numpy()[0] == 0.0
+    scaled = preprocessing.scale_label(y, "log1p", 20.0)
+    np.testing.assert_allclose(preprocessing.to_money(scaled, "log1p", 20.0).numpy(), y.numpy(), rtol=1e-5)
+    assert preprocessing.to_money(tf.constant([-3.0]), "log1p", 20.0).numpy()[0] == 0.0
     with pytest.raises(MeanTFError):
-        transform.to_money(tf.constant([1.0]), "scale", 20.0)
+        preprocessing.to_money(tf.constant([1.0]), "scale", 20.0)
 
 
 def test_split_targets_stacks_labels_in_order():
@@ -134,7 +135,7 @@ def test_split_targets_stacks_labels_in_order():
              "cltv_90__scaled": tf.constant([0.5, 0.0]), "cltv_90__bucket": tf.constant([1, 0], tf.int64),
              "cltv_365": tf.constant([2.0, 0.0]), "cltv_365__scaled": tf.constant([0.7, 0.0]),
              "cltv_365__bucket": tf.constant([2, 0], tf.int64), "cltv_365__scale": tf.constant([3.0, 3.0])}
-    inputs, targets = transform.split_targets(batch, ["cltv_365", "cltv_90"])
+    inputs, targets = preprocessing.split_targets(batch, ["cltv_365", "cltv_90"])
     assert sorted(inputs) == ["cat__country", "numeric"]
     np.testing.assert_allclose(targets["raw"].numpy(), [[2.0, 1.0], [0.0, 0.0]])
     assert targets["bucket"].dtype == tf.int64 and targets["bucket"].numpy().tolist() == [[2, 1], [0, 0]]
@@ -148,10 +149,10 @@ def test_transform_config_from_manifest_and_config():
         categorical_features = ["c"]
         labels = ["cltv_30", "cltv_365"]
 
-    custom = transform.transform_config(Manifest(), MEANConfig(label_scaling="scale", num_distributions=4))
+    custom = preprocessing.transform_config(Manifest(), MEANConfig(label_scaling="scale", num_distributions=4))
     assert custom["labels"] == ["cltv_30", "cltv_365"] and custom["label_scaling"] == "scale"
     assert custom["num_distributions"] == 4 and custom["bucket_boundaries"] is None
-    spec = transform.raw_feature_spec(custom, with_labels=False)
+    spec = preprocessing.raw_feature_spec(custom, with_labels=False)
     assert sorted(spec) == ["a", "b", "c"] and spec["c"].dtype == tf.string
 
 
@@ -167,7 +168,7 @@ def test_materialize_writes_transformed_splits_and_is_cached(tmp_path):
         categorical_features=["country"], labels=["cltv_90"]))
     config = MEANConfig(labels=("cltv_90",), num_distributions=3)
     out = tmp_path / "transformed"
-    done = transform.materialize(manifest, config, str(out))
+    done = preprocessing.materialize(manifest, config, str(out))
     assert [len(done.files(s)) >= 1 for s in ("train", "eval", "test")] == [True] * 3
     output = done.tf_transform_output()
     spec = output.transformed_feature_spec()
@@ -179,7 +180,7 @@ def test_materialize_writes_transformed_splits_and_is_cached(tmp_path):
     assert rows["numeric"].shape == (3, 2)
 
     stamp = os.path.getmtime(done.files("train")[0])
-    again = transform.materialize(manifest, config, str(out))
+    again = preprocessing.materialize(manifest, config, str(out))
     assert again.files("train") == done.files("train") and os.path.getmtime(done.files("train")[0]) == stamp
 
 
@@ -195,12 +196,12 @@ def test_a_cached_transform_made_by_other_code_is_made_again(tmp_path, monkeypat
         labels=["cltv_90"]))
     config = MEANConfig(labels=("cltv_90",), num_distributions=3)
     out = str(tmp_path / "transformed")
-    first = transform.materialize(manifest, config, out)
+    first = preprocessing.materialize(manifest, config, out)
     stamp = os.path.getmtime(first.files("train")[0])
-    with open(os.path.join(out, transform.MATERIALIZE_RECORD), encoding="utf-8") as f:
-        assert json.load(f)["code"] == transform.code_fingerprint()
+    with open(os.path.join(out, preprocessing.MATERIALIZE_RECORD), encoding="utf-8") as f:
+        assert json.load(f)["code"] == preprocessing.code_fingerprint()
     monkeypatch.setattr(transform, "code_fingerprint", lambda: "other-code")
-    again = transform.materialize(manifest, config, out)
+    again = preprocessing.materialize(manifest, config, out)
     assert os.path.getmtime(again.files("train")[0]) != stamp
 
 
@@ -208,15 +209,15 @@ def test_a_cached_transform_made_by_other_code_is_made_again(tmp_path, monkeypat
 def reference_preprocessing_fn(inputs, cfg):
     """The preprocessing_fn before issue #20: one tft.compute_and_apply_vocabulary per categorical feature
     and the bucket quantiles of the scaled label (a second Beam phase under label_scaling "scale")."""
-    numeric = [tf.cast(transform._as_vector(inputs[n], 0.0), tf.float32) for n in cfg["numeric_features"]]
-    numeric = [transform.signed_log1p(x) if n in cfg["money_features"] else x
+    numeric = [tf.cast(preprocessing._as_vector(inputs[n], 0.0), tf.float32) for n in cfg["numeric_features"]]
+    numeric = [preprocessing.signed_log1p(x) if n in cfg["money_features"] else x
                for n, x in zip(cfg["numeric_features"], numeric)]
     outputs = {"numeric": tft.scale_to_z_score(tf.stack(numeric, axis=1), elementwise=True)}
     for name in cfg["categorical_features"]:
         outputs["cat__" + name] = tft.compute_and_apply_vocabulary(
-            transform._as_vector(inputs[name], ""), num_oov_buckets=1, vocab_filename="vocab__" + name)
+            preprocessing._as_vector(inputs[name], ""), num_oov_buckets=1, vocab_filename="vocab__" + name)
     for label in cfg["labels"]:
-        money = tf.maximum(tf.cast(transform._as_vector(inputs[label], 0.0), tf.float32), 0.0)
+        money = tf.maximum(tf.cast(preprocessing._as_vector(inputs[label], 0.0), tf.float32), 0.0)
         positive = money > 0.0
         outputs[label] = money
         outputs[label + "__max"] = tf.fill(tf.shape(numeric[-1]), tft.max(money))
@@ -224,7 +225,7 @@ def reference_preprocessing_fn(inputs, cfg):
         if cfg["label_scaling"] == "scale":
             scale = tf.maximum(tft.sum(money) / tf.maximum(tft.sum(tf.cast(positive, tf.float32)), 1.0), 1e-6)
             outputs[label + "__scale"] = tf.fill(tf.shape(numeric[-1]), scale)
-        scaled = transform.scale_label(money, cfg["label_scaling"], cfg["label_clip"], scale)
+        scaled = preprocessing.scale_label(money, cfg["label_scaling"], cfg["label_clip"], scale)
         boundaries = tft.quantiles(scaled, num_buckets=cfg["num_distributions"] - 1, epsilon=1e-3,
                                    weights=tf.cast(positive, tf.float32))
         outputs[label + "__scaled"] = scaled
@@ -253,7 +254,7 @@ def test_new_preprocessing_fn_reproduces_the_old_vocabularies_and_outputs(scalin
               "label_scaling": scaling, "label_clip": 20.0 if scaling == "scale" else 8.0, "num_distributions": 4}
     train, unseen = equivalence_rows(400, seed=1), equivalence_rows(40, seed=2, countries=("UK", "IT", "ES", "FR"))
     runs = [analyze_and_transform(custom, train, unseen, preprocessing_fn=fn)
-            for fn in (reference_preprocessing_fn, transform.preprocessing_fn)]
+            for fn in (reference_preprocessing_fn, preprocessing.preprocessing_fn)]
     (old_train, old_new, old_dir), (new_train, new_new, new_dir) = runs
     old_out, new_out = tft.TFTransformOutput(old_dir), tft.TFTransformOutput(new_dir)
     for name in custom["categorical_features"]:
@@ -261,7 +262,7 @@ def test_new_preprocessing_fn_reproduces_the_old_vocabularies_and_outputs(scalin
             old_vocab = f.read()
         with open(new_out.vocabulary_file_by_name("vocab__" + name), "rb") as f:
             assert f.read() == old_vocab, name
-    assert transform.categorical_vocab_sizes(new_out, custom) == transform.categorical_vocab_sizes(old_out, custom)
+    assert preprocessing.categorical_vocab_sizes(new_out, custom) == preprocessing.categorical_vocab_sizes(old_out, custom)
     assert new_out.transformed_feature_spec() == old_out.transformed_feature_spec()
     assert new_out.transformed_metadata.schema == old_out.transformed_metadata.schema
     for old_rows, new_rows in ((old_train, new_train), (old_new, new_new)):
@@ -274,11 +275,11 @@ def beam_transforms(custom, rows):
     """Unique names and URNs of the leaf transforms of Transform's Beam graph, built but not run."""
     import apache_beam as beam
 
-    schema = schema_utils.schema_from_feature_spec(transform.raw_feature_spec(custom))
+    schema = schema_utils.schema_from_feature_spec(preprocessing.raw_feature_spec(custom))
     pipeline = beam.Pipeline()
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         _ = ((pipeline | beam.Create(rows), dataset_metadata.DatasetMetadata(schema))
-             | tft_beam.AnalyzeAndTransformDataset(lambda inputs: transform.preprocessing_fn(inputs, custom)))
+             | tft_beam.AnalyzeAndTransformDataset(lambda inputs: preprocessing.preprocessing_fn(inputs, custom)))
     leaves = [t for t in pipeline.to_runner_api().components.transforms.values() if not t.subtransforms]
     return [(t.unique_name, t.spec.urn) for t in leaves]
 

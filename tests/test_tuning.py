@@ -1,11 +1,11 @@
-"""mean_tf.tuning: the same kind of search space for every model, KerasTuner's oracle driving mean-tf's own
+"""mean_tf.training.tuning: the same kind of search space for every model, KerasTuner's oracle driving mean-tf's own
 trials (resumable), tuned values applied to the config, and the TFX Tuner wiring."""
 import numpy as np
 import pytest
 
 import mean_tf  # noqa: F401
 
-from mean_tf import tuning
+from mean_tf.training import tuning
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 

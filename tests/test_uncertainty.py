@@ -6,7 +6,7 @@ from scipy import stats
 import mean_tf  # noqa: F401
 import tensorflow as tf
 
-from mean_tf import uncertainty
+from mean_tf.serving import uncertainty
 
 
 def scipy_ziln_quantile(payer_logit, mu, raw_sigma, q):

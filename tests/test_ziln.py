@@ -6,7 +6,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
-from mean_tf.ziln import FLOAT32_SAFE_LOG, log_prediction_caps, ziln_loss, ziln_predict
+from mean_tf.models.ziln_distribution import FLOAT32_SAFE_LOG, log_prediction_caps, ziln_loss, ziln_predict
 
 GOLDEN_LOGITS = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=np.float32)
 GOLDEN_LABELS = np.array([[0.0], [1.5]], dtype=np.float32)
@@ -56,7 +56,7 @@ def test_prediction_is_capped_at_the_largest_train_label_and_the_loss_is_not():
 
 
 def test_dnn_ziln_predictions_never_exceed_the_largest_train_label():
-    from mean_tf.models.ziln import DNNZILN
+    from mean_tf.models.dnn_ziln import DNNZILN
 
     config = MEANConfig(ziln_units=(4,), label_max={"cltv_365": 1000.0})
     model = DNNZILN(config)

@@ -48,10 +48,10 @@ def write_tiny_dataset(folder, rows: int = 300, seed: int = 0) -> Manifest:
 def materialized_tiny():
     """(manifest, Materialized) of the tiny dataset with the default Transform settings (label_scaling
     "scale", n = 5, all four labels), made once per test process and shared by the test modules."""
-    from mean_tf import transform
+    from mean_tf.transform import preprocessing
     from mean_tf.config import MEANConfig
 
     root = tempfile.mkdtemp(prefix="mean_tf_tiny_")
     atexit.register(shutil.rmtree, root, True)
     manifest = write_tiny_dataset(f"{root}/data")
-    return manifest, transform.materialize(manifest, MEANConfig(), f"{root}/transformed")
+    return manifest, preprocessing.materialize(manifest, MEANConfig(), f"{root}/transformed")

@@ -12,13 +12,13 @@ import dataclasses
 import json
 from typing import Dict, List, Sequence, Tuple
 
-from mean_tf.config import ALL_LABELS
+from mean_tf.contract import LABELS
 from mean_tf.models import registry
 
 TABLE1_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean",
                  "two_stage_gbdt", "bgnbd_gg", "last_period")
 ABLATION_MODELS = ("mean_no_kl", "mean_no_distill", "mvfe_only")
-# Models with hyperparameters to tune (mean_tf.tuning); the ablations reuse MEAN's setting.
+# Models with hyperparameters to tune (mean_tf.training.tuning); the ablations reuse MEAN's setting.
 TUNED_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean", "two_stage_gbdt")
 TUNE_LABEL = "cltv_365"
 # The paper's ambiguous readings and the BN choice of issue 18, as MEAN config changes (chosen on eval).
@@ -71,7 +71,7 @@ class Plan:
     models: Tuple[str, ...] = TABLE1_MODELS + ABLATION_MODELS
     seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)  # Table 1 at cltv_365
     other_horizon_seeds: Tuple[int, ...] = (0, 1)  # Table 1 at the other horizons
-    labels: Tuple[str, ...] = ALL_LABELS
+    labels: Tuple[str, ...] = LABELS
     # Extra studies run on these datasets only (they multiply the cell count).
     study_datasets: Tuple[str, ...] = ("online_retail_ii", "cdnow")
     study_labels: Tuple[str, ...] = ("cltv_365",)
@@ -103,7 +103,7 @@ def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
 def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None) -> List[Cell]:
     """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the horizons but cltv_365."""
     if registry.is_multi_horizon(model):
-        groups = [tuple(ALL_LABELS)]
+        groups = [tuple(LABELS)]
     else:
         groups = [(label,) for label in labels]
     out = []
@@ -115,7 +115,7 @@ def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="",
 
 def tune_cell(dataset: str, model: str) -> Cell:
     """The search whose setting `model` trains with on `dataset` (cltv_365, or all labels if multi-horizon)."""
-    labels = tuple(ALL_LABELS) if registry.is_multi_horizon(model) else (TUNE_LABEL,)
+    labels = tuple(LABELS) if registry.is_multi_horizon(model) else (TUNE_LABEL,)
     return Cell("tune", dataset, model, labels, 0)
 
 

@@ -12,10 +12,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf import metrics, plots
+from mean_tf.evaluation import metrics, plots
+from mean_tf.evaluation.tables import markdown_table
+from mean_tf.runtime.files import write_text
 from mean_tf.benchmark.plan import (ABLATION_MODELS, CHOICES, DELTAS, NUM_DISTRIBUTIONS, TABLE1_MODELS, TUNED_MODELS,
                                     VARIANTS)
-from mean_tf.config import ALL_LABELS
+from mean_tf.contract import LABELS
 
 SHOWN = ("percentile_mape", "normalized_gini", "spearman", "payer_auc", "decile_mape", "top_auc", "lift_at_10")
 TITLES = {"percentile_mape": "Percentile MAPE ↓", "normalized_gini": "Gini ↑", "spearman": "Spearman ↑",
@@ -111,8 +113,6 @@ def best_models(rows, study: str, dataset: str, models: Sequence[str], label: st
 
 def summary_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
     """The answer first: the paper's four metrics at `label`, mean ± std over seeds, rank, significance."""
-    head = ["| Method | seeds | " + " | ".join(TITLES[m] for m in PAPER_METRICS) + " |",
-            "|---|---|" + "---|" * len(PAPER_METRICS)]
     ranks, bests = {}, {}
     for metric in PAPER_METRICS:
         means = {m: _stats(list(per_seed(rows, "table1", dataset, m, label, metric).values()))[0] for m in models}
@@ -130,8 +130,8 @@ def summary_table(rows, dataset: str, models: Sequence[str], label: str = TARGET
             rank = ranks[metric].get(model)
             cells.append(f"{text} ({rank})" if rank else text)
         if seeds:
-            lines.append(f"| {model} | {seeds} | " + " | ".join(cells) + " |")
-    return head + lines
+            lines.append([model, seeds, *cells])
+    return markdown_table(["Method", "seeds", *(TITLES[m] for m in PAPER_METRICS)], lines)
 
 
 def mean_verdict(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
@@ -165,11 +165,11 @@ def tuning_table(rows, dataset: str) -> List[str]:
     found = [r for r in rows if r["status"] == "ok" and r["study"] == "tune" and r["dataset"] == dataset]
     if not found:
         return []
-    lines = ["| Model | trials | best eval Gini | chosen setting |", "|---|---|---|---|"]
+    lines = []
     for r in sorted(found, key=lambda r: TUNED_MODELS.index(r["model"]) if r["model"] in TUNED_MODELS else 99):
         setting = ", ".join(f"{k}={v}" for k, v in sorted(r["tuned"].items()))
-        lines.append(f"| {r['model']} | {r['trial_count']} | {r['eval_score']:.4f} | {setting} |")
-    return lines
+        lines.append([r["model"], r["trial_count"], f"{r['eval_score']:.4f}", setting])
+    return markdown_table(["Model", "trials", "best eval Gini", "chosen setting"], lines)
 
 
 def choices_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
@@ -179,8 +179,7 @@ def choices_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
     found = {k: v for k, v in found.items() if v}
     if not found:
         return []
-    lines = ["| Choice | seeds | eval Gini ↑ | eval Percentile MAPE ↓ | vs default (eval Gini, paired p) |",
-             "|---|---|---|---|---|"]
+    lines = []
     default = found.get("default", {})
     for name, ginis in found.items():
         pm = per_seed([r for r in rows if r.get("variant") == name], "choice", dataset, "mean", label,
@@ -190,25 +189,25 @@ def choices_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
             diff = _stats(list(ginis.values()))[0] - _stats(list(default.values()))[0]
             p = paired_p(ginis, default)
             versus = f"{diff:+.4f}" + (f", p = {p:.3f}" if np.isfinite(p) else "")
-        lines.append(f"| {name} | {len(ginis)} | {_fmt(*_stats(list(ginis.values())))} | "
-                     f"{_fmt(*_stats(list(pm.values())))} | {versus} |")
-    return lines
+        lines.append([name, len(ginis), _fmt(*_stats(list(ginis.values()))), _fmt(*_stats(list(pm.values()))), versus])
+    return markdown_table(["Choice", "seeds", "eval Gini ↑", "eval Percentile MAPE ↓", "vs default (eval Gini, paired p)"],
+                          lines)
 
 
 def selection_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
     """Where model selection stopped each model at `label`: epochs run, selected epoch, steps, budget hits."""
-    lines = ["| Method | epochs run (mean) | selected epoch (mean) | steps (mean) | hit max_steps | eval Gini at selection |",
-             "|---|---|---|---|---|---|"]
+    lines = []
     for model in models:
         found = [r for r in rows if r["status"] == "ok" and r["study"] == "table1" and r["dataset"] == dataset
                  and r["model"] == model and label in r["labels"] and r.get("fit")]
         if found:
-            lines.append(f"| {model} | {np.mean([r['epochs_run'] for r in found]):.1f} | "
-                         f"{np.mean([r['best_epoch'] for r in found]):.1f} | "
-                         f"{np.mean([r['fit']['steps'] for r in found]):.0f} | "
-                         f"{sum(r['fit']['hit_max_steps'] for r in found)} of {len(found)} | "
-                         f"{_fmt(*_stats([r['fit']['selection'] for r in found]))} |")
-    return lines if len(lines) > 2 else []
+            lines.append([model, f"{np.mean([r['epochs_run'] for r in found]):.1f}",
+                          f"{np.mean([r['best_epoch'] for r in found]):.1f}",
+                          f"{np.mean([r['fit']['steps'] for r in found]):.0f}",
+                          f"{sum(r['fit']['hit_max_steps'] for r in found)} of {len(found)}",
+                          _fmt(*_stats([r['fit']['selection'] for r in found]))])
+    return markdown_table(["Method", "epochs run (mean)", "selected epoch (mean)", "steps (mean)", "hit max_steps",
+                           "eval Gini at selection"], lines) if lines else []
 
 
 def calibration_shapes(rows, dataset: str, model: str, label: str) -> Dict[int, str]:
@@ -221,10 +220,9 @@ def calibration_shapes(rows, dataset: str, model: str, label: str) -> Dict[int, 
 
 def calibration_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
     """Money calibration at `label` (test split): value ratio and Percentile MAPE of each model's own prediction
-    and after the eval-fitted calibration the serving model carries (`mean_tf.calibration`), mean ± std over the
+    and after the eval-fitted calibration the serving model carries (`mean_tf.training.calibration`), mean ± std over the
     seeds that recorded both, and the shape each seed's calibration took."""
-    lines = ["| Method | seeds | shape | value ratio (model) | value ratio (calibrated) | Percentile MAPE (model) | "
-             "Percentile MAPE (calibrated) | Gini change |", "|---|---|---|---|---|---|---|---|"]
+    lines = []
     for model in models:
         after = {m: per_seed(rows, "table1", dataset, model, label, m, key="calibrated_metrics")
                  for m in ("value_ratio", "percentile_mape", "normalized_gini")}
@@ -236,14 +234,15 @@ def calibration_table(rows, dataset: str, models: Sequence[str], label: str = TA
         gini_change = max(abs(after["normalized_gini"][s] - before["normalized_gini"][s]) for s in seeds)
         shapes = Counter(calibration_shapes(rows, dataset, model, label)[s] for s in seeds)
         shape = ", ".join(f"{name} ×{n}" for name, n in sorted(shapes.items()))
-        lines.append(f"| {model} | {len(seeds)} | {shape} | {cell(before, 'value_ratio')} | {cell(after, 'value_ratio')} | "
-                     f"{cell(before, 'percentile_mape')} | {cell(after, 'percentile_mape')} | ≤ {gini_change:.1e} |")
-    return lines if len(lines) > 2 else []
+        lines.append([model, len(seeds), shape, cell(before, "value_ratio"), cell(after, "value_ratio"),
+                      cell(before, "percentile_mape"), cell(after, "percentile_mape"), f"≤ {gini_change:.1e}"])
+    return markdown_table(["Method", "seeds", "shape", "value ratio (model)", "value ratio (calibrated)",
+                           "Percentile MAPE (model)", "Percentile MAPE (calibrated)", "Gini change"],
+                          lines) if lines else []
 
 
-def table1(rows, dataset: str, table, models: Sequence[str], labels=ALL_LABELS, shown=SHOWN) -> str:
-    head = "| Period | Method | " + " | ".join(TITLES[m] for m in shown) + " |"
-    lines = [head, "|" + "---|" * (len(shown) + 2)]
+def table1(rows, dataset: str, table, models: Sequence[str], labels=LABELS, shown=SHOWN) -> str:
+    lines = []
     for label in labels:
         bests = {m: best_models(rows, "table1", dataset, models, label, m) for m in shown}
         first = True
@@ -251,12 +250,12 @@ def table1(rows, dataset: str, table, models: Sequence[str], labels=ALL_LABELS, 
             if label not in table.get(model, {}):
                 continue
             cells = [_fmt(*_stats(table[model][label][m]), bold=model in bests[m]) for m in shown]
-            lines.append(f"| {label if first else ''} | {model} | " + " | ".join(cells) + " |")
+            lines.append([label if first else "", model, *cells])
             first = False
-    return "\n".join(lines)
+    return "\n".join(markdown_table(["Period", "Method", *(TITLES[m] for m in shown)], lines))
 
 
-def rank_summary(table, models: Sequence[str], labels=ALL_LABELS) -> List[str]:
+def rank_summary(table, models: Sequence[str], labels=LABELS) -> List[str]:
     """One sentence per horizon: who wins on Gini and on Percentile MAPE, and where MEAN ranks."""
     out = []
     for label in labels:
@@ -283,7 +282,7 @@ def _sweep_figure(rows, dataset, study, param, values, figdir) -> List[str]:
     paths = []
     for metric in ("percentile_mape", "normalized_gini"):
         series, errors = {}, {}
-        for label in ALL_LABELS:
+        for label in LABELS:
             means, stds = [], []
             for v in values:
                 if param == "num_distributions" and v == 5:  # the default, untuned: Table 1's MEAN cells
@@ -326,7 +325,7 @@ def _curve_figures(rows, dataset, figdir) -> List[str]:
 def diagnostics_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
     """MEAN-family diagnostics (test split, mean over seeds): attention entropy, agreements, gate usage."""
     keys = ("attention_entropy", "attention_vs_dam", "attention_vs_bucket", "dam_vs_bucket")
-    lines = ["| Method | seeds | " + " | ".join(keys) + " | gate usage per expert |", "|---|---|" + "---|" * (len(keys) + 1)]
+    lines = []
     by_model = defaultdict(list)
     for r in rows:
         if (r["status"] == "ok" and r["study"] == "table1" and r["dataset"] == dataset and label in r["labels"]
@@ -335,9 +334,8 @@ def diagnostics_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str
     for model, found in by_model.items():
         cells = [_fmt(*_stats([d.get(k, float("nan")) for d in found])) for k in keys]
         usage = np.mean([d["gate_usage"] for d in found if "gate_usage" in d], axis=0)
-        lines.append(f"| {model} | {len(found)} | " + " | ".join(cells) + " | "
-                     + " / ".join(f"{u:.2f}" for u in np.atleast_1d(usage)) + " |")
-    return lines if by_model else []
+        lines.append([model, len(found), *cells, " / ".join(f"{u:.2f}" for u in np.atleast_1d(usage))])
+    return markdown_table(["Method", "seeds", *keys, "gate usage per expert"], lines) if by_model else []
 
 
 def _gain_figure(rows, dataset, figdir):
@@ -366,9 +364,10 @@ def coverage(rows, planned) -> List[str]:
     left = len(planned) - ran - skipped
     out = [f"Plan coverage: {ran} of {len(planned)} planned cells finished, {skipped} skipped with their reason"
            + (" (the run is complete)." if not left else f"; {left} left, which `mean-tf benchmark run` resumes."),
-           "", "| study | dataset | finished | skipped | planned |", "|---|---|---|---|---|"]
-    out += [f"| {study} | {dataset} | {c['ok']} | {c['skipped']} | {sum(c.values())} |"
-            for (study, dataset), c in sorted(counts.items())]
+           ""]
+    out += markdown_table(["study", "dataset", "finished", "skipped", "planned"],
+                          [[study, dataset, c["ok"], c["skipped"], sum(c.values())]
+                           for (study, dataset), c in sorted(counts.items())])
     return out + [""]
 
 
@@ -391,12 +390,12 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
     md += [f"- `{c}`" for c in meta.get("commands", ["mean-tf benchmark run"])] + [""]
     info = {k: v for k, v in meta.items() if k != "commands"}
     info["cell wall time (sum over the cells, s)"] = round(sum(r.get("wall_s", 0) for r in rows), 1)
-    md += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()] + [""]
-    md += ["Protocol (`mean_tf.training`, the same for every Keras model): model selection on the eval split's "
+    md += markdown_table(["", ""], list(info.items())) + [""]
+    md += ["Protocol (`mean_tf.training.protocol`, the same for every Keras model): model selection on the eval split's "
            "normalised Gini of the money prediction (ties to the model's prediction loss), patience 10 epochs, a "
            "budget of `max_steps` optimizer steps, batch-norm momentum derived from the steps per epoch, deterministic "
            "ops. Every tunable model gets the same search budget on the eval split (section Tuning); the test split "
-           "is scored once per cell. Metrics come from `mean_tf.metrics.evaluate`, mean ± std over seeds; a cell is "
+           "is scored once per cell. Metrics come from `mean_tf.evaluation.metrics.evaluate`, mean ± std over seeds; a cell is "
            f"**bold** only when its lead over the runner-up is significant (paired t-test over seeds, p < "
            f"{SIGNIFICANCE}). ↓ lower is better, ↑ higher is better. Multi-horizon models (mtl_ziln, odmn, "
            "mtl_mean) are trained once and scored per horizon.", ""]
@@ -426,7 +425,7 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         searches = tuning_table(rows, dataset)
         if searches:
             md += ["### Tuning (eval split only)", "",
-                   "Every tunable model got the same budget: random-search trials of `mean_tf.tuning` over learning "
+                   "Every tunable model got the same budget: random-search trials of `mean_tf.training.tuning` over learning "
                    "rate, width and its own knob (GBDT: learning rate, leaves, L2), scored by the eval Gini at the "
                    "selected epoch. The setting found at cltv_365 (seed 0) is reused for every seed and horizon; the "
                    "ablations and MEAN's studies use MEAN's. BG/NBD + Gamma-Gamma and last-period have nothing to tune.",
@@ -445,7 +444,7 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
             md += [f"### Money calibration ({TARGET_LABEL}, test split)", "",
                    "Value ratio = predicted total / actual total (1 is calibrated). \"calibrated\": the model's "
                    "prediction through the strictly increasing map fitted on the eval split "
-                   "(`mean_tf.calibration`), which the exported serving model applies; rankings, and so Gini, "
+                   "(`mean_tf.training.calibration`), which the exported serving model applies; rankings, and so Gini, "
                    "are unchanged (last column: the largest Gini difference seen). Shape: isotonic regression or the "
                    "level alone, chosen per cell by the lower out-of-fold Percentile MAPE on the eval split "
                    "(`calibration = \"auto\"`); cells run before that choice existed used isotonic. Cells run "
@@ -468,11 +467,9 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         ablation = [m for m in ("mean",) + ABLATION_MODELS if m in t]
         if len(ablation) > 1:
             for number, metric in ((2, "percentile_mape"), (3, "payer_auc")):
-                md += [f"### Table {number}: ablations, {TITLES[metric]}", "",
-                       "| Method | " + " | ".join(ALL_LABELS) + " |", "|---|" + "---|" * len(ALL_LABELS)]
-                for m in ablation:
-                    md.append(f"| {m} | " + " | ".join(_fmt(*_stats(t[m].get(label, {}).get(metric, [])))
-                                                      for label in ALL_LABELS) + " |")
+                md += [f"### Table {number}: ablations, {TITLES[metric]}", ""]
+                md += markdown_table(["Method", *LABELS], [[m, *(_fmt(*_stats(t[m].get(label, {}).get(metric, [])))
+                                                                  for label in LABELS)] for m in ablation])
                 md.append("")
         variant_rows = []
         for name in VARIANTS:
@@ -482,12 +479,12 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         if variant_rows:
             md += ["### Stop-gradient choices and label scaling (MEAN)", "",
                    "Default (first row): L_kl reaches the attention only, the soft L_dis term reaches DAM only, "
-                   "labels divided by the mean positive train label (label_scaling=scale).", "",
-                   "| Variant | Metric | " + " | ".join(ALL_LABELS) + " |", "|---|---|" + "---|" * len(ALL_LABELS)]
-            for name, v in [("default", t.get("mean", {}))] + variant_rows:
-                for metric in ("percentile_mape", "normalized_gini", "payer_auc"):
-                    md.append(f"| {name} | {TITLES[metric]} | "
-                              + " | ".join(_fmt(*_stats(v.get(label, {}).get(metric, []))) for label in ALL_LABELS) + " |")
+                   "labels divided by the mean positive train label (label_scaling=scale).", ""]
+            md += markdown_table(["Variant", "Metric", *LABELS],
+                                 [[name, TITLES[metric], *(_fmt(*_stats(v.get(label, {}).get(metric, [])))
+                                                           for label in LABELS)]
+                                  for name, v in [("default", t.get("mean", {}))] + variant_rows
+                                  for metric in ("percentile_mape", "normalized_gini", "payer_auc")])
             md.append("")
         figs = _sweep_figure(rows, dataset, "delta", "huber_delta", DELTAS, figdir)
         figs += _sweep_figure(rows, dataset, "n", "num_distributions", NUM_DISTRIBUTIONS, figdir)
@@ -496,13 +493,14 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
             md += [f"![{os.path.basename(p)}](figures/{os.path.basename(p)})" for p in figs] + [""]
         md += ["### Targeting study (offline A/B counterpart)", "",
                f"Target the top 10 % of test customers by predicted {TARGET_LABEL}; a random 10 % captures 10 % "
-               "of the future value in expectation.", "",
-               "| Method | share of future value captured | lift over random |", "|---|---|---|"]
+               "of the future value in expectation.", ""]
+        targeting = []
         for m in models:
             mean, std, n = _stats(t[m].get(TARGET_LABEL, {}).get("lift_at_10", []))
             if np.isfinite(mean):
-                md.append(f"| {m} | {_fmt(mean * 0.1, std * 0.1, n)} | {_fmt(mean, std, n)} |")
-        md.append("| random 10 % | 0.1000 | 1.0000 |")
+                targeting.append([m, _fmt(mean * 0.1, std * 0.1, n), _fmt(mean, std, n)])
+        md += markdown_table(["Method", "share of future value captured", "lift over random"],
+                             targeting + [["random 10 %", "0.1000", "1.0000"]])
         gain = _gain_figure(rows, dataset, figdir)
         if gain:
             md += ["", f"![gain curve](figures/{os.path.basename(gain)})"]
@@ -512,6 +510,5 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
             md += ["## Discussion", "", f"(From `{discussion}`, written after reading the tables above.)", "",
                    f.read().strip(), ""]
     path = os.path.join(docs_dir, "results.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(md) + "\n")
+    write_text(path, "\n".join(md) + "\n")
     return path

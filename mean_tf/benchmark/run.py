@@ -1,7 +1,7 @@
 """Run benchmark cells: build each dataset once, Transform it with the pipeline's `preprocessing_fn`
-(cached per Transform setting), train each model through `mean_tf.training` with its tuned setting
-(`mean_tf.tuning`, searched on the eval split by the plan's `tune` cells), score the eval and test
-splits with `mean_tf.metrics.evaluate`, and append one JSON line per finished cell (so a rerun resumes).
+(cached per Transform setting), train each model through `mean_tf.training.protocol` with its tuned setting
+(`mean_tf.training.tuning`, searched on the eval split by the plan's `tune` cells), score the eval and test
+splits with `mean_tf.evaluation.metrics.evaluate`, and append one JSON line per finished cell (so a rerun resumes).
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf import experiment, metrics, tuning
+from mean_tf.training import fit_predict, tuning
+from mean_tf.evaluation import metrics
 from mean_tf.benchmark.plan import TUNED_MODELS, Cell, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
@@ -183,9 +184,9 @@ class Runner:
         tuned = self.tuned(cell.dataset, cell.model) if cell.study in TUNED_STUDIES else {}
         config = tuning.apply(self.base_config(), tuned).replace(seed=cell.seed, labels=tuple(labels),
                                                                  **dict(cell.overrides))
-        outcome = experiment.run(cell.model, config, manifest, self.work_dir, with_eval=True)
+        outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, with_eval=True)
         extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
-        calibrated = experiment.calibrated(outcome, config)
+        calibrated = fit_predict.calibrated(outcome, config)
         if calibrated is not None:  # the money calibration the serving model carries (fitted on eval)
             extra["calibrated_metrics"] = _metrics(calibrated)
             extra["calibration"] = {label: c.method for label, c in calibrated.calibrations.items()}
@@ -199,21 +200,22 @@ class Runner:
         return outcome.y, outcome.p, extra
 
     def _diagnostics(self, cell: Cell, config, manifest, model) -> dict:
-        """`mean_tf.explain.diagnostics` on the test split, for the cell's target label."""
-        from mean_tf import explain, training
+        """`mean_tf.evaluation.explain.diagnostics` on the test split, for the cell's target label."""
+        from mean_tf.evaluation import explain
+        from mean_tf.training import protocol
 
-        mat = experiment.materialize_cached(manifest, config, self.work_dir)
-        data = training.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
+        mat = fit_predict.materialize_cached(manifest, config, self.work_dir)
+        data = protocol.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
                                      list(model.config.labels), config.batch_size)
         label = GAIN_LABEL if GAIN_LABEL in model.config.labels else model.config.labels[-1]
         return explain.diagnostics(model, data, label)
 
     def _search(self, cell: Cell, manifest) -> dict:
-        """One KerasTuner search (`mean_tf.tuning`): trials scored by the mean eval Gini over the cell's labels."""
+        """One KerasTuner search (`mean_tf.training.tuning`): trials scored by the mean eval Gini over the cell's labels."""
         base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
 
         def trial(config):
-            outcome = experiment.run(cell.model, config, manifest, self.work_dir, split="eval")
+            outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, split="eval")
             scores = [metrics.normalized_gini(outcome.y[:, i], outcome.p[:, i]) for i in range(len(cell.labels))]
             return float(np.mean(scores))
 

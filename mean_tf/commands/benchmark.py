@@ -9,7 +9,7 @@ import shlex
 import sys
 
 from mean_tf.commands._common import OUT, add_list_option, add_renamed_option, integers
-from mean_tf.files import write_json
+from mean_tf.runtime.files import write_json
 
 DEFAULT_RESULTS = os.path.join(OUT, "benchmark", "results.jsonl")
 DEFAULT_REPORT_DIR = os.path.join(OUT, "benchmark")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def register(subparsers):
-    from mean_tf.scoring import BATCH_SIZE, TARGET_SHARE
+    from mean_tf.serving.scoring import BATCH_SIZE, TARGET_SHARE
 
     p = subparsers.add_parser(
         "score", help="score a dataset's customers with an exported model: one row per customer",
@@ -24,7 +24,7 @@ def register(subparsers):
 
 def main(args) -> int:
     from mean_tf.data.manifest import read_manifest
-    from mean_tf import scoring
+    from mean_tf.serving import scoring
 
     scoring.check_output(args.out)  # fast checks before TensorFlow loads the model
     dataset = read_manifest(args.data)

@@ -6,7 +6,7 @@ import json
 import os
 
 from mean_tf.commands._common import add_config_options, config_from_args
-from mean_tf.files import write_json
+from mean_tf.runtime.files import write_json
 
 
 def register(subparsers):
@@ -14,7 +14,7 @@ def register(subparsers):
 
     p = subparsers.add_parser("train", help="train one registry model on a dataset and print test-split metrics",
                               description="Train a model (early stopping on the eval split) and print "
-                                          "mean_tf.metrics.evaluate on the test split. Multi-horizon models "
+                                          "mean_tf.evaluation.metrics.evaluate on the test split. Multi-horizon models "
                                           "train on all four labels.")
     p.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=", ".join(MODEL_NAMES))
     p.add_argument("--data", required=True, help="the dataset's manifest.json (from `mean-tf data ...`)")
@@ -30,7 +30,7 @@ def register(subparsers):
 
 def format_metrics(results) -> str:
     """A text table: one row per label, one column per metric."""
-    from mean_tf.metrics import METRIC_NAMES
+    from mean_tf.contract import METRIC_NAMES
 
     head = f"{'label':<10}" + "".join(f"{m:>17}" for m in METRIC_NAMES)
     rows = [f"{label:<10}" + "".join(f"{values[m]:>17.4f}" for m in METRIC_NAMES) for label, values in results.items()]
@@ -46,11 +46,11 @@ def main(args) -> int:
     config = config_from_args(args, **changes)
     manifest = read_manifest(args.data)
     verify_split_files(manifest)  # bad input fails in seconds: all checks before TensorFlow loads
-    from mean_tf import experiment
+    from mean_tf.training import fit_predict
 
     run_key = json.dumps([args.model, manifest.root, config.to_dict()], sort_keys=True).encode()
     backup = os.path.join(args.work, "backup", f"{args.model}-{hashlib.sha1(run_key).hexdigest()[:12]}")
-    outcome = experiment.run(args.model, config, manifest, args.work, verbose=2, backup_dir=backup)
+    outcome = fit_predict.run(args.model, config, manifest, args.work, verbose=2, backup_dir=backup)
     results = outcome.evaluate()
     print(f"{args.model} on {manifest.name}, test split ({len(outcome.y)} rows):")
     print(format_metrics(results))

@@ -21,4 +21,5 @@ from mean_tf.data.manifest import (  # noqa: F401
     write_manifest,
 )
 from mean_tf.data.splits import assign_splits, customer_split  # noqa: F401
-from mean_tf.data.transactions import HORIZONS, LABELS, Snapshots, snapshots_from_transactions  # noqa: F401
+from mean_tf.data.transactions import Snapshots, snapshots_from_transactions  # noqa: F401
+from mean_tf.contract import HORIZONS, LABELS

@@ -8,7 +8,7 @@ of length 1 (UTF-8).
 
 The encoder serialises `tf.train.Example` records itself (NumPy byte templates in the protobuf wire
 format TensorFlow parses) and `tf.io.TFRecordWriter` frames and gzips them. tfx_bsl's
-`RecordBatchToExamplesEncoder` is measured against it by `mean-tf perf writer` (docs/performance.md,
+`RecordBatchToExamplesEncoder` is measured against it by `python -m benchmarks.perf writer` (docs/performance.md,
 section 6) and kept out while it is more than 2x slower at 720 features; it also writes the features in a
 hash order that changes from call to call, so its files would not be reproducible byte for byte.
 Only `read_split`, `Manifest.feature_spec` and the writer import TensorFlow.
@@ -27,12 +27,11 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
+from mean_tf.contract import SCORE_SPLIT, SPLITS
 from mean_tf.errors import MeanTFError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "tfrecord_gzip"
-SPLITS = ("train", "eval", "test")
-SCORE_SPLIT = "score"  # the one split of a scoring dataset (features at a date, no labels)
 ID_COLUMNS = ("customer_id", "cutoff")
 BGNBD_KEYS = ("frequency", "recency", "T", "monetary_value")
 

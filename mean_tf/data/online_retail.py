@@ -21,7 +21,7 @@ from mean_tf.data import manifest as mf
 from mean_tf.data.splits import assign_splits
 from mean_tf.data.transactions import Snapshots, monthly_cutoffs, parse_numbers, snapshots_from_transactions
 from mean_tf.errors import MeanTFError, MeanTFWarning
-from mean_tf.files import atomic_file
+from mean_tf.runtime.files import atomic_file
 
 NAME = "online_retail_ii"
 COLUMNS = ("customer_id", "invoice_date", "description", "quantity", "unit_price", "country")

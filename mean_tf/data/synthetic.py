@@ -38,13 +38,13 @@ from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from mean_tf.contract import HORIZONS, LABELS
+from mean_tf import contract
 from mean_tf.data import manifest as mf
 from mean_tf.errors import MeanTFError
 
 NAME = "synthetic"
 BLOCK_ROWS = 4096
-HORIZONS = (30, 90, 180, 365)
-LABELS = tuple(f"cltv_{h}" for h in HORIZONS)
 ORACLE = {lab: f"oracle_{lab}" for lab in LABELS}
 CUTOFF = b"2024-01-01"
 LATENT = 16
@@ -380,7 +380,7 @@ def write_shard(spec: SyntheticSpec, shard: int, n_shards: int, folder: str, com
     b0, b1 = shard * n_blocks // n_shards, (shard + 1) * n_blocks // n_shards
     m = gen.manifest()
     encoder = mf.ExampleEncoder(m.float_columns, m.bytes_columns)
-    writers = [mf.TFRecordGzipWriter(Path(folder) / mf.shard_name(s, shard, n_shards), compresslevel) for s in mf.SPLITS]
+    writers = [mf.TFRecordGzipWriter(Path(folder) / mf.shard_name(s, shard, n_shards), compresslevel) for s in contract.SPLITS]
     zeros = np.zeros((3, len(LABELS)), dtype=np.int64)
     sums = np.zeros((3, 2 * len(LABELS)))
     try:
@@ -453,11 +453,11 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
         rows = np.sum([r["rows"] for r in results], axis=0)
         zeros = np.sum([r["zeros"] for r in results], axis=0)
         sums = np.sum([r["sums"] for r in results], axis=0)
-        splits = {s: [mf.shard_name(s, k, n_shards) for k in range(n_shards)] for s in mf.SPLITS}
+        splits = {s: [mf.shard_name(s, k, n_shards) for k in range(n_shards)] for s in contract.SPLITS}
         m = dataclasses.replace(
-            m, splits=splits, row_counts={s: int(rows[i]) for i, s in enumerate(mf.SPLITS)},
+            m, splits=splits, row_counts={s: int(rows[i]) for i, s in enumerate(contract.SPLITS)},
             zero_shares={s: {lab: round(float(zeros[i, k] / max(rows[i], 1)), 4) for k, lab in enumerate(LABELS)}
-                         for i, s in enumerate(mf.SPLITS)},
+                         for i, s in enumerate(contract.SPLITS)},
         )
         mf.write_manifest(m, tmp)
         info = {
@@ -468,8 +468,8 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
             "informative_features": gen.numeric_names[: gen.n_inf_num] + gen.categorical_names[: gen.n_inf_cat],
             "segment_shares_target": SEGMENT_SHARES.tolist(), "regime_rates_per_day": RATES.tolist(),
             "regime_log_spend_mu": MU.tolist(), "regime_log_spend_sigma": SIGMA.tolist(),
-            "mean_label": {s: {lab: float(sums[i, k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(mf.SPLITS)},
-            "mean_oracle": {s: {lab: float(sums[i, 4 + k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(mf.SPLITS)},
+            "mean_label": {s: {lab: float(sums[i, k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(contract.SPLITS)},
+            "mean_oracle": {s: {lab: float(sums[i, 4 + k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(contract.SPLITS)},
         }
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     m = dataclasses.replace(m, root=str(Path(out).absolute()))

@@ -20,11 +20,10 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from mean_tf.contract import HORIZONS, LABELS
 from mean_tf.data.manifest import BGNBD_KEYS, ID_COLUMNS, Manifest
 from mean_tf.errors import MeanTFError
 
-HORIZONS = (30, 90, 180, 365)
-LABELS = tuple(f"cltv_{h}" for h in HORIZONS)
 WINDOWS = (30, 90, 180, 365)  # look-back windows of the spend_last_* / orders_last_* features
 DAY_NS = 86_400 * 10**9
 

@@ -63,7 +63,7 @@ class TwoStageGBDT(ClassicalModel):
     skewed spend) fitted on payers only; categorical strings are ordinal-encoded and passed as native
     categorical features (unseen categories count as missing; at most 254 categories per feature, the
     rarest grouped); `gbdt_max_iter` trees each, `gbdt_learning_rate`, `gbdt_max_leaf_nodes` and `gbdt_l2`
-    (scikit-learn's defaults; tuned by `mean_tf.tuning`); `eval_df` is unused (HistGradientBoosting holds out
+    (scikit-learn's defaults; tuned by `mean_tf.training.tuning`); `eval_df` is unused (HistGradientBoosting holds out
     its own 10% for early stopping above 10 000 rows). A label with a single class falls back to its
     training share of payers, and one without payers predicts 0.
     """

@@ -23,7 +23,7 @@ from __future__ import annotations
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
-from mean_tf.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, FeatureEncoder
 from mean_tf.models.base import CLTVModel
 
 RANKSIM_INTERPOLATION = 2.0  # lambda of the blackbox rank gradient (Vlastelica et al. 2020; RankSim's default)

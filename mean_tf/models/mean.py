@@ -22,8 +22,8 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
-from mean_tf.layers import BN_MOMENTUM, DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
-from mean_tf.losses import mean_loss
+from mean_tf.models.layers import BN_MOMENTUM, DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
+from mean_tf.models.losses import mean_loss
 from mean_tf.models.base import CLTVModel
 
 LOSS_TERMS = ("loss", "loss_cltv", "loss_kl", "loss_dis")

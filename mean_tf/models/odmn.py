@@ -29,7 +29,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from mean_tf.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, FeatureEncoder
 from mean_tf.models.base import CLTVModel
 
 

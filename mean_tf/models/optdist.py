@@ -19,9 +19,9 @@ from __future__ import annotations
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
-from mean_tf.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, FeatureEncoder
 from mean_tf.models.base import CLTVModel
-from mean_tf.ziln import log_prediction_caps, ziln_loss, ziln_predict
+from mean_tf.models.ziln_distribution import log_prediction_caps, ziln_loss, ziln_predict
 
 
 def gumbel_softmax(logits, temperature: float):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from mean_tf.config import ALL_LABELS, MEANConfig
+from mean_tf.config import MEANConfig
+from mean_tf.contract import LABELS
 from mean_tf.errors import MeanTFError
 
 
@@ -13,7 +14,7 @@ class ModelSpec:
     name: str
     target: str  # "module:callable(config) -> model"
     multi_horizon: bool = False  # trained once on all four labels
-    kind: str = "keras"  # "keras": a CLTVModel trained by mean_tf.training; "classical": fit/predict adapter
+    kind: str = "keras"  # "keras": a CLTVModel trained by mean_tf.training.protocol; "classical": fit/predict adapter
     overrides: tuple = ()  # config changes that define the variant, e.g. (("use_kl", False),)
     description: str = ""
 
@@ -26,8 +27,8 @@ _SPECS = [
               description="ablation: without the soft distillation term of L_dis"),
     ModelSpec("mvfe_only", "mean_tf.models.mean:MEAN", overrides=(("use_dam", False),),
               description="ablation: MVFE only (no DAM, no alignment)"),
-    ModelSpec("dnn_ziln", "mean_tf.models.ziln:DNNZILN", description="DNN-ZILN (Wang et al. 2019)"),
-    ModelSpec("mtl_ziln", "mean_tf.models.ziln:MTLZILN", multi_horizon=True, description="MMoE + one ZILN head per horizon"),
+    ModelSpec("dnn_ziln", "mean_tf.models.dnn_ziln:DNNZILN", description="DNN-ZILN (Wang et al. 2019)"),
+    ModelSpec("mtl_ziln", "mean_tf.models.dnn_ziln:MTLZILN", multi_horizon=True, description="MMoE + one ZILN head per horizon"),
     ModelSpec("odmn", "mean_tf.models.odmn:ODMN", multi_horizon=True, description="ODMN (Li et al. 2022)"),
     ModelSpec("mdan", "mean_tf.models.mdan:MDAN", description="MDAN (Liu et al. 2024)"),
     ModelSpec("optdist", "mean_tf.models.optdist:OptDist", description="OptDist (Weng et al. 2024)"),
@@ -57,7 +58,7 @@ def model_config(name: str, config: MEANConfig) -> MEANConfig:
     s = spec(name)
     changes = dict(s.overrides)
     if s.multi_horizon:
-        changes["labels"] = ALL_LABELS
+        changes["labels"] = LABELS
     return config.replace(**changes) if changes else config
 
 

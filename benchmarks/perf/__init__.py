@@ -1,0 +1,1 @@
+"""The benchmarks behind `python -m benchmarks.perf` (`suite`, one module per measurement), rendered by `report`."""
