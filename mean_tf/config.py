@@ -43,8 +43,6 @@ class MEANConfig:
 
     # Encoder (FeatureEncoder): embedding width of each categorical feature.
     embedding_dim: int = 8
-    # Vocabulary size (incl. OOV buckets) of each categorical input `cat__<name>`; filled from Transform.
-    categorical_vocab_sizes: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     # Shared layer (sec. 4.1): two-layer ReLU MLP.
     shared_units: Tuple[int, ...] = (512, 256)
@@ -104,7 +102,7 @@ class MEANConfig:
     # Halve the learning rate when selection stalls for this many epochs (0 = off).
     reduce_lr_patience: int = 0
     # Batch normalisation of the MVFE experts: momentum of the running statistics. None = derived from the
-    # steps per epoch, min(0.99, 0.01 ** (1 / steps)), so that the starting statistics weigh at most 1 %
+    # steps per epoch (training records it in `DataFacts.bn_momentum`), min(0.99, 0.01 ** (1 / steps)), so that the starting statistics weigh at most 1 %
     # after one epoch (Keras' 0.99 needs ~460 steps; small datasets have 17-28 per epoch).
     bn_momentum: Optional[float] = None
     # Alternatively re-estimate the running statistics on training batches before each evaluation.
@@ -117,17 +115,11 @@ class MEANConfig:
 
     # Baselines' own knobs.
     ziln_units: Tuple[int, ...] = (512, 256, 128)
-    # Largest train label per label (money), filled from Transform (`<label>__max`): ZILN predictions
-    # cap mu + sigma^2 / 2 at its log (mean_tf.models.ziln_distribution).
-    label_max: Dict[str, float] = dataclasses.field(default_factory=dict)
     odmn_sub_distributions: int = 4
     odmn_buckets: int = 5
     # ODMN, MDAN and OptDist share the `shared_units` bottom; these are their per-horizon towers,
     # per-channel towers and per-candidate / selector networks.
     odmn_tower_units: Tuple[int, ...] = (128, 64)
-    # ODMN's S x K bucket edges on the scaled label, per label, filled by training from quantiles of the
-    # positive train labels (mean_tf.models.odmn.quantile_edges); empty = equal widths.
-    odmn_edges: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
     mdan_channels: int = 4
     mdan_channel_units: Tuple[int, ...] = (128, 64)
     mdan_ranksim_weight: float = 1.0

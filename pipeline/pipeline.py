@@ -122,7 +122,7 @@ def create_pipeline(
     transform_component = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=preprocessing.transform_config(manifest, config, registry.model_config(model_name, config).labels),
+        custom_config=preprocessing.transform_config(manifest, config, registry.labels(model_name, config)),
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
         disable_statistics=True)
     trainer_custom_config = trainer.trainer_config(model_name, config, label, manifest.features)

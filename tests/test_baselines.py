@@ -12,6 +12,7 @@ import tensorflow as tf
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.evaluation.metrics import normalized_gini
+from mean_tf.models.data_facts import DataFacts
 from mean_tf.models import MODEL_NAMES, build
 from mean_tf.models.classical import BGNBDGammaGamma, LastPeriod, TwoStageGBDT
 from mean_tf.models.mdan import channel_segments, ranksim_loss
@@ -22,8 +23,9 @@ CLASSICAL_BASELINES = ("two_stage_gbdt", "bgnbd_gg", "last_period")
 N_TRAIN, N_TEST, N_NUMERIC = 512, 256, 5
 
 TINY = MEANConfig(shared_units=(16,), ziln_units=(16,), odmn_tower_units=(16,), mdan_channel_units=(16,),
-                  optdist_units=(16,), num_experts=2, expert_units=16, categorical_vocab_sizes={"country": 3},
+                  optdist_units=(16,), num_experts=2, expert_units=16,
                   embedding_dim=2, learning_rate=3e-2)
+FACTS = DataFacts(categorical_vocab_sizes={"country": 3})
 
 
 def synthetic(n, seed, num_distributions=TINY.num_distributions):
@@ -69,7 +71,7 @@ def trained(data):
     models, histories = {}, {}
     for name in KERAS_BASELINES:
         tf.keras.utils.set_random_seed(0)
-        model = build(name, TINY)
+        model = build(name, TINY, FACTS)
         model.compile(optimizer=tf.keras.optimizers.Adam(model.config.learning_rate), run_eagerly=True)
         dataset = tf.data.Dataset.from_tensor_slices((train_x, horizon_columns(train_y, model.config)))
         histories[name] = model.fit(dataset.shuffle(N_TRAIN, seed=0).batch(256), epochs=6, verbose=0).history
@@ -107,7 +109,7 @@ def test_config_round_trip_rebuilds_the_same_model(name, trained, data):
 
 
 def test_odmn_predictions_are_monotone_in_the_horizon(trained, data):
-    untrained = build("odmn", TINY)
+    untrained = build("odmn", TINY, FACTS)
     for model in (untrained, trained[0]["odmn"]):
         cltv = model(data[1][0], training=False)["cltv"].numpy()
         assert cltv.shape[1] == 4 and (np.diff(cltv, axis=1) >= 0).all()
@@ -138,9 +140,9 @@ def test_mdan_gives_the_zero_labels_a_channel_of_their_own():
 
 
 def test_mtl_ziln_experts_have_no_batch_norm():
-    model = build("mtl_ziln", TINY)
+    model = build("mtl_ziln", TINY, FACTS)
     assert not model.mmoe.batch_norm and all(not expert.norms for expert in model.mmoe.experts)
-    assert build("mean", TINY).mvfe.batch_norm
+    assert build("mean", TINY, FACTS).mvfe.batch_norm
 
 
 def test_optdist_inference_selects_a_single_candidate_by_argmax(trained, data):
@@ -242,7 +244,7 @@ def test_classical_predicts_money_per_label_and_ranks_better_than_a_constant(cls
 
 def test_classical_registry_entries_build():
     for name in CLASSICAL_BASELINES:
-        assert hasattr(build(name, TINY), "fit")
+        assert hasattr(build(name, TINY, FACTS), "fit")
 
 
 def test_two_stage_gbdt_handles_unseen_categories_and_a_label_without_payers(frames):

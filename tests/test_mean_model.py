@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from mean_tf.config import MEANConfig
 from mean_tf.contract import LABELS
+from mean_tf.models.data_facts import DataFacts
 from mean_tf.models.losses import distillation
 from mean_tf.evaluation.metrics import normalized_gini
 from mean_tf.models import build
@@ -16,7 +17,8 @@ from mean_tf.models.mean import MEAN
 
 N_DIST = 5
 SMALL = dict(shared_units=(32, 16), num_experts=3, expert_units=16, attention_units=8, dam_shared_units=16,
-             dam_units=(16, 8), num_distributions=N_DIST, categorical_vocab_sizes={"segment": 3}, embedding_dim=2)
+             dam_units=(16, 8), num_distributions=N_DIST, embedding_dim=2)
+FACTS = DataFacts(categorical_vocab_sizes={"segment": 3})
 
 
 def _config(**changes):
@@ -48,7 +50,7 @@ def trained():
     """One small MEAN trained with model.fit (shared by the tests that need trained weights)."""
     config = _config(learning_rate=3e-3)
     tf.keras.utils.set_random_seed(config.seed)
-    model = MEAN(config)
+    model = MEAN(config, FACTS)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     features, targets = _synthetic(768, seed=0)
     history = model.fit(features, targets, epochs=12, batch_size=96, verbose=0)
@@ -59,7 +61,7 @@ def trained():
 def test_output_shapes_single_and_multi_horizon(labels):
     features, _ = _synthetic(8, seed=1)
     horizons = len(labels)
-    out = _outputs(MEAN(_config(labels=labels)), features)
+    out = _outputs(MEAN(_config(labels=labels), FACTS), features)
     per_horizon = (8, N_DIST) if horizons == 1 else (8, horizons, N_DIST)
     assert {k: v.shape for k, v in out.items()} == {
         "cltv": (8, horizons), "attention": (8, N_DIST, N_DIST), "attention_mean": (8, N_DIST),
@@ -72,9 +74,9 @@ def test_output_shapes_single_and_multi_horizon(labels):
 
 def test_registry_variants_build_the_right_structure():
     features, _ = _synthetic(4, seed=2)
-    mtl = build("mtl_mean", _config())
+    mtl = build("mtl_mean", _config(), FACTS)
     assert isinstance(mtl, MEAN) and len(mtl.dams) == 4 and _outputs(mtl, features)["cltv"].shape == (4, 4)
-    mvfe_only = build("mvfe_only", _config())
+    mvfe_only = build("mvfe_only", _config(), FACTS)
     out = _outputs(mvfe_only, features)
     assert not mvfe_only.dams and "bucket_logits" not in out and out["cltv"].shape == (4, 1)
 
@@ -82,7 +84,7 @@ def test_registry_variants_build_the_right_structure():
 def test_prediction_is_a_linear_layer_on_the_attention_embedding():
     """Eq. 7: y_hat = FC(e), with e the mean attended token of eq. 6."""
     features, _ = _synthetic(6, seed=3)
-    model = MEAN(_config(labels=LABELS))
+    model = MEAN(_config(labels=LABELS), FACTS)
     out = _outputs(model, features)
     x_u = model.encoder(features)
     tokens = model.mvfe(model.shared(x_u), gate_inputs=x_u, training=False)  # eq. 3: the gates read x_u
@@ -97,7 +99,7 @@ def test_gates_read_x_u_by_default_or_the_shared_output(gate_input):
     """Eq. 3 literally: G(x_u); the switch feeds the gates the shared layer's output instead."""
     features, _ = _synthetic(6, seed=3)
     config = _config() if gate_input == "x_u" else _config(mvfe_gate_input="shared")
-    model = MEAN(config)
+    model = MEAN(config, FACTS)
     _outputs(model, features)
     x_u = model.encoder(features)
     read = x_u if gate_input == "x_u" else model.shared(x_u)
@@ -124,7 +126,7 @@ def test_distillation_teacher_reads_theta_hat_or_its_logs():
 def test_stop_gradient_defaults_and_switches(flipped):
     """Default: L^kl reaches the attention but not DAM; the soft L^dis term reaches DAM but not the attention."""
     config = _config(beta=0.0, kl_stop_gradient_dam=not flipped, distill_stop_gradient_attention=not flipped)
-    model = MEAN(config)
+    model = MEAN(config, FACTS)
     features, targets = _synthetic(32, seed=4)
     with tf.GradientTape(persistent=True) as tape:
         terms = model.loss_terms(targets, model(features, training=True))  # beta = 0: loss_dis is the soft term
@@ -203,7 +205,7 @@ def _extreme_batches():
 
 @pytest.mark.parametrize("labels", [("cltv_365",), LABELS])
 def test_no_nan_or_inf_on_extreme_batches(labels):
-    model = MEAN(_config(labels=labels))
+    model = MEAN(_config(labels=labels), FACTS)
     for name, features, targets in _extreme_batches():
         targets = {k: np.repeat(v, len(labels), axis=1) for k, v in targets.items()}
         with tf.GradientTape() as tape:
@@ -229,7 +231,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mean_tf.config import MEANConfig
 from mean_tf.models import build
+from mean_tf.models.data_facts import DataFacts
 config = MEANConfig.from_dict(json.loads(sys.argv[1]))
+FACTS = DataFacts(categorical_vocab_sizes={"segment": 3})
 rng = np.random.default_rng(0)
 features = {"numeric": rng.normal(size=(64, 5)).astype("float32"), "cat__segment": rng.integers(0, 3, 64)}
 raw = np.where(rng.random(64) < 0.5, np.exp(rng.normal(size=64) + 2), 0.0)[:, None].astype("float32")
@@ -240,7 +244,7 @@ for name, strategy in (("one", tf.distribute.get_strategy()),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
     with strategy.scope():
         tf.keras.utils.set_random_seed(0)
-        model = build("dnn_ziln", config)
+        model = build("dnn_ziln", config, FACTS)
         model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
     model.fit(tf.data.Dataset.from_tensor_slices((features, targets)).batch(64), epochs=1, verbose=0)
     weights[name] = model.get_weights()
@@ -268,7 +272,7 @@ def test_diagnostics_match_a_numpy_computation():
     from mean_tf.evaluation import explain
 
     features, targets = _synthetic(48, seed=6)
-    model = MEAN(_config())
+    model = MEAN(_config(), FACTS)
     out = _outputs(model, features)
     data = tf.data.Dataset.from_tensor_slices((features, targets)).batch(16)
     got = explain.diagnostics(model, data, "cltv_365")

@@ -22,7 +22,8 @@ import tensorflow as tf
 from mean_tf import contract
 from mean_tf import cli
 from mean_tf.evaluation import metrics
-from mean_tf.tfx_modules import tfma_metrics, trainer
+from mean_tf.serving import export
+from mean_tf.tfx_modules import tfma_metrics
 from mean_tf.data import online_retail, read_manifest
 from mean_tf.data.manifest import read_split
 from pipeline import local_runner
@@ -97,7 +98,7 @@ def test_every_component_runs_and_the_model_is_blessed_and_pushed(first_run):
 def test_pushed_model_answers_through_tf_serving_loader_and_matches_the_evaluator(first_run):
     manifest, _, summary, _ = first_run
     records = [r.numpy() for r in tf.data.TFRecordDataset(manifest.files("test"), compression_type="GZIP")]
-    answer = trainer.predict_serialized(summary.pushed_model, records)
+    answer = export.predict_serialized(summary.pushed_model, records)
     predictions = answer["cltv"].astype(np.float64)
     assert predictions.shape == (len(records),) and np.all(predictions >= 0)
     assert answer["bucket_probs"].shape == (len(records), 5)
@@ -121,7 +122,7 @@ def test_bulk_inferrer_scores_the_scoring_dataset_with_the_served_signature(firs
             for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert len(logs) == scoring_dataset.row_counts["score"]
     records = [r.numpy() for r in tf.data.TFRecordDataset(scoring_dataset.files("score"), compression_type="GZIP")]
-    served = trainer.predict_serialized(summary.pushed_model, records)
+    served = export.predict_serialized(summary.pushed_model, records)
     by_input = {}
     for log in logs:
         example = log.predict_log.request.inputs["examples"].string_val[0]
@@ -167,7 +168,7 @@ def test_score_cli_ranks_todays_customers_with_the_pushed_model(first_run, scori
     assert set(table["cutoff"]) == {str(log_end.date())}
     assert set(table["customer_id"]) == set(log.loc[log["time"] < log_end, "customer_id"])
     records = [r.numpy() for r in tf.data.TFRecordDataset(scoring_dataset.files("score"), compression_type="GZIP")]
-    np.testing.assert_allclose(table["cltv"], trainer.predict_serialized(summary.pushed_model, records)["cltv"],
+    np.testing.assert_allclose(table["cltv"], export.predict_serialized(summary.pushed_model, records)["cltv"],
                                rtol=1e-4)  # float32, other batch sizes
     assert table["target"].sum() == metrics.top_count(len(table), 0.1)
     assert table.loc[table["target"], "cltv"].min() >= table.loc[~table["target"], "cltv"].max()

@@ -16,6 +16,7 @@ from mean_tf.training import protocol
 from mean_tf.transform import preprocessing
 from mean_tf.config import MEANConfig
 from mean_tf.contract import LABELS
+from mean_tf.models.data_facts import DataFacts
 from mean_tf.models import registry
 
 BATCHES = 100
@@ -29,7 +30,7 @@ KERAS_MODELS = [name for name in registry.MODEL_NAMES
                 if registry.spec(name).kind == "keras" and not registry.spec(name).overrides]
 TINY = dict(shared_units=(8, 4), num_experts=2, expert_units=4, attention_units=4, dam_shared_units=4, dam_units=(4,),
             ziln_units=(4,), odmn_tower_units=(4,), mdan_channel_units=(4,), optdist_units=(4,), embedding_dim=2,
-            categorical_vocab_sizes={"country": VOCAB}, labels=("cltv_365",))
+            labels=("cltv_365",))
 EXTREME_LABELS = np.array([0.0, 1e-6, 1e12])
 
 
@@ -122,7 +123,7 @@ def test_no_nan_or_inf_in_outputs_losses_gradients_and_money(name, batches):
     config = registry.model_config(name, MEANConfig(**TINY))
     horizons = len(config.labels)
     assert horizons in (1, len(LABELS))
-    model = registry.build(name, config)
+    model = registry.build(name, config, DataFacts(categorical_vocab_sizes={"country": VOCAB}))
     step = _check_and_train_fn(model, tf.keras.optimizers.Adam(1e-2))
     failures = []
     for seed, (inputs, targets) in enumerate(batches):

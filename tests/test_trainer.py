@@ -15,6 +15,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from mean_tf import contract
 from mean_tf.training import calibration, protocol, tuning
 from mean_tf.tfx_modules import trainer
+from mean_tf.serving import export
 from mean_tf.transform import preprocessing
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
@@ -38,7 +39,7 @@ def exported(tmp_path_factory):
                      hyperparameters=tuned.get_config())
     os.makedirs(fn_args.model_run_dir)
     exported_models = []
-    export = trainer.export_serving_model
+    export = export.export_serving_model
 
     def keep_model(model, *args):  # the trained Keras model, for the comparison below
         exported_models.append(model)
@@ -65,7 +66,7 @@ def expected_money(done, model, records, column):
 def test_run_fn_exports_a_model_tf_serving_can_load(exported):
     _, done, fn_args, records, model = exported
     assert list(model.config.labels) == ["cltv_30", "cltv_90", "cltv_180", "cltv_365"]
-    answer = trainer.predict_serialized(fn_args.serving_model_dir, records)  # TF1 loader in a Session
+    answer = export.predict_serialized(fn_args.serving_model_dir, records)  # TF1 loader in a Session
     assert answer["cltv"].shape == (8,) and np.all(answer["cltv"] >= 0)
     assert answer["bucket_probs"].shape == (8, 5)
     np.testing.assert_allclose(answer["bucket_probs"].sum(axis=1), 1.0, rtol=1e-5)
@@ -128,7 +129,7 @@ def test_score_writes_one_row_per_customer_with_rank_and_target(exported, tmp_pa
     table = pd.read_parquet(tmp_path / "p.parquet")
     n = manifest.row_counts["test"]
     assert len(table) == n and table["customer_id"].is_unique  # --batch-size 7: many batches
-    answer = trainer.predict_serialized(model_dir, records)
+    answer = export.predict_serialized(model_dir, records)
     np.testing.assert_allclose(table["cltv"].to_numpy()[:8], answer["cltv"], rtol=1e-6)
     np.testing.assert_allclose(table["p_bucket_0"].to_numpy()[:8], answer["bucket_probs"][:, 0], rtol=1e-6)
     assert {"cltv_uncalibrated", "cltv_30", "cltv_365", "p_payer", "bucket_4_upper"} <= set(table.columns)
@@ -166,8 +167,8 @@ def test_serving_refuses_a_missing_feature_naming_it(exported):
     example = tf.train.Example.FromString(records[0])
     del example.features.feature["recency_days"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="recency_days"):
-        trainer.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
-    assert trainer.predict_serialized(fn_args.serving_model_dir, records[:1])["cltv"].shape == (1,)  # still serving
+        export.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
+    assert export.predict_serialized(fn_args.serving_model_dir, records[:1])["cltv"].shape == (1,)  # still serving
 
 
 @pytest.mark.parametrize("value, message", [
@@ -180,7 +181,7 @@ def test_serving_refuses_absurd_feature_values_naming_the_feature(exported, valu
     example = tf.train.Example.FromString(records[0])
     example.features.feature["recency_days"].float_list.value[:] = [value]
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
-        trainer.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
+        export.predict_serialized(fn_args.serving_model_dir, [example.SerializeToString()])
     info = json.loads(open(os.path.join(fn_args.serving_model_dir, "assets.extra", "mean_tf.json")).read())
     bounds = dict(zip(["recency_days", "frequency", "net_spend", "spend_last_30d"], info["feature_bounds"]))
     assert 10.0 <= bounds["recency_days"] < 100.0  # 10 x the train split's largest |z| (about 1.7)

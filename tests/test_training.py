@@ -50,7 +50,7 @@ def test_fit_mean_selects_on_eval_gini_restores_best_and_predicts_money(material
     chosen = result.history["val_selection"]
     assert 1 <= len(chosen) <= 3 and result.best_epoch == int(np.nanargmax(chosen))
     assert result.history["val_prediction_loss"] == result.history["val_loss_cltv"]  # MEAN's Huber term
-    assert result.config.categorical_vocab_sizes == {"country": 4}  # 3 countries + 1 OOV bucket
+    assert result.facts.categorical_vocab_sizes == {"country": 4}  # 3 countries + 1 OOV bucket
     assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
     spec = done.tf_transform_output().transformed_feature_spec()
@@ -120,21 +120,22 @@ def test_selection_stops_after_patience_restores_the_best_and_breaks_ties_on_the
     assert model_selection.best_epoch == 2 and model_selection.wait == 1
 
 
-def test_fit_fills_the_values_a_model_takes_from_its_data(materialized):
+def test_fit_records_the_facts_a_model_takes_from_its_data(materialized):
     _, done = materialized
     result = protocol.fit("odmn", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
                           done.files("eval"), verbose=0)
-    config = result.config
+    config, facts = result.config, result.facts
+    assert result.model.facts == facts and "odmn_edges" not in config.to_dict()  # facts are not hyperparameters
     scaled = protocol.scaled_labels(done.files("train"), config.labels)
     for i, label in enumerate(config.labels):  # ODMN: equal-frequency edges of the positive train labels
-        edges = np.array(config.odmn_edges[label])
+        edges = np.array(facts.odmn_edges[label])
         assert len(edges) == 21 and np.all(np.diff(edges) >= 0)
         np.testing.assert_allclose(edges[10], np.quantile(scaled[scaled[:, i] > 0, i], 0.5), rtol=1e-6)
     raw = protocol.dataset_targets(protocol.make_dataset(done.files("train"), done.tf_transform_output()
                                                          .transformed_feature_spec(), config.labels, 64))
-    assert config.label_max == pytest.approx(dict(zip(config.labels, raw.max(axis=0))), rel=1e-6)  # ZILN cap
+    assert facts.label_max == pytest.approx(dict(zip(config.labels, raw.max(axis=0))), rel=1e-6)  # ZILN cap
     # BN momentum derived from the 4 steps per epoch: the start weighs 1 % after one epoch
-    assert config.bn_momentum == pytest.approx(0.01 ** (1 / 4))
+    assert config.bn_momentum is None and facts.bn_momentum == pytest.approx(0.01 ** (1 / 4))
     mean = protocol.fit("mean", MEANConfig(**{**SMALL, "epochs": 1}), done.out_dir, done.files("train"),
                         done.files("eval"), verbose=0).model
     momenta = [layer.momentum for layer in selection.batch_norm_layers(mean)]

@@ -6,6 +6,7 @@ import mean_tf  # noqa: F401
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
+from mean_tf.models.data_facts import DataFacts
 from mean_tf.models.ziln_distribution import FLOAT32_SAFE_LOG, log_prediction_caps, ziln_loss, ziln_predict
 
 GOLDEN_LOGITS = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=np.float32)
@@ -40,8 +41,8 @@ def test_per_horizon_shapes_and_finite_gradients():
 
 
 def test_prediction_is_capped_at_the_largest_train_label_and_the_loss_is_not():
-    config = MEANConfig(labels=("cltv_30", "cltv_365"), label_max={"cltv_365": 500.0})
-    assert log_prediction_caps(config) == [FLOAT32_SAFE_LOG, pytest.approx(np.log(500.0))]
+    config = MEANConfig(labels=("cltv_30", "cltv_365"))
+    assert log_prediction_caps(config, DataFacts(label_max={"cltv_365": 500.0})) == [FLOAT32_SAFE_LOG, pytest.approx(np.log(500.0))]
     wild = np.array([[10.0, 1.0, 50.0]], dtype=np.float32)  # softplus(50) = 50 -> exp(1 + 1250)
     assert ziln_predict(wild).numpy()[0, 0] == pytest.approx(np.exp(FLOAT32_SAFE_LOG), rel=1e-3)
     assert ziln_predict(wild, np.log(500.0)).numpy()[0, 0] == pytest.approx(500.0 / (1 + np.exp(-10.0)), rel=1e-5)
@@ -58,8 +59,7 @@ def test_prediction_is_capped_at_the_largest_train_label_and_the_loss_is_not():
 def test_dnn_ziln_predictions_never_exceed_the_largest_train_label():
     from mean_tf.models.dnn_ziln import DNNZILN
 
-    config = MEANConfig(ziln_units=(4,), label_max={"cltv_365": 1000.0})
-    model = DNNZILN(config)
+    model = DNNZILN(MEANConfig(ziln_units=(4,)), DataFacts(label_max={"cltv_365": 1000.0}))
     features = {"numeric": np.full((3, 2), 1e3, np.float32)}  # extreme inputs
     model(features)
     model.head.bias.assign([0.0, 30.0, 30.0])  # mu = 30, sigma = 30: exp(480) unguarded

@@ -13,6 +13,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
+from mean_tf.models.data_facts import DataFacts
 from mean_tf.contract import CATEGORICAL_PREFIX, NUMERIC_KEY
 
 MATMUL_TYPES = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
@@ -106,10 +107,10 @@ def count_matmuls(graph: tf.Graph, outputs: Sequence[tf.Tensor]) -> List[MatmulO
     return [m for m in (_matmul_op(op) for op in live_ops(graph, outputs)) if m is not None]
 
 
-def input_specs(config: MEANConfig, num_numeric: int, batch_size: int):
+def input_specs(config: MEANConfig, facts: DataFacts, num_numeric: int, batch_size: int):
     """TensorSpecs of one batch: (features, targets) as `mean_tf.models` consume them."""
     features = {NUMERIC_KEY: tf.TensorSpec([batch_size, num_numeric], tf.float32, name=NUMERIC_KEY)}
-    for name in config.categorical_vocab_sizes:
+    for name in facts.categorical_vocab_sizes:
         features[CATEGORICAL_PREFIX + name] = tf.TensorSpec([batch_size], tf.int64, name=CATEGORICAL_PREFIX + name)
     h = len(config.labels)
     targets = {"raw": tf.TensorSpec([batch_size, h], tf.float32), "scaled": tf.TensorSpec([batch_size, h], tf.float32),
@@ -141,7 +142,7 @@ class FlopCount:
 
 def count_model_flops(model, num_numeric: int, batch_size: int) -> FlopCount:
     """Trace `model` (a CLTVModel) at a fixed batch size and count the matmul FLOPs of inference and of training."""
-    features, targets = input_specs(model.config, num_numeric, batch_size)
+    features, targets = input_specs(model.config, model.facts, num_numeric, batch_size)
 
     @tf.function(autograph=False)
     def forward(x):

@@ -12,17 +12,17 @@ import numpy as np
 import tensorflow as tf
 
 from mean_tf import contract
-from mean_tf.tfx_modules import trainer
-from benchmarks.perf.throughput import compiled_model, model_config_for, streamed_dataset, time_steps
+from mean_tf.serving import export
+from benchmarks.perf.throughput import compiled_model, streamed_dataset, time_steps
 
 
 def export_briefly_trained(model_name: str, config, tf_transform_output, files: Sequence[str], label: str,
                            raw_features: Sequence[str], export_dir: str, steps: int = 3) -> Dict:
     """Train `model_name` for a few steps on the transformed files and export the servable model."""
-    cfg = model_config_for(model_name, config, tf_transform_output)
-    model = compiled_model(model_name, cfg)
-    time_steps(model, streamed_dataset(files, tf_transform_output, list(cfg.labels), cfg.batch_size, 1), steps, 1)
-    trainer.export_serving_model(model, tf_transform_output, label, raw_features, export_dir)
+    model = compiled_model(model_name, config, tf_transform_output)
+    time_steps(model, streamed_dataset(files, tf_transform_output, list(model.config.labels), model.config.batch_size, 1),
+               steps, 1)
+    export.export_serving_model(model, tf_transform_output, label, raw_features, export_dir)
     return {"model": model_name, "label": label, "train_steps": steps + 1, "export_dir": export_dir}
 
 

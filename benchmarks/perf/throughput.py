@@ -13,21 +13,18 @@ from mean_tf.training import protocol
 from mean_tf.config import MEANConfig
 from mean_tf.contract import NUMERIC_KEY
 from mean_tf.models import registry
+from mean_tf.models.data_facts import DataFacts
 from benchmarks.perf.flops import count_model_flops
 from benchmarks.perf.roofline import matmul_roofline
 
 IN_MEMORY_BATCHES = 4
 
 
-def model_config_for(model_name: str, config: MEANConfig, tf_transform_output) -> MEANConfig:
-    """The config `training.fit` builds `model_name` with (variant overrides, vocabulary sizes)."""
-    return registry.model_config(model_name, config).replace(
-        categorical_vocab_sizes=protocol.categorical_vocab_sizes(tf_transform_output))
-
-
-def compiled_model(model_name: str, config: MEANConfig, jit_compile: bool = False):
-    """registry.build + compile(Adam), as `training.fit` does; `jit_compile` turns on XLA for the step."""
-    model = registry.build(model_name, config)
+def compiled_model(model_name: str, config: MEANConfig, tf_transform_output, jit_compile: bool = False):
+    """registry.build (with the Transform's vocabulary sizes) + compile(Adam), as `training.fit` does;
+    `jit_compile` turns on XLA for the step. The built model's `config` is the variant's."""
+    facts = DataFacts(categorical_vocab_sizes=protocol.categorical_vocab_sizes(tf_transform_output))
+    model = registry.build(model_name, config, facts)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile)
     return model
 
@@ -58,11 +55,10 @@ def benchmark_model(model_name: str, config: MEANConfig, tf_transform_output, fi
                     steps: int, warmup: int, jit_compile: bool = False, roofline_repeats: int = 5,
                     roofline_min_seconds: float = 0.05) -> Dict:
     """One model's streamed and in-memory throughput, FLOPs per example and roofline share."""
-    cfg = model_config_for(model_name, config, tf_transform_output)
-    batch = cfg.batch_size
-    labels = list(cfg.labels)
+    model = compiled_model(model_name, config, tf_transform_output, jit_compile)
+    batch = model.config.batch_size
+    labels = list(model.config.labels)
     passes = max(1, -(-(steps + warmup + 1) * batch // max(rows, 1)))  # every timed batch full
-    model = compiled_model(model_name, cfg, jit_compile)
     streamed = time_steps(model, streamed_dataset(files, tf_transform_output, labels, batch, passes), steps, warmup)
     cached = streamed_dataset(files, tf_transform_output, labels, batch, passes).take(IN_MEMORY_BATCHES).cache().repeat()
     in_memory = time_steps(model, cached, steps, warmup)

@@ -18,6 +18,7 @@ from mean_tf.training import fit_predict, tuning
 from mean_tf.evaluation import metrics
 from mean_tf.benchmark.plan import TUNED_MODELS, Cell, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
+from mean_tf.models.mean import training_bn_momentum
 from mean_tf.errors import MeanTFError
 
 GAIN_POINTS = 101
@@ -196,7 +197,7 @@ class Runner:
             fit = outcome.fit
             extra.update(best_epoch=int(fit.best_epoch), epochs_run=len(fit.history.get("loss", [])),
                          fit={"steps": fit.steps, "hit_max_steps": fit.hit_max_steps, "selection": fit.selection,
-                              "bn_momentum": fit.config.bn_momentum, "history": _rounded(fit.history)})
+                              "bn_momentum": training_bn_momentum(fit.config, fit.facts), "history": _rounded(fit.history)})
         return outcome.y, outcome.p, extra
 
     def _diagnostics(self, cell: Cell, config, manifest, model) -> dict:

@@ -6,6 +6,8 @@ column per label of `config.labels`: `raw` (money, >= 0), `scaled` (transformed 
 [0, label_clip]) and `bucket` (int, 0 = zero label, 1..n-1 = ranges of positive labels).
 Outputs: a dict with at least `cltv` [B, H], in the space named by `output_space`
 ("scaled": invert the label transform to get money; "money": already money).
+A model is built as `Model(config, facts)`: `config` the choices (`MEANConfig`), `facts` what the training data
+fixes (`DataFacts`: vocabulary sizes, label maxima, ODMN's edges, the derived batch-norm momentum).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Dict
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
+from mean_tf.models.data_facts import DataFacts
 
 
 class CLTVModel(tf.keras.Model):
@@ -24,9 +27,10 @@ class CLTVModel(tf.keras.Model):
     # "val_prediction_loss" criterion): the Huber term for MEAN, the ZILN NLL for the ZILN family.
     prediction_loss = "loss"
 
-    def __init__(self, config: MEANConfig, **kwargs):
+    def __init__(self, config: MEANConfig, facts: DataFacts | None = None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.facts = facts or DataFacts()
         # Not tracked as model state: loss trackers created on first use must not change get_weights().
         object.__setattr__(self, "_trackers", {})
 
@@ -71,8 +75,8 @@ class CLTVModel(tf.keras.Model):
         return self._update(self.loss_terms(targets, outputs))
 
     def get_config(self):
-        return {"config": self.config.to_dict()}
+        return {"config": self.config.to_dict(), "facts": self.facts.to_dict()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(MEANConfig.from_dict(config["config"]))
+        return cls(MEANConfig.from_dict(config["config"]), DataFacts.from_dict(config.get("facts")))

@@ -39,10 +39,10 @@ class DNNZILN(CLTVModel):
     output_space = "money"
     prediction_loss = "loss_ziln"
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.log_caps = [[cap] for cap in log_prediction_caps(config)]  # [H, 1]
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
+        self.log_caps = [[cap] for cap in log_prediction_caps(config, self.facts)]  # [H, 1]
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.body = MLP(config.ziln_units, name="mlp")
         self.head = tf.keras.layers.Dense(3 * len(config.labels), name="ziln_logits")
 
@@ -68,10 +68,10 @@ class MTLZILN(CLTVModel):
     output_space = "money"
     prediction_loss = "loss_ziln"
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.log_caps = [[cap] for cap in log_prediction_caps(config)]  # [H, 1]
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
+        self.log_caps = [[cap] for cap in log_prediction_caps(config, self.facts)]  # [H, 1]
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         # Plain MMoE experts (no batch norm): MVFE's BN is MEAN's, and at small data it kept MTL-ZILN at epoch 0.
         self.mmoe = MVFE(config.num_experts, config.expert_units, len(config.labels), batch_norm=False, name="mmoe")
         self.towers = [MLP(config.ziln_units, name=f"tower_{label}") for label in config.labels]

@@ -83,10 +83,10 @@ class MDAN(CLTVModel):
     prediction_loss = "loss_regression"
     output_space = "scaled"
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
         channels = config.mdan_channels
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
         self.channels = [MLP(config.mdan_channel_units, name=f"channel_{c}") for c in range(channels)]
         self.controllers = [tf.keras.layers.Dense(channels, name=f"controller_{label}") for label in config.labels]

@@ -25,13 +25,18 @@ from mean_tf.config import MEANConfig
 from mean_tf.models.layers import BN_MOMENTUM, DAM, MLP, MVFE, DistributionAttention, FeatureEncoder
 from mean_tf.models.losses import mean_loss
 from mean_tf.models.base import CLTVModel
+from mean_tf.models.data_facts import DataFacts
 
 LOSS_TERMS = ("loss", "loss_cltv", "loss_kl", "loss_dis")
 
 
-def training_bn_momentum(config: MEANConfig) -> float:
-    """The experts' batch-norm momentum: `config.bn_momentum` (training fills in the derived value)."""
-    return BN_MOMENTUM if config.bn_momentum is None else config.bn_momentum
+def training_bn_momentum(config: MEANConfig, facts: DataFacts) -> float:
+    """The experts' batch-norm momentum: `config.bn_momentum`, else the one the data's steps per epoch give
+    (`facts.bn_momentum`), else Keras' default."""
+    for momentum in (config.bn_momentum, facts.bn_momentum):
+        if momentum is not None:
+            return momentum
+    return BN_MOMENTUM
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
@@ -40,13 +45,13 @@ class MEAN(CLTVModel):
 
     prediction_loss = "loss_cltv"
 
-    def __init__(self, config: MEANConfig, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config: MEANConfig, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
         self.num_horizons = len(config.labels)
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
         self.mvfe = MVFE(config.num_experts, config.expert_units, config.num_distributions,
-                         bn_momentum=training_bn_momentum(config), name="mvfe")
+                         bn_momentum=training_bn_momentum(config, self.facts), name="mvfe")
         self.attention = DistributionAttention(config.attention_units, name="attention")
         self.head = tf.keras.layers.Dense(self.num_horizons, name="cltv_head")
         self.dams = [

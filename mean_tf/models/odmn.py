@@ -10,7 +10,7 @@ the argmax sub-distribution, then the argmax bucket inside it.
 Left open by the source paper, and the simple readings taken here:
 - Cut points: ODMN splits the label range into "relatively balanced" sub-distributions. Here the S x K
   buckets are equal-frequency ranges of the positive train labels (`quantile_edges`; training fills
-  `config.odmn_edges` per label); the zero labels join the first bucket with bias 0, so its bias head
+  `DataFacts.odmn_edges` per label); the zero labels join the first bucket with bias 0, so its bias head
   still ranks them below its buyers (a zero-width bucket of their own would predict a tie at 0 for
   everyone classified there). Sub-distribution s holds buckets s K .. s K + K - 1. Without edges (a
   model built outside training) the buckets have equal widths over [0, label_clip].
@@ -68,10 +68,10 @@ def quantile_edges(positive_scaled: np.ndarray, label_clip: float, sub_distribut
     return tuple(float(e) for e in np.concatenate([[0.0], inner, [label_clip]]))
 
 
-def _edges(config) -> List[Tuple[float, ...]]:
-    """Per label of the config: its `odmn_edges`, or the equal-width edges."""
+def _edges(config, facts) -> List[Tuple[float, ...]]:
+    """Per label of the config: the data's `odmn_edges`, or the equal-width edges."""
     fallback = quantile_edges(np.zeros(0), config.label_clip, config.odmn_sub_distributions, config.odmn_buckets)
-    return [tuple(config.odmn_edges.get(label, fallback)) for label in config.labels]
+    return [tuple(facts.odmn_edges.get(label, fallback)) for label in config.labels]
 
 
 def mdme_targets(y_scaled, edges, sub_distributions: int, buckets: int):
@@ -107,15 +107,15 @@ class ODMN(CLTVModel):
     """
 
     output_space = "scaled"
-    uses_label_edges = True  # training fills config.odmn_edges from the train labels
+    uses_label_edges = True  # training fills DataFacts.odmn_edges from the train labels
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
         self.num_sub = config.odmn_sub_distributions
         self.num_buckets = config.odmn_buckets
-        self.edges = _edges(config)  # [H, S K + 1], Python floats (constants of the graph)
+        self.edges = _edges(config, self.facts)  # [H, S K + 1], Python floats (constants of the graph)
         width = config.odmn_tower_units[-1]
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
         self.towers = [MLP(config.odmn_tower_units, name=f"tower_{label}") for label in config.labels]
         self.links = [MonotoneLink(width, name=f"mono_{label}") for label in config.labels[1:]]

@@ -42,12 +42,12 @@ class OptDist(CLTVModel):
     prediction_loss = "loss_distribution"
     output_space = "money"
 
-    def __init__(self, config, **kwargs):
-        super().__init__(config, **kwargs)
-        self.log_caps = [[[cap]] for cap in log_prediction_caps(config)]  # [H, 1, 1]
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
+        self.log_caps = [[[cap]] for cap in log_prediction_caps(config, self.facts)]  # [H, 1, 1]
         self.num_labels = len(config.labels)
         self.num_candidates = config.optdist_candidates
-        self.encoder = FeatureEncoder(config.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         self.shared = MLP(config.shared_units, name="shared")
         self.candidates = [MLP(config.optdist_units, name=f"candidate_{i}") for i in range(self.num_candidates)]
         self.candidate_heads = [tf.keras.layers.Dense(3 * self.num_labels, name=f"candidate_ziln_{i}")

@@ -7,6 +7,7 @@ import importlib
 from mean_tf.config import MEANConfig
 from mean_tf.contract import LABELS
 from mean_tf.errors import MeanTFError
+from mean_tf.models.data_facts import DataFacts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,15 @@ def model_class(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def build(name: str, config: MEANConfig | None = None):
-    """Build the model registered as `name` (a CLTVModel, or a classical fit/predict adapter)."""
-    return model_class(name)(model_config(name, config or MEANConfig()))
+def labels(name: str, config: MEANConfig) -> tuple:
+    """The labels model `name` trains on: all four for a multi-horizon model, else `config.labels`."""
+    return LABELS if spec(name).multi_horizon else tuple(config.labels)
+
+
+def build(name: str, config: MEANConfig | None = None, facts: DataFacts | None = None):
+    """Build the model registered as `name` (a CLTVModel, or a classical fit/predict adapter) from the
+    variant's config and, for a Keras model, what the training data fixes (`DataFacts`)."""
+    config = model_config(name, config or MEANConfig())
+    if spec(name).kind == "keras":
+        return model_class(name)(config, facts)
+    return model_class(name)(config)

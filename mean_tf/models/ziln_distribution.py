@@ -9,7 +9,7 @@ BCE(1[y > 0], logit) + 1[y > 0] * (-log LogNormal(y; mu, sigma)), the log-densit
 ZILN works on the raw (money) label. Deviation from google/lifetime_value, at prediction only: the
 log of the mean, mu + sigma^2 / 2, is unbounded (a few rows with extreme inputs reached exp(60)), so
 `ziln_predict` caps it at `max_log_prediction`, which the models set to log of the largest train label
-(`MEANConfig.label_max`, a Transform analyzer), and in any case at `FLOAT32_SAFE_LOG`. Nothing is capped
+(`DataFacts.label_max`, a Transform analyzer), and in any case at `FLOAT32_SAFE_LOG`. Nothing is capped
 inside the loss: a `tf.minimum` on sigma there zeroes its gradient once sigma passes the cap and traps
 it above, so every prediction then explodes. Where the cap binds, it changes a prediction only above the
 largest spend seen in training; below it the outputs equal Google's.
@@ -23,6 +23,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
+from mean_tf.models.data_facts import DataFacts
 
 # exp(80) ~ 5.5e34: float32-safe (exp overflows above ~88.7), and a weighted sum of such means stays finite.
 FLOAT32_SAFE_LOG = 80.0
@@ -31,11 +32,12 @@ _MIN_SIGMA = math.sqrt(1e-7)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def log_prediction_caps(config: MEANConfig) -> List[float]:
-    """Per label of `config.labels`: log of the largest train label (`label_max`), or FLOAT32_SAFE_LOG if unknown."""
+def log_prediction_caps(config: MEANConfig, facts: DataFacts) -> List[float]:
+    """Per label of `config.labels`: log of the largest train label (`facts.label_max`), or FLOAT32_SAFE_LOG if
+    unknown."""
     caps = []
     for label in config.labels:
-        largest = config.label_max.get(label)
+        largest = facts.label_max.get(label)
         caps.append(min(math.log(largest), FLOAT32_SAFE_LOG) if largest and largest > 0 else FLOAT32_SAFE_LOG)
     return caps
 

@@ -126,7 +126,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
-    log_caps = ziln_distribution.log_prediction_caps(config)
+    log_caps = ziln_distribution.log_prediction_caps(config, model.facts)
 
     module = tf.Module()
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
@@ -184,8 +184,9 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
 
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": serve, "transform_features": transform_features})
-    info = {"label": label, "labels": labels, "raw_features": list(raw_features), 
-            "calibrated": sorted(extras.calibrations), **extras.to_dict()}
+    info = {"label": label, "labels": labels, "raw_features": list(raw_features),
+            "calibrated": sorted(extras.calibrations), **extras.to_dict(),
+            "config": config.to_dict(), "facts": model.facts.to_dict()}
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex
     with tf.io.gfile.GFile(os.path.join(export_dir, MODEL_INFO_FILE), "w") as f:
         f.write(json.dumps(info, indent=2))

@@ -45,7 +45,8 @@ def run_fn(fn_args) -> None:
     print(f"Trainer: {len(result.history['loss'])} epochs ({result.steps} steps), selected epoch "
           f"{result.best_epoch + 1} with eval {config.selection_metric} {result.selection:.4f}", flush=True)
     summary = {"best_epoch": result.best_epoch, "steps": result.steps, "hit_max_steps": result.hit_max_steps,
-               "selection": result.selection, "config": result.config.to_dict(), "history": result.history}
+               "selection": result.selection, "config": result.config.to_dict(), "facts": result.facts.to_dict(),
+               "history": result.history}
     extras = serving_extras(result, fn_args.train_files, fn_args.eval_files, fn_args.transform_output)
     for name, values in ((FIT_SUMMARY_FILE, summary), (CALIBRATION_FILE, extras.to_dict())):
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, name), "w") as f:  # gs:// on Vertex

@@ -61,13 +61,12 @@ def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str
     (and the eval split too, as `Outcome.eval`, with `with_eval`)."""
     from mean_tf.data.manifest import read_split
 
-    config = registry.model_config(model_name, config)
-    labels = tuple(config.labels)
+    labels = registry.labels(model_name, config)
     missing = [label for label in labels if label not in manifest.labels]
     if missing:
         raise MeanTFError(f"label {missing[0]!r} is not a label of dataset {manifest.name} ({', '.join(manifest.labels)})")
     if registry.spec(model_name).kind == "classical":
-        model = protocol.fit_classical(model_name, config, manifest)
+        model = protocol.fit_classical(model_name, registry.model_config(model_name, config), manifest)
 
         def classical(name):
             y = read_split(manifest, name)[list(labels)].to_numpy(float)
@@ -82,7 +81,7 @@ def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str
     spec = mat.tf_transform_output().transformed_feature_spec()
 
     def keras(name):
-        data = protocol.make_dataset(mat.files(name), spec, list(labels), config.batch_size)
+        data = protocol.make_dataset(mat.files(name), spec, list(labels), result.config.batch_size)
         p = protocol.predict_money(result.model, data, result.label_transform, labels)
         return Outcome(labels, protocol.dataset_targets(data, "raw"), p, fit=result, model=result.model)
 

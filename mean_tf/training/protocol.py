@@ -33,6 +33,7 @@ from mean_tf.config import LOSS_SELECTIONS, MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.contract import CATEGORICAL_PREFIX
 from mean_tf.models import registry
+from mean_tf.models.data_facts import DataFacts
 
 SHUFFLE_BUFFER = 10_000
 
@@ -157,7 +158,8 @@ def check_finite_history(model_name: str, history: Dict[str, List[float]]) -> No
 @dataclasses.dataclass
 class FitResult:
     model: tf.keras.Model
-    config: MEANConfig  # the model's config: variant overrides, labels, data-derived values filled in
+    config: MEANConfig  # the model's config: the variant's overrides and its labels applied
+    facts: DataFacts  # what the training data fixed for the model
     history: Dict[str, List[float]]
     label_transform: preprocessing.LabelTransform
     best_epoch: int
@@ -166,22 +168,21 @@ class FitResult:
     selection: float = float("nan")  # the selection criterion on the eval split at the best epoch
 
 
-def data_config(model_name: str, config: MEANConfig, tf_transform_output, train_files: Sequence[str],
-                steps_per_epoch: int) -> MEANConfig:
-    """The values a model takes from its training data: vocabulary sizes, the largest train label per
-    label (ZILN cap), the batch-norm momentum when derived, and ODMN's bucket edges."""
+def data_facts(model_name: str, config: MEANConfig, tf_transform_output, train_files: Sequence[str],
+               steps_per_epoch: int) -> DataFacts:
+    """What a model takes from its training data (`DataFacts`): vocabulary sizes, the largest train label per
+    label (ZILN cap), the batch-norm momentum the steps per epoch give, and ODMN's bucket edges."""
     labels = list(config.labels)
-    changes = {"categorical_vocab_sizes": categorical_vocab_sizes(tf_transform_output),
-               "label_max": preprocessing.analyzer_constants(tf_transform_output, labels, contract.MAX_SUFFIX)}
-    if config.bn_momentum is None:
-        changes["bn_momentum"] = selection.derived_bn_momentum(steps_per_epoch)
+    edges = {}
     if getattr(registry.model_class(model_name), "uses_label_edges", False):
         from mean_tf.models.odmn import quantile_edges
 
         scaled = scaled_labels(train_files, labels)
-        changes["odmn_edges"] = {label: quantile_edges(scaled[:, i], config.label_clip, config.odmn_sub_distributions,
-                                                       config.odmn_buckets) for i, label in enumerate(labels)}
-    return config.replace(**changes)
+        edges = {label: quantile_edges(scaled[:, i], config.label_clip, config.odmn_sub_distributions,
+                                       config.odmn_buckets) for i, label in enumerate(labels)}
+    return DataFacts(categorical_vocab_sizes=categorical_vocab_sizes(tf_transform_output),
+                     label_max=preprocessing.analyzer_constants(tf_transform_output, labels, contract.MAX_SUFFIX),
+                     odmn_edges=edges, bn_momentum=selection.derived_bn_momentum(steps_per_epoch))
 
 
 def scaled_labels(files: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -237,7 +238,7 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
 
     batch = model_config.batch_size
     steps_per_epoch = count_batches(train_files, batch)
-    model_config = data_config(model_name, model_config, tf_transform_output, train_files, steps_per_epoch)
+    facts = data_facts(model_name, model_config, tf_transform_output, train_files, steps_per_epoch)
     train = make_dataset(train_files, spec, labels, batch, shuffle=True, seed=model_config.seed)
     evaluation = make_dataset(eval_files, spec, labels, batch)
     if num_workers_from_env() == 1:
@@ -251,7 +252,7 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
         iter(train)
 
     with strategy.scope():
-        model = registry.build(model_name, model_config)
+        model = registry.model_class(model_name)(model_config, facts)  # the config is resolved once, above
         model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
     criterion = model_config.selection_metric
     score_fn = None if criterion in LOSS_SELECTIONS else eval_scorer(criterion, evaluation, label_transform,
@@ -277,7 +278,7 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
     if backup_dir:  # BackupAndRestore removed its checkpoint when fit ended; the selection state goes too
         shutil.rmtree(os.path.join(backup_dir, SELECTION_STATE), ignore_errors=True)
     check_finite_history(model_name, {k: v for k, v in history.history.items() if k != selection.SELECTION_KEY})
-    return FitResult(model, model_config, history.history, label_transform, chooser.best_epoch,
+    return FitResult(model, model_config, facts, history.history, label_transform, chooser.best_epoch,
                      int(model.optimizer.iterations.numpy()), chooser.hit_max_steps, chooser.best_value)
 
 
