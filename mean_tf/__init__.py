@@ -3,6 +3,12 @@
 Importing this package pins tf.keras to Keras 2 (tf_keras): TFMA 0.47 and the TF1 SavedModel
 loader that TF Serving uses both need it. TensorFlow resolves `tf.keras` on its first use, so the
 switch must be set before that; if Keras 3 is already active, importing mean_tf fails loudly.
+
+Subpackages, bottom up (each may import only those below it; `docs/design.md`, "Layout"): runtime, data,
+models, transform, evaluation, training, serving, tfx_modules, benchmark, commands; the top-level modules
+contract, errors, config and cli.
+
+May import: nothing.
 """
 import os
 import sys
@@ -26,7 +32,8 @@ def _check_keras_mode() -> None:
 
 _check_keras_mode()
 
-_SUBPACKAGES = ("benchmark", "commands", "data", "models", "perf")
+_SUBPACKAGES = ("benchmark", "commands", "data", "evaluation", "models", "runtime", "serving", "tfx_modules", "training",
+                "transform")
 
 
 def __getattr__(name):

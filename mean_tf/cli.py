@@ -5,6 +5,8 @@ pipeline's `pipeline`, `demo`) add theirs through the `mean_tf.commands` entry p
 Bad input raises MeanTFError: the CLI prints one line, `error: ...`, and exits with code 2
 (the traceback only with --debug); so does an OSError on a user's path (missing, unreadable, disk full).
 A MeanTFWarning (e.g. an unexpected extra column) prints one line, `warning: ...`, and the run goes on.
+
+May import: errors, contract, runtime, commands.
 """
 import os
 

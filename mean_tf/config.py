@@ -4,7 +4,10 @@ Baselines read the same dataclass (their few extra knobs are prefixed with the m
 Trainer, the CLI, the benchmark and the notebooks pass a single config around. Section 4.1 of the
 paper gives: shared layer [512, 256], DAM MLP [256, 128, 64], one dense + batch-norm layer per
 expert, M = 5 experts, n = 5 distributions (zero is its own), Adam 1e-3, batch 1024, early
-stopping, labels scaled and clipped to [0, 20], Huber delta = 1, gamma = 1, tau = 2.
+stopping, labels scaled and clipped to [0, 20], Huber delta = 1, gamma = 1, tau = 2. What the training data
+fixes (vocabulary sizes, label maxima, ODMN's edges) is not configured: `mean_tf.models.data_facts.DataFacts`.
+
+May import: errors, contract.
 """
 from __future__ import annotations
 
@@ -12,9 +15,8 @@ import dataclasses
 import json
 import math
 import numbers
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-from mean_tf.contract import HORIZONS, LABELS
 from mean_tf.errors import MeanTFError
 
 LABEL_SCALINGS = ("log1p", "scale")

@@ -2,7 +2,9 @@
 keys, the serving signature's input and outputs, the files written beside a model, and metric names.
 
 The dataset builders, Transform, the models, training, serving, the pipeline and the reports all import
-these from here. Imports nothing.
+these from here.
+
+May import: nothing.
 """
 HORIZONS = (30, 90, 180, 365)  # days after the cutoff
 LABELS = tuple(f"cltv_{h}" for h in HORIZONS)  # money spent in the next HORIZONS days

@@ -1,4 +1,7 @@
-"""The one error type users see: a one-line message naming the file, column or value at fault."""
+"""The one error type users see: a one-line message naming the file, column or value at fault.
+
+May import: nothing.
+"""
 
 
 class MeanTFError(Exception):

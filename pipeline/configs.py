@@ -147,3 +147,17 @@ def settings_from_args(args, command: str, config: Optional[MEANConfig] = None) 
     if values.get("beam_pipeline_args") is None:
         values.pop("beam_pipeline_args", None)
     return PipelineSettings(config=config, **values)
+
+
+def settings_table() -> list:
+    """The README's table of `mean-tf pipeline` flags, one row per setting (tests/test_layout.py keeps it equal)."""
+    from mean_tf.evaluation.tables import markdown_table
+
+    rows = []
+    for f in dataclasses.fields(PipelineSettings):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = ("on" if default else "off") if isinstance(default, bool) else (
+            " ".join(default) if isinstance(default, tuple) else ("—" if default is None else default))
+        rows.append([f"`{f.metadata['flag']}`" if f.metadata["flag"] else "—", f"`{f.name}`",
+                     ", ".join(f.metadata["commands"]), f.metadata["help"], f"`{shown}`" if shown != "—" else shown])
+    return markdown_table(["flag", "setting", "commands", "what", "default"], rows)

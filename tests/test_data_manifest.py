@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
-from mean_tf.data import manifest as mf
+from mean_tf.data import examples, manifest as mf
 from mean_tf.data.manifest import Manifest, read_manifest, read_split, write_dataset
 from mean_tf.errors import MeanTFError
 
@@ -48,21 +48,21 @@ def test_encoder_output_equals_tfx_bsl_examples_and_the_writer_round_trips(tmp_p
     names = ["a", "long_feature_name_" * 8, "z"]  # a key over 127 bytes needs a 2-byte varint
     var = np.array([v.encode() for v in ["x", "", "Ünïcode", "y" * 300, "q"]], dtype=object)
     fixed = np.array([b"v01", b"v02", b"v03", b"v04", b"v05"], dtype="S3")
-    records = mf.ExampleEncoder(names, ["var", "fixed"]).encode(floats, [var, fixed])
+    records = examples.ExampleEncoder(names, ["var", "fixed"]).encode(floats, [var, fixed])
     offsets = pa.array(np.arange(6, dtype=np.int64))
     columns = [pa.array(floats[:, j]) for j in range(3)] + [pa.array(var, pa.binary()), pa.array(fixed, pa.binary())]
     lists = [pa.LargeListArray.from_arrays(offsets, c) for c in columns]  # tf.Example features are lists
     batch = pa.RecordBatch.from_arrays(lists, names + ["var", "fixed"])
     library = example_coder.RecordBatchToExamplesEncoder().encode(batch)
     assert [tf.train.Example.FromString(r) for r in records] == [tf.train.Example.FromString(r) for r in library]
-    fixed_only = mf.ExampleEncoder(names, ["fixed"]).encode(floats, [fixed])
+    fixed_only = examples.ExampleEncoder(names, ["fixed"]).encode(floats, [fixed])
     assert isinstance(fixed_only, np.ndarray)  # all fixed width: one NumPy matrix
     ex = tf.train.Example.FromString(fixed_only[3].tobytes()).features.feature
     assert ex["z"].float_list.value[0] == floats[3, 2] and ex["fixed"].bytes_list.value[0] == b"v04"
     sizes = []
     for level in (0, 9):
         path = tmp_path / f"level{level}.tfrecord.gz"
-        with mf.TFRecordGzipWriter(path, compresslevel=level) as w:
+        with examples.TFRecordGzipWriter(path, compresslevel=level) as w:
             w.write(records)
             w.write(fixed_only)
         assert w.rows == 10

@@ -28,7 +28,6 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from mean_tf import contract
 from mean_tf import cli
-from mean_tf.tfx_modules import trainer
 from mean_tf.data import manifest as mf
 from mean_tf.data import online_retail
 from pipeline import components, local_runner

@@ -1,6 +1,5 @@
 """The TFMA wrappers (mean_tf.tfx_modules.tfma_metrics) agree with the NumPy metrics, per slice and in a real EvalConfig."""
 import math
-import os
 
 import mean_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 import apache_beam as beam

@@ -39,11 +39,11 @@ def exported(tmp_path_factory):
                      hyperparameters=tuned.get_config())
     os.makedirs(fn_args.model_run_dir)
     exported_models = []
-    export = export.export_serving_model
+    real_export = export.export_serving_model
 
     def keep_model(model, *args):  # the trained Keras model, for the comparison below
         exported_models.append(model)
-        return export(model, *args)
+        return real_export(model, *args)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer, "export_serving_model", keep_model)

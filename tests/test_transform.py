@@ -200,7 +200,7 @@ def test_a_cached_transform_made_by_other_code_is_made_again(tmp_path, monkeypat
     stamp = os.path.getmtime(first.files("train")[0])
     with open(os.path.join(out, preprocessing.MATERIALIZE_RECORD), encoding="utf-8") as f:
         assert json.load(f)["code"] == preprocessing.code_fingerprint()
-    monkeypatch.setattr(transform, "code_fingerprint", lambda: "other-code")
+    monkeypatch.setattr(preprocessing, "code_fingerprint", lambda: "other-code")
     again = preprocessing.materialize(manifest, config, out)
     assert os.path.getmtime(again.files("train")[0]) != stamp
 

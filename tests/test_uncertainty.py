@@ -1,6 +1,5 @@
 """Per-customer uncertainty: ZILN quantiles against scipy, bucket money ranges against a hand count."""
 import numpy as np
-import pytest
 from scipy import stats
 
 import mean_tf  # noqa: F401

@@ -4,7 +4,6 @@ machine and its load. Every number comes from a results file; the page is never 
 from __future__ import annotations
 
 import collections
-import os
 import shlex
 from datetime import datetime
 from typing import Dict, List, Optional

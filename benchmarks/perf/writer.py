@@ -1,4 +1,4 @@
-"""Benchmark 6: the dataset writer's tf.Example encoding. The hand encoder (`mean_tf.data.manifest.ExampleEncoder`)
+"""Benchmark 6: the dataset writer's tf.Example encoding. The hand encoder (`mean_tf.data.examples.ExampleEncoder`)
 against tfx_bsl's `RecordBatchToExamplesEncoder`, both framed and gzipped by the same `TFRecordGzipWriter` at
 level 1 (the synthetic generator's), on the same synthetic blocks written `passes` times."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from mean_tf.data import manifest as mf, synthetic
+from mean_tf.data import examples, synthetic
 
 
 def _tfx_bsl_encode(float_columns: List[str], bytes_columns: List[str]):
@@ -35,13 +35,13 @@ def writer_rates(work_dir: str, rows: int, features: int, passes: int = 1, seed:
     gen = synthetic.Generator(synthetic.SyntheticSpec(rows, features, 0.1, seed))
     m = gen.manifest()
     blocks = [synthetic.encoder_columns(gen.block(b)) for b in range(-(-rows // synthetic.BLOCK_ROWS))]
-    encoders = {"hand (mean_tf.data.manifest)": mf.ExampleEncoder(m.float_columns, m.bytes_columns).encode,
+    encoders = {"hand (mean_tf.data.examples)": examples.ExampleEncoder(m.float_columns, m.bytes_columns).encode,
                 "tfx_bsl RecordBatchToExamplesEncoder": _tfx_bsl_encode(m.float_columns, m.bytes_columns)}
     out, parsed = {}, []
     for i, (name, encode) in enumerate(encoders.items()):
         path = os.path.join(work_dir, f"writer-{i}.tfrecord.gz")
         wall, cpu = time.perf_counter(), time.process_time()
-        with mf.TFRecordGzipWriter(path, compresslevel=1) as w:
+        with examples.TFRecordGzipWriter(path, compresslevel=1) as w:
             for _ in range(passes):
                 for floats, columns in blocks:
                     w.write(encode(floats, columns))

@@ -7,7 +7,11 @@
 - `write_dataset(frame, out, manifest)`: any snapshot table -> dataset folder (gzipped TFRecords + manifest);
 - `read_manifest(path)`, `read_split(manifest, split)`: read a dataset back (pandas DataFrame).
 
-Importing this package does not import TensorFlow (only `read_split` and `Manifest.feature_spec` do).
+Modules: `manifest` (dataset folders), `examples` (the tf.Example encoder and TFRecord writer), `splits`,
+`transactions`, `transaction_file`, `table`, and one builder per dataset. Importing this package does not
+import TensorFlow (only `read_split` and `Manifest.feature_spec` do).
+
+May import: errors, contract, runtime.
 """
 from mean_tf.data.manifest import (  # noqa: F401
     FORMAT,

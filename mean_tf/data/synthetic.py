@@ -40,7 +40,7 @@ import numpy as np
 
 from mean_tf.contract import HORIZONS, LABELS
 from mean_tf import contract
-from mean_tf.data import manifest as mf
+from mean_tf.data import examples, manifest as mf
 from mean_tf.errors import MeanTFError
 
 NAME = "synthetic"
@@ -366,7 +366,7 @@ def _generator(spec: SyntheticSpec) -> Generator:
 
 def encoder_columns(block: Dict[str, np.ndarray]):
     """(floats [m, f], bytes columns) of a `Generator.block`, in the manifest's float_columns / bytes_columns
-    order: what `mean_tf.data.manifest.ExampleEncoder.encode` takes."""
+    order: what `mean_tf.data.examples.ExampleEncoder.encode` takes."""
     floats = np.concatenate([block["numeric"], block["labels"], block["oracle"]], axis=1)
     cutoff = np.full(len(block["rows"]), CUTOFF, dtype="S10")
     categorical = [block["categorical"][:, j] for j in range(block["categorical"].shape[1])]
@@ -379,8 +379,8 @@ def write_shard(spec: SyntheticSpec, shard: int, n_shards: int, folder: str, com
     n_blocks = math.ceil(spec.n_rows / BLOCK_ROWS)
     b0, b1 = shard * n_blocks // n_shards, (shard + 1) * n_blocks // n_shards
     m = gen.manifest()
-    encoder = mf.ExampleEncoder(m.float_columns, m.bytes_columns)
-    writers = [mf.TFRecordGzipWriter(Path(folder) / mf.shard_name(s, shard, n_shards), compresslevel) for s in contract.SPLITS]
+    encoder = examples.ExampleEncoder(m.float_columns, m.bytes_columns)
+    writers = [examples.TFRecordGzipWriter(Path(folder) / examples.shard_name(s, shard, n_shards), compresslevel) for s in contract.SPLITS]
     zeros = np.zeros((3, len(LABELS)), dtype=np.int64)
     sums = np.zeros((3, 2 * len(LABELS)))
     try:
@@ -453,7 +453,7 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
         rows = np.sum([r["rows"] for r in results], axis=0)
         zeros = np.sum([r["zeros"] for r in results], axis=0)
         sums = np.sum([r["sums"] for r in results], axis=0)
-        splits = {s: [mf.shard_name(s, k, n_shards) for k in range(n_shards)] for s in contract.SPLITS}
+        splits = {s: [examples.shard_name(s, k, n_shards) for k in range(n_shards)] for s in contract.SPLITS}
         m = dataclasses.replace(
             m, splits=splits, row_counts={s: int(rows[i]) for i, s in enumerate(contract.SPLITS)},
             zero_shares={s: {lab: round(float(zeros[i, k] / max(rows[i], 1)), 4) for k, lab in enumerate(LABELS)}

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from mean_tf.data.manifest import Manifest
 from mean_tf.data.table import load_table
-from mean_tf.data.transactions import DATA_END, snapshots_from_transactions
+from mean_tf.data.transactions import snapshots_from_transactions
 from mean_tf.errors import MeanTFError
 
 

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from mean_tf.contract import HORIZONS, LABELS
+from mean_tf.contract import HORIZONS
 from mean_tf.data.manifest import BGNBD_KEYS, ID_COLUMNS, Manifest
 from mean_tf.errors import MeanTFError
 
@@ -82,11 +82,8 @@ MONEY_FEATURES = (
     "orders_last_365d", "orders_prev_90d", "bg_frequency", "units_bought", "units_returned", "avg_units_per_order",
     "n_distinct_products", "avg_lines_per_order",
 )
-QUANTITY_FEATURES = ("units_bought", "units_returned", "avg_unit_price", "avg_units_per_order")
-PRODUCT_FEATURES = ("n_distinct_products", "avg_lines_per_order")
 CATEGORICAL_FEATURES = ("cutoff_month", "first_order_month", "active_90d")
 BGNBD_FEATURES = {"frequency": "bg_frequency", "recency": "bg_recency", "T": "bg_T", "monetary_value": "bg_monetary_value"}
-LAST_PERIOD_FEATURES = {f"cltv_{h}": f"spend_last_{h}d" for h in HORIZONS}
 
 
 @dataclasses.dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from mean_tf.contract import CALIBRATION_NAMES, METRIC_NAMES
+from mean_tf.contract import CALIBRATION_NAMES, METRIC_NAMES  # noqa: F401  (the keys of `evaluate`)
 from mean_tf.errors import MeanTFError
 
 PERCENTILE_BINS = 100

@@ -31,7 +31,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from mean_tf import contract
-from mean_tf.contract import CATEGORICAL_PREFIX, MODEL_INFO_FILE, NUMERIC_KEY, SERVING_INPUT
+from mean_tf.contract import (BUCKET_LOWER_OUTPUT, BUCKET_PROBS_OUTPUT, BUCKET_UPPER_OUTPUT, CATEGORICAL_PREFIX,
+                              CLTV_OUTPUT, MODEL_INFO_FILE, NUMERIC_KEY, PAYER_OUTPUT, SERVING_INPUT,
+                              UNCALIBRATED_OUTPUT)
 from mean_tf.data.manifest import MAX_ABS_VALUE
 from mean_tf.errors import MeanTFError
 from mean_tf.models import ziln_distribution

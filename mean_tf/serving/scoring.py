@@ -21,8 +21,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from mean_tf.contract import MODEL_INFO_FILE
 from mean_tf import contract
+from mean_tf.contract import MODEL_INFO_FILE, SCORE_SPLIT
 from mean_tf.errors import MeanTFError
 
 BATCH_SIZE = 8192
@@ -51,7 +51,6 @@ def check_output(out: str) -> str:
 
 def _columns(outputs: Dict[str, np.ndarray], labels: List[str]) -> Dict[str, np.ndarray]:
     """The output table's columns (module docstring) from one batch of serving outputs."""
-    from mean_tf.tfx_modules import trainer
     from mean_tf.serving import uncertainty
 
     cols = {contract.CLTV_OUTPUT: outputs[contract.CLTV_OUTPUT],
@@ -78,9 +77,7 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mean_tf.tfx_modules import trainer
     from mean_tf.data.manifest import require_features, verify_split_files
-    from mean_tf.contract import SCORE_SPLIT
 
     fmt = check_output(out)
     if not 0.0 < target_share <= 1.0:

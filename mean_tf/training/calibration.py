@@ -22,7 +22,7 @@ Not in the paper: the paper reports no calibration. `MEANConfig.calibration` = "
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 

@@ -25,7 +25,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from mean_tf.contract import SPLITS
+from mean_tf.contract import BUCKET_SUFFIX, MAX_SUFFIX, SCALE_SUFFIX, SCALED_SUFFIX, SPLITS, VOCAB_PREFIX
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.contract import CATEGORICAL_PREFIX, NUMERIC_KEY
