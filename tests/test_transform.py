@@ -205,9 +205,9 @@ def test_a_cached_transform_made_by_other_code_is_made_again(tmp_path, monkeypat
     assert os.path.getmtime(again.files("train")[0]) != stamp
 
 
-# --- the one-phase, joint-vocabulary preprocessing_fn against the one it replaced (issue #20) ---------
+# --- the one-phase, joint-vocabulary preprocessing_fn against the one it replaced ---------------------
 def reference_preprocessing_fn(inputs, cfg):
-    """The preprocessing_fn before issue #20: one tft.compute_and_apply_vocabulary per categorical feature
+    """The preprocessing_fn before the joint vocabulary: one tft.compute_and_apply_vocabulary per categorical feature
     and the bucket quantiles of the scaled label (a second Beam phase under label_scaling "scale")."""
     numeric = [tf.cast(preprocessing._as_vector(inputs[n], 0.0), tf.float32) for n in cfg["numeric_features"]]
     numeric = [preprocessing.signed_log1p(x) if n in cfg["money_features"] else x

@@ -103,7 +103,7 @@ def register(subparsers) -> None:
     sp.add_argument("--model", default="mean", help="registry model the pipeline trains (default mean)")
     sp.add_argument("--direct-num-workers", type=int, default=2, help="Beam DirectRunner processes (default 2)")
     sp.add_argument("--epochs", type=int, default=None, help="cap the Trainer's epochs (default: the config's)")
-    sp.add_argument("--not-run", default="", help="sizes of the issue not run, and why (shown in the report)")
+    sp.add_argument("--not-run", default="", help="sizes not run, and why (shown in the report)")
     sp.add_argument("--shuffle-examples", action="store_true",
                     help="TFX's stock ImportExampleGen (reshuffles each split in memory) instead of the copying one")
     sp.add_argument("--extend", action="store_true",

@@ -21,7 +21,7 @@ ABLATION_MODELS = ("mean_no_kl", "mean_no_distill", "mvfe_only")
 # Models with hyperparameters to tune (mean_tf.training.tuning); the ablations reuse MEAN's setting.
 TUNED_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean", "two_stage_gbdt")
 TUNE_LABEL = "cltv_365"
-# The paper's ambiguous readings and the BN choice of issue 18, as MEAN config changes (chosen on eval).
+# The paper's ambiguous readings and the batch-norm choice, as MEAN config changes (chosen on eval).
 # Every choice cell trains with the default hyperparameters, so "default" is their reference.
 CHOICES: Dict[str, Dict] = {
     "default": {},

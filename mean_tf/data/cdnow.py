@@ -19,7 +19,8 @@ import pandas as pd
 
 from mean_tf.data import manifest as mf
 from mean_tf.data.splits import assign_splits
-from mean_tf.data.transactions import Snapshots, parse_numbers, parse_times, snapshots_from_transactions
+from mean_tf.data.transactions import (Snapshots, parse_numbers, parse_times, require_columns,
+                                      snapshots_from_transactions)
 from mean_tf.errors import MeanTFError
 
 NAME = "cdnow"
@@ -61,11 +62,7 @@ def load_transactions(path: Optional[Union[str, Path]] = None) -> pd.DataFrame:
 
 
 def prepare_transactions(df: pd.DataFrame, source: str = "cdnow") -> pd.DataFrame:
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise MeanTFError(f"{source}: missing column(s) {missing} (has {list(df.columns)})")
-    if len(df) == 0:
-        raise MeanTFError(f"{source}: the table is empty")
+    require_columns(df, COLUMNS, source)
     out = pd.DataFrame(index=df.index)
     ids = df["customer_id"]
     out["customer_id"] = ids.where(ids.isna(), ids.astype(str).str.lstrip("0").replace("", "0"))  # "00001" -> "1"

@@ -19,7 +19,8 @@ import pandas as pd
 
 from mean_tf.data import manifest as mf
 from mean_tf.data.splits import assign_splits
-from mean_tf.data.transactions import Snapshots, monthly_cutoffs, parse_numbers, snapshots_from_transactions
+from mean_tf.data.transactions import (Snapshots, monthly_cutoffs, parse_numbers, require_columns,
+                                      snapshots_from_transactions)
 from mean_tf.errors import MeanTFError, MeanTFWarning
 from mean_tf.runtime.files import atomic_file
 
@@ -85,11 +86,7 @@ def load_lines(path: Optional[Union[str, Path]] = None) -> pd.DataFrame:
 
 
 def prepare_lines(df: pd.DataFrame, source: str = "online retail lines") -> pd.DataFrame:
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise MeanTFError(f"{source}: missing column(s) {missing} (has {list(df.columns)})")
-    if len(df) == 0:
-        raise MeanTFError(f"{source}: the table is empty")
+    require_columns(df, COLUMNS, source)
     extra = [c for c in df.columns if c not in COLUMNS]
     if extra:
         warnings.warn(f"{source}: ignoring unexpected column(s) {extra} (uses {list(COLUMNS)})", MeanTFWarning,

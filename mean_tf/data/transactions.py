@@ -86,6 +86,15 @@ CATEGORICAL_FEATURES = ("cutoff_month", "first_order_month", "active_90d")
 BGNBD_FEATURES = {"frequency": "bg_frequency", "recency": "bg_recency", "T": "bg_T", "monetary_value": "bg_monetary_value"}
 
 
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], source: str, what: str = "table") -> None:
+    """MeanTFError naming the missing columns of `df`, or saying that it has no rows."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MeanTFError(f"{source}: missing column(s) {missing} (has {list(df.columns)})")
+    if len(df) == 0:
+        raise MeanTFError(f"{source}: the {what} is empty")
+
 @dataclasses.dataclass
 class Snapshots:
     """A snapshot table and its column roles. `frame` has the id columns (customer_id, cutoff as str),
@@ -304,11 +313,7 @@ def snapshots_from_transactions(
         raise MeanTFError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
     needed = [customer_col, time_col, amount_col] + [c for c in (quantity_col, product_col, order_col) if c]
     needed += list(categorical_cols)
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise MeanTFError(f"{source}: missing column(s) {missing} (has {list(df.columns)})")
-    if len(df) == 0:
-        raise MeanTFError(f"{source}: the transaction table is empty")
+    require_columns(df, needed, source, "transaction table")
     horizons = tuple(sorted(int(h) for h in horizons))
     if not horizons or horizons[0] <= 0:
         raise MeanTFError(f"horizons must be positive day counts, got {horizons}")

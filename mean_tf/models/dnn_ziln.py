@@ -27,14 +27,9 @@ def _ziln_terms(targets, outputs, labels):
     return {"loss": total, "loss_ziln": total, **terms}
 
 
-@tf.keras.utils.register_keras_serializable("mean_tf")
-class DNNZILN(CLTVModel):
-    """DNN-ZILN: encoder -> MLP(`ziln_units`, ReLU) -> one linear layer of 3 logits per label.
-
-    Left open by the source: the hidden layers (Google's notebook uses [64, 32]; we take
-    `config.ziln_units`) and multi-label use (Google fits one label; here each label of
-    `config.labels` gets its own 3 logits on the shared MLP, which for one label is exactly Google's).
-    """
+class ZILNModel(CLTVModel):
+    """A model with ZILN heads (3 logits per label): money output, the ZILN NLL as its loss, predictions capped at
+    the largest train label."""
 
     output_space = "money"
     prediction_loss = "loss_ziln"
@@ -43,6 +38,22 @@ class DNNZILN(CLTVModel):
         super().__init__(config, facts, **kwargs)
         self.log_caps = [[cap] for cap in log_prediction_caps(config, self.facts)]  # [H, 1]
         self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+
+    def loss_terms(self, targets, outputs):
+        return _ziln_terms(targets, outputs, self.config.labels)
+
+
+@tf.keras.utils.register_keras_serializable("mean_tf")
+class DNNZILN(ZILNModel):
+    """DNN-ZILN: encoder -> MLP(`ziln_units`, ReLU) -> one linear layer of 3 logits per label.
+
+    Left open by the source: the hidden layers (Google's notebook uses [64, 32]; we take
+    `config.ziln_units`) and multi-label use (Google fits one label; here each label of
+    `config.labels` gets its own 3 logits on the shared MLP, which for one label is exactly Google's).
+    """
+
+    def __init__(self, config, facts=None, **kwargs):
+        super().__init__(config, facts, **kwargs)
         self.body = MLP(config.ziln_units, name="mlp")
         self.head = tf.keras.layers.Dense(3 * len(config.labels), name="ziln_logits")
 
@@ -50,12 +61,9 @@ class DNNZILN(CLTVModel):
         logits = self.head(self.body(self.encoder(features), training=training))
         return _ziln_outputs(tf.reshape(logits, [-1, len(self.config.labels), 3]), self.log_caps)
 
-    def loss_terms(self, targets, outputs):
-        return _ziln_terms(targets, outputs, self.config.labels)
-
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
-class MTLZILN(CLTVModel):
+class MTLZILN(ZILNModel):
     """MTL-ZILN (paper Table 1): MMoE over the horizons, one ZILN head per horizon, losses summed.
 
     The MEAN paper names the model but not its layout; we take the plain MMoE of Ma et al. 2018:
@@ -65,13 +73,8 @@ class MTLZILN(CLTVModel):
     MEAN's batch normalisation (Ma et al.'s experts have none).
     """
 
-    output_space = "money"
-    prediction_loss = "loss_ziln"
-
     def __init__(self, config, facts=None, **kwargs):
         super().__init__(config, facts, **kwargs)
-        self.log_caps = [[cap] for cap in log_prediction_caps(config, self.facts)]  # [H, 1]
-        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
         # Plain MMoE experts (no batch norm): MVFE's BN is MEAN's, and at small data it kept MTL-ZILN at epoch 0.
         self.mmoe = MVFE(config.num_experts, config.expert_units, len(config.labels), batch_norm=False, name="mmoe")
         self.towers = [MLP(config.ziln_units, name=f"tower_{label}") for label in config.labels]
@@ -82,6 +85,3 @@ class MTLZILN(CLTVModel):
         logits = [head(tower(mixtures[:, i], training=training))
                   for i, (tower, head) in enumerate(zip(self.towers, self.heads))]
         return _ziln_outputs(tf.stack(logits, axis=1), self.log_caps)
-
-    def loss_terms(self, targets, outputs):
-        return _ziln_terms(targets, outputs, self.config.labels)

@@ -1,6 +1,6 @@
 """Monotone calibration of the money prediction, fitted on the eval split and exported in the serving graph.
 
-A model's money prediction ranks customers well but its level can be off (issue 19: the demo's pushed
+A model's money prediction ranks customers well but its level can be off (the demo's pushed
 model predicted 0.54x the actual total). `fit` learns a strictly increasing map f from the eval split's
 predictions to its actual values, so every ranking metric (Gini, Spearman, AUC, lift) is unchanged and
 the totals and group means (value ratio, Percentile MAPE) are corrected. Two shapes:

@@ -132,7 +132,7 @@ def preprocessing_fn(inputs, custom_config):
 
 
 def _categorical_outputs(categorical: Mapping[str, tf.Tensor]) -> dict:
-    """`cat__<name>`: `tft.compute_and_apply_vocabulary`'s ids, all vocabularies from one analyzer (issue #20)."""
+    """`cat__<name>`: `tft.compute_and_apply_vocabulary`'s ids, all vocabularies from one analyzer."""
     if not categorical:
         return {}
     from mean_tf.transform.vocabulary import joint_vocabularies  # Beam: imported only where Transform runs

@@ -1,4 +1,4 @@
-"""One vocabulary analyzer for every categorical feature (issue #20): `joint_vocabularies`.
+"""One vocabulary analyzer for every categorical feature: `joint_vocabularies`.
 
 It writes, per feature, the file `tft.vocabulary(x, vocab_filename=key)` writes (TFT 1.16: tokens by
 count descending, ties by token bytes descending; empty tokens and tokens with a newline left out; a
