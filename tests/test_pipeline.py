@@ -16,7 +16,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from mean_tf.data import online_retail
 from mean_tf.data.manifest import Manifest, read_split
 from mean_tf.errors import MeanTFError
-from pipeline import components, example_gen, kubeflow_v2_runner, local_runner, pipeline as mean_pipeline, schema as schemas
+from pipeline import (components, configs, example_gen, kubeflow_v2_runner, local_runner, pipeline as mean_pipeline,
+                      schema as schemas)
 from tiny_dataset import write_tiny_dataset
 
 
@@ -33,11 +34,11 @@ def retail_slice(tmp_path_factory):
 
 def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dotted_paths(tmp_path):
     manifest = write_tiny_dataset(tmp_path / "data", rows=100)
+    settings = configs.PipelineSettings(image="gcr.io/project/mean-tf:test",
+                                        beam_pipeline_args=["--runner=DataflowRunner", "--region=europe-west4"])
     path = kubeflow_v2_runner.compile_pipeline(
-        str(tmp_path / "data"), data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
-        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test",
-        output_file=str(tmp_path / "p.json"),
-        beam_pipeline_args=["--runner=DataflowRunner", "--region=europe-west4"])
+        str(tmp_path / "data"), settings, data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving", output_file=str(tmp_path / "p.json"))
     text = open(path).read()
     spec = json.loads(text)["pipelineSpec"]
     tasks = set(spec["root"]["dag"]["tasks"])
@@ -60,9 +61,9 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
 def test_tune_adds_a_tuner_whose_best_hyperparameters_feed_the_trainer(tmp_path):
     manifest = write_tiny_dataset(tmp_path / "data", rows=100)
     path = kubeflow_v2_runner.compile_pipeline(
-        str(tmp_path / "data"), data_root="gs://bucket/data", pipeline_root="gs://bucket/root",
-        serving_model_dir="gs://bucket/serving", image="gcr.io/project/mean-tf:test",
-        output_file=str(tmp_path / "p.json"), tune=True, tuner_trials=3)
+        str(tmp_path / "data"), configs.PipelineSettings(image="gcr.io/project/mean-tf:test", tune=True, tuner_trials=3),
+        data_root="gs://bucket/data", pipeline_root="gs://bucket/root", serving_model_dir="gs://bucket/serving",
+        output_file=str(tmp_path / "p.json"))
     text = open(path).read()
     dag = json.loads(text)["pipelineSpec"]["root"]["dag"]["tasks"]
     assert "Tuner" in dag and "Tuner" in dag["Trainer"]["dependentTasks"]
@@ -71,8 +72,8 @@ def test_tune_adds_a_tuner_whose_best_hyperparameters_feed_the_trainer(tmp_path)
     assert mean_pipeline.TUNER_FN in text and '\\"tuner_trials\\": 3' in text
     module, name = mean_pipeline.TUNER_FN.rsplit(".", 1)
     assert callable(getattr(importlib.import_module(module), name))
-    untuned = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"), manifest=manifest,
-                                            serving_model_dir=str(tmp_path / "serving"))
+    untuned = mean_pipeline.create_pipeline(configs.PipelineSettings(), pipeline_root=str(tmp_path / "root"),
+                                            manifest=manifest, serving_model_dir=str(tmp_path / "serving"))
     assert "Tuner" not in {c.id for c in untuned.components}
 
 
@@ -86,23 +87,23 @@ def bundled_like(tmp_path) -> Manifest:
 
 def test_bundled_dataset_uses_the_checked_in_schema_and_the_pipeline_validates_its_arguments(tmp_path):
     manifest = bundled_like(tmp_path)
-    built = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"), manifest=manifest,
-                                          serving_model_dir=str(tmp_path / "serving"))
+    built = mean_pipeline.create_pipeline(configs.PipelineSettings(), pipeline_root=str(tmp_path / "root"),
+                                          manifest=manifest, serving_model_dir=str(tmp_path / "serving"))
     ids = [c.id for c in built.components]
     assert "BundledSchema" in ids and "SchemaGen" not in ids
     assert ids.index("ValidationGate") < ids.index("Transform") < ids.index("Trainer") < ids.index("Pusher")
     with pytest.raises(MeanTFError, match="cltv_7"):
-        mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root="r", manifest=manifest,
-                                      serving_model_dir="s", label="cltv_7")
+        mean_pipeline.create_pipeline(configs.PipelineSettings(label="cltv_7"), pipeline_root="r", manifest=manifest,
+                                      serving_model_dir="s")
     with pytest.raises(MeanTFError, match="classical"):
-        mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root="r", manifest=manifest,
-                                      serving_model_dir="s", model_name="two_stage_gbdt")
+        mean_pipeline.create_pipeline(configs.PipelineSettings(model_name="two_stage_gbdt"), pipeline_root="r",
+                                      manifest=manifest, serving_model_dir="s")
 
 
 def test_example_gen_copies_by_default_and_reshuffles_only_when_asked(tmp_path):
     def example_gen_executor(**kwargs):
-        built = mean_pipeline.create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
-                                              manifest=bundled_like(tmp_path), serving_model_dir="s", **kwargs)
+        built = mean_pipeline.create_pipeline(configs.PipelineSettings(**kwargs), pipeline_root=str(tmp_path / "root"),
+                                              manifest=bundled_like(tmp_path), serving_model_dir="s")
         node = next(c for c in built.components if c.id == "ImportExampleGen")
         return node.executor_spec.executor_class
 
@@ -290,22 +291,24 @@ def test_the_summary_says_why_a_model_was_blessed():
 def _compile(tmp_path, **changes):
     write_tiny_dataset(tmp_path / "data", rows=100)
     args = dict(data_root="gs://bucket/data", pipeline_root="gs://bucket/root", serving_model_dir="gs://bucket/serving",
-                image="gcr.io/project/mean-tf:test", output_file=str(tmp_path / "p.json"))
-    args.update(changes)
-    path = kubeflow_v2_runner.compile_pipeline(str(tmp_path / "data"), **args)
+                output_file=str(tmp_path / "p.json"))
+    settings = {"image": "gcr.io/project/mean-tf:test"}
+    for key, value in changes.items():
+        (args if key in args or key == "local_cluster_paths" else settings)[key] = value
+    path = kubeflow_v2_runner.compile_pipeline(str(tmp_path / "data"), configs.PipelineSettings(**settings), **args)
     return open(path).read()
 
 
 def test_compile_requests_trainer_resources_and_can_train_and_push_on_vertex(tmp_path):
-    text = _compile(tmp_path, trainer_resources={"cpu": 6, "memory_gib": 24})
+    text = _compile(tmp_path, trainer_cpu=6, trainer_memory_gib=24)
     executors = json.loads(text)["pipelineSpec"]["deploymentSpec"]["executors"]
     trainer = next(e for name, e in executors.items() if name.startswith("Trainer"))
     assert trainer["container"]["resources"] == {"cpuLimit": 6.0, "memoryLimit": 24.0}
     assert "pipeline.pusher.Executor" in text  # the push-once Pusher
 
-    vertex = _compile(tmp_path, serving_model_dir=None, vertex={
-        "project": "my-project", "region": "europe-west4", "machine_type": "n1-standard-16",
-        "endpoint": "cltv", "serving_image": "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"})
+    vertex = _compile(tmp_path, serving_model_dir=None, vertex_project="my-project", vertex_region="europe-west4",
+                      vertex_machine_type="n1-standard-16", vertex_endpoint="cltv",
+                      vertex_serving_image="europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest")
     for needle in ("google_cloud_ai_platform.trainer.executor.GenericExecutor", "ai_platform_training_args",
                    "n1-standard-16", "my-project", "europe-west4", "google_cloud_ai_platform.pusher.executor",
                    "endpoint_name", "tf2-cpu.2-16", "ai_platform_enable_vertex"):

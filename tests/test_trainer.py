@@ -141,7 +141,9 @@ def test_score_writes_one_row_per_customer_with_rank_and_target(exported, tmp_pa
     assert main(["score", "--model", model_dir, "--data", manifest.root, "--out", str(tmp_path / "p.csv"),
                  "--target-share", "0.2"]) == 0
     csv = pd.read_csv(tmp_path / "p.csv", dtype={"customer_id": str, "cutoff": str})
-    pd.testing.assert_frame_equal(csv, table, check_dtype=False, check_exact=False, rtol=1e-6)
+    # The CSV run scores in one batch, the parquet run in batches of 7: float32 matmuls of other shapes differ in
+    # the last bits (up to ~2e-6 relative on some CPUs).
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False, check_exact=False, rtol=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [
