@@ -1,4 +1,4 @@
-"""`mean-tf data online-retail|cdnow|synthetic|table|transactions --out DIR [options]`: build a dataset
+"""`mean-tf data online-retail|cdnow|synthetic|table|transactions|kaggle-shoppers|criteo-ssc --out DIR [options]`: build a dataset
 folder (gzipped TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files").
 `mean-tf data example-log --out FILE`: the small example transaction log (data/example_transactions.csv)."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ def _cutoffs(text: str):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow, synthetic or your own table",
+    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow, synthetic, kaggle-shoppers, criteo-ssc "
+                                           "or your own table",
                               description="Build a dataset folder: train/eval/test gzipped TFRecords of tf.Example "
                                           "and manifest.json. Writes are atomic (a temp folder next to --out, "
                                           "renamed at the end); an existing dataset folder is replaced.")
@@ -109,6 +110,36 @@ def register(subparsers) -> None:
                     help="customer: 7:1:2 by customer (default); time: test = last cutoff")
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     sp.set_defaults(func=_transactions)
+
+    sp = sub.add_parser("kaggle-shoppers", help="Kaggle Acquire Valued Shoppers transactions (you download it): "
+                                                "google/lifetime_value's ZILN protocol",
+                        description="One row per shopper of each --company: log of the first day's spend and the "
+                                    "chain/dept/category/brand/productmeasure of its largest item; label cltv_365, the "
+                                    "spend in the 365 days after the first day (purchase rows only); test = the "
+                                    "notebook's random 20 %%, eval carved from the rest. --protocol horizons adds "
+                                    "cltv_30/90/180 and the first day's transaction features.")
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help="transactions.csv or transactions.csv.gz from Kaggle")
+    add_list_option(sp, "--company", default=("103600030",), metavar="IDS",
+                    help="companies (default 103600030, the notebook's); several are pooled, each split on its own")
+    sp.add_argument("--protocol", choices=("ziln", "horizons"), default="ziln",
+                    help="ziln: the published features and label (default); horizons: also cltv_30/90/180 and "
+                         "transaction features")
+    sp.add_argument("--name", default="kaggle_shoppers", help="dataset name (default kaggle_shoppers)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the eval split carved from train (default 0)")
+    sp.set_defaults(func=_kaggle_shoppers)
+
+    sp = sub.add_parser("criteo-ssc", help="Criteo Sponsored Search Conversion Log (you download it): one row "
+                                           "per click, label = the conversion value",
+                        description="CriteoSearchData (tab-separated, no header; gzip too): label conversion_value "
+                                    "(SalesAmountInEuro, 0 without a sale), nb_clicks_1week and product_price "
+                                    "numeric, the product/device/audience/partner columns categorical; rows split "
+                                    "7:1:2 at random (a seeded hash of the row number).")
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help="CriteoSearchData (or a .gz of it)")
+    sp.add_argument("--name", default="criteo_ssc", help="dataset name (default criteo_ssc)")
+    sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    sp.set_defaults(func=_criteo_ssc)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -189,3 +220,53 @@ def _synthetic(args) -> int:
     _summary(m, time.time() - t0, workers=True)
     return 0
 
+
+
+class _RowsRead:
+    """Progress on stderr: a bar over the input file's bytes, with the rows read so far (one bar per stage)."""
+
+    def __init__(self):
+        self.bar, self.stage = None, None
+
+    def __call__(self, rows: int, done: int, total: int, stage: str = "reading") -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"  {stage}", file=sys.stderr,
+                            mininterval=0.5 if sys.stderr.isatty() else 10.0, leave=True)
+        self.bar.set_postfix_str(f"{rows:,} rows read", refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _kaggle_shoppers(args) -> int:
+    from mean_tf.data import kaggle_shoppers
+
+    t0, progress = time.time(), _RowsRead()
+    try:
+        m = kaggle_shoppers.build(args.out, args.input, args.company, protocol=args.protocol, seed=args.seed,
+                                  name=args.name, progress=progress)
+    finally:
+        progress.close()
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _criteo_ssc(args) -> int:
+    from mean_tf.data import criteo_ssc
+
+    t0, progress = time.time(), _RowsRead()
+    try:
+        m = criteo_ssc.build(args.out, args.input, seed=args.seed, name=args.name, progress=progress)
+    finally:
+        progress.close()
+    _summary(m, time.time() - t0)
+    return 0
