@@ -222,24 +222,32 @@ def _synthetic(args) -> int:
 
 
 
+PROGRESS_EVERY_S = 30.0  # without a terminal: a line per this many seconds
+
+
 class _RowsRead:
-    """Progress on stderr: a bar over the input file's bytes, with the rows read so far (one bar per stage)."""
+    """Progress on stderr, for the public-benchmark builders: on a terminal a bar over the input file's bytes
+    with the rows read (erased when done, so an error stays one line); otherwise a line every
+    PROGRESS_EVERY_S seconds."""
 
     def __init__(self):
-        self.bar, self.stage = None, None
+        self.bar, self.stage, self.last = None, None, time.time()
 
     def __call__(self, rows: int, done: int, total: int, stage: str = "reading") -> None:
+        if not sys.stderr.isatty():
+            if time.time() - self.last >= PROGRESS_EVERY_S:
+                self.last = time.time()
+                print(f"  {stage}: {rows:,} rows read ({done / max(total, 1):.0%} of the file)", file=sys.stderr,
+                      flush=True)
+            return
         from tqdm import tqdm
 
         if self.bar is None or stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"  {stage}", file=sys.stderr,
-                            mininterval=0.5 if sys.stderr.isatty() else 10.0, leave=True)
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"  {stage}", file=sys.stderr, leave=False)
         self.bar.set_postfix_str(f"{rows:,} rows read", refresh=False)
         self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.close()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -106,6 +106,8 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
 
     `progress(rows, bytes_read, bytes_total, stage)` is called after each batch (stage: "pass 1/2", "pass 2/2").
     """
+    import pyarrow as pa
+
     path = streaming.check_input(path, "Kaggle transactions file")
     companies = [str(c).strip() for c in companies]
     if not companies:
@@ -131,7 +133,7 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
         keys = _keys(cols["company_index"], _numbers(cols["id"], "id", path), n_comp, path)
         days = _numbers(cols["date"], "date", path).astype("datetime64[D]").astype(np.int64)
         parts.append(_min_per_key(keys, days))
-        if sum(len(k) for k, _ in parts) > 2 * max(kept, 1 << 16):  # fold the parts so memory stays O(keys)
+        if len(parts) > 8 and sum(len(k) for k, _ in parts) > 2 * kept:  # fold: memory stays O(shoppers)
             parts = [_min_per_key(*map(np.concatenate, zip(*parts)))]
             kept = len(parts[0][0])
     unknown = [c for c in companies if c not in seen]
@@ -162,11 +164,12 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
         for h in horizons:
             w = (after > 0) & (after <= h)
             spend[h] += np.bincount(where[w], weights=amount[w], minlength=len(keys))
-        rows = {"key_index": where[first], "order": order + np.flatnonzero(first), "purchaseamount": amount[first]}
-        for c in cols:
-            if c in ATTRIBUTES or c in ("purchasequantity", "productsize"):
-                rows[c] = cols[c].to_numpy(zero_copy_only=False)[first]
-        first_rows.append(pd.DataFrame(rows))
+        if first.any():
+            rows = {"key_index": where[first], "order": order + np.flatnonzero(first), "purchaseamount": amount[first]}
+            for c in cols:
+                if c in ATTRIBUTES or c in ("purchasequantity", "productsize"):
+                    rows[c] = cols[c].filter(pa.array(first)).to_numpy(zero_copy_only=False)
+            first_rows.append(pd.DataFrame(rows))
         order += n
         held = sum(len(f) for f in first_rows)
         if not keep_first_day_rows and held > 2 * max(folded, 1 << 16):  # memory O(shoppers)

@@ -48,11 +48,14 @@ def first_line(path) -> str:
 def batches(path, column_types: Mapping, *, delimiter: str = ",", column_names: Optional[Sequence[str]] = None,
             include_columns: Sequence[str] = (), nulls: bool = False, batch_bytes: int = BATCH_BYTES,
             progress: Optional[Progress] = None) -> Iterator:
-    """Arrow record batches of a delimited text file (gzip detected by its magic bytes).
+    """Arrow record batches of a delimited text file without quoted line breaks (gzip detected by its magic bytes).
 
-    `column_names`: the file has no header line and these are its columns; otherwise the first line names
-    them. `nulls`: empty (and NA-like) strings read as null. Parse, conversion and decompression errors
-    (a truncated gzip, a line with too few fields, a non-number) are MeanTFError naming the file.
+    The text is cut at line ends into pieces of about `batch_bytes` and each piece parsed on its own, so at
+    most one piece is held (Arrow's own streaming reader reads ahead without bound), on this thread (Arrow's
+    thread pool sometimes aborts the process at exit: "terminate called without an active exception"). `column_names`: the file
+    has no header line and these are its columns; otherwise the first line names them. `nulls`: empty (and
+    NA-like) strings read as null. Parse, conversion and decompression errors (a truncated gzip, a line with
+    too few fields, a non-number) are MeanTFError naming the file.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -60,18 +63,31 @@ def batches(path, column_types: Mapping, *, delimiter: str = ",", column_names: 
     raw = pa.OSFile(str(path))
     total = raw.size()
     stream = pa.CompressedInputStream(raw, "gzip") if is_gzip(path) else raw
-    read = pacsv.ReadOptions(block_size=batch_bytes, column_names=list(column_names) if column_names else None)
+    names = list(column_names) if column_names else None
     parse = pacsv.ParseOptions(delimiter=delimiter)
     convert = pacsv.ConvertOptions(column_types=dict(column_types), include_columns=list(include_columns),
                                    strings_can_be_null=nulls, quoted_strings_can_be_null=nulls)
-    rows = 0
+    rows, carry = 0, b""
     try:
-        reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-        for batch in reader:
-            rows += batch.num_rows
+        while True:
+            block = stream.read(batch_bytes)
+            text = carry + block
+            cut = len(text) if not block else text.rfind(b"\n") + 1
+            piece, carry = text[:cut], text[cut:]
+            if names is None and piece:  # the header line
+                end = piece.find(b"\n") + 1 or len(piece)
+                names = piece[:end].decode("utf-8", "replace").rstrip("\r\n").split(delimiter)
+                piece = piece[end:]
+            if piece.strip():
+                table = pacsv.read_csv(pa.py_buffer(piece), parse_options=parse, convert_options=convert,
+                                       read_options=pacsv.ReadOptions(column_names=names, use_threads=False))
+                for batch in table.to_batches():
+                    rows += batch.num_rows
+                    yield batch
             if progress:
                 progress(rows, raw.tell(), total)
-            yield batch
+            if not block:
+                break
     except (pa.ArrowException, OSError, EOFError, zlib.error) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0]
         raise MeanTFError(f"{path}: cannot read after {rows:,} rows ({reason})") from None
