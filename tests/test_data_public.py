@@ -1,7 +1,6 @@
 """The public-benchmark builders (`mean-tf data kaggle-shoppers`, `mean-tf data criteo-ssc`) on fixture files in
 the exact formats: manifest, labels against hand-computed values and an independent pandas reading of the
 published preprocessing, splits (the notebook's sklearn split), streaming memory, and bad input."""
-import gzip
 import json
 import os
 import subprocess

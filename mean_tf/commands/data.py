@@ -111,35 +111,26 @@ def register(subparsers) -> None:
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     sp.set_defaults(func=_transactions)
 
-    sp = sub.add_parser("kaggle-shoppers", help="Kaggle Acquire Valued Shoppers transactions (you download it): "
-                                                "google/lifetime_value's ZILN protocol",
-                        description="One row per shopper of each --company: log of the first day's spend and the "
-                                    "chain/dept/category/brand/productmeasure of its largest item; label cltv_365, the "
-                                    "spend in the 365 days after the first day (purchase rows only); test = the "
-                                    "notebook's random 20 %%, eval carved from the rest. --protocol horizons adds "
-                                    "cltv_30/90/180 and the first day's transaction features.")
-    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
-    sp.add_argument("--input", required=True, help="transactions.csv or transactions.csv.gz from Kaggle")
+    sp = _public_builder(
+        sub, "kaggle-shoppers", _kaggle_shoppers, "kaggle_shoppers", "transactions.csv or transactions.csv.gz from Kaggle",
+        "seed of the eval split carved from train (default 0)",
+        help="Kaggle Acquire Valued Shoppers transactions (you download it): google/lifetime_value's ZILN protocol",
+        description="One row per shopper of each --company: log of the first day's spend and the "
+                    "chain/dept/category/brand/productmeasure of its largest item; label cltv_365, the spend in the "
+                    "365 days after the first day (purchase rows only); test = the notebook's random 20 %%, eval "
+                    "carved from the rest. --protocol horizons adds cltv_30/90/180 and the first day's transaction "
+                    "features.")
     add_list_option(sp, "--company", default=("103600030",), metavar="IDS",
                     help="companies (default 103600030, the notebook's); several are pooled, each split on its own")
     sp.add_argument("--protocol", choices=("ziln", "horizons"), default="ziln",
                     help="ziln: the published features and label (default); horizons: also cltv_30/90/180 and "
                          "transaction features")
-    sp.add_argument("--name", default="kaggle_shoppers", help="dataset name (default kaggle_shoppers)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the eval split carved from train (default 0)")
-    sp.set_defaults(func=_kaggle_shoppers)
-
-    sp = sub.add_parser("criteo-ssc", help="Criteo Sponsored Search Conversion Log (you download it): one row "
-                                           "per click, label = the conversion value",
-                        description="CriteoSearchData (tab-separated, no header; gzip too): label conversion_value "
-                                    "(SalesAmountInEuro, 0 without a sale), nb_clicks_1week and product_price "
-                                    "numeric, the product/device/audience/partner columns categorical; rows split "
-                                    "7:1:2 at random (a seeded hash of the row number).")
-    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
-    sp.add_argument("--input", required=True, help="CriteoSearchData (or a .gz of it)")
-    sp.add_argument("--name", default="criteo_ssc", help="dataset name (default criteo_ssc)")
-    sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    sp.set_defaults(func=_criteo_ssc)
+    _public_builder(
+        sub, "criteo-ssc", _criteo_ssc, "criteo_ssc", "CriteoSearchData (or a .gz of it)", "split seed (default 0)",
+        help="Criteo Sponsored Search Conversion Log (you download it): one row per click, label = the conversion value",
+        description="CriteoSearchData (tab-separated, no header; gzip too): label conversion_value (SalesAmountInEuro, "
+                    "0 without a sale), nb_clicks_1week and product_price numeric, the product/device/audience/partner "
+                    "columns categorical; rows split 7:1:2 at random (a seeded hash of the row number).")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -255,26 +246,35 @@ class _RowsRead:
             self.bar = None
 
 
-def _kaggle_shoppers(args) -> int:
-    from mean_tf.data import kaggle_shoppers
+def _public_builder(sub, command: str, func, name: str, input_help: str, seed_help: str, **texts):
+    """The subcommand of a public-benchmark builder, with the options both have."""
+    sp = sub.add_parser(command, **texts)
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help=input_help)
+    sp.add_argument("--name", default=name, help=f"dataset name (default {name})")
+    sp.add_argument("--seed", type=int, default=0, help=seed_help)
+    sp.set_defaults(func=func)
+    return sp
 
+
+def _streamed(build, args, **options) -> int:
+    """Run a streaming builder with the rows-read progress, then print the summary."""
     t0, progress = time.time(), _RowsRead()
     try:
-        m = kaggle_shoppers.build(args.out, args.input, args.company, protocol=args.protocol, seed=args.seed,
-                                  name=args.name, progress=progress)
+        m = build(args.out, args.input, seed=args.seed, name=args.name, progress=progress, **options)
     finally:
         progress.close()
     _summary(m, time.time() - t0)
     return 0
+
+
+def _kaggle_shoppers(args) -> int:
+    from mean_tf.data import kaggle_shoppers
+
+    return _streamed(kaggle_shoppers.build, args, companies=args.company, protocol=args.protocol)
 
 
 def _criteo_ssc(args) -> int:
     from mean_tf.data import criteo_ssc
 
-    t0, progress = time.time(), _RowsRead()
-    try:
-        m = criteo_ssc.build(args.out, args.input, seed=args.seed, name=args.name, progress=progress)
-    finally:
-        progress.close()
-    _summary(m, time.time() - t0)
-    return 0
+    return _streamed(criteo_ssc.build, args)

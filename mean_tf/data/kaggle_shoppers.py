@@ -23,8 +23,7 @@ company's shoppers (and, for `horizons`, their first-day rows), not with the fil
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,8 +50,6 @@ FEATURE_DOCS = {
     "log_calibration_value": "log of the first day's spend (purchaseamount > 0 rows)",
     **{c: f"{c} of the first day's largest purchase row ('{UNKNOWN}' if missing)" for c in ATTRIBUTES},
 }
-_TYPES = {"id": "int64", "company": "string", "date": "date32", "purchaseamount": "float64",
-          "purchasequantity": "float64", "productsize": "string", **{c: "string" for c in ATTRIBUTES}}
 
 
 @dataclasses.dataclass
@@ -64,13 +61,12 @@ class Shoppers:
     rows_read: int
 
 
-def _columns(path) -> List[str]:
+def _check_header(path) -> None:
     header = streaming.first_line(path).split(",")
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise MeanTFError(f"{path}: missing column(s) {missing} (the header has {header}; expected the Kaggle "
                           f"transactions.csv header {','.join(COLUMNS)})")
-    return header
 
 
 def _purchases(batch, companies: Sequence[str], columns: Sequence[str]):
@@ -112,8 +108,9 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
     companies = [str(c).strip() for c in companies]
     if not companies:
         raise MeanTFError("give at least one --company")
-    header = _columns(path)
-    types = {c: _type(t) for c, t in _TYPES.items()}
+    _check_header(path)
+    types = {"id": pa.int64(), "company": pa.string(), "date": pa.date32(), "purchaseamount": pa.float64(),
+             "purchasequantity": pa.float64(), "productsize": pa.string(), **{c: pa.string() for c in ATTRIBUTES}}
 
     def stream(number, include):
         report = (lambda rows, done, total: progress(rows, done, total, f"pass {number}/2")) if progress else None
@@ -187,12 +184,6 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
                                   id=frame["id"].to_numpy()[firsts["key_index"]],
                                   start_day=start[firsts["key_index"]])
     return Shoppers(frame=frame, first_day_rows=first_day, rows_read=rows_read)
-
-
-def _type(name: str):
-    import pyarrow as pa
-
-    return {"int64": pa.int64(), "string": pa.string(), "date32": pa.date32(), "float64": pa.float64()}[name]
 
 
 def _distinct_companies(batch, companies, seen) -> set:
