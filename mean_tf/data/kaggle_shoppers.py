@@ -40,10 +40,8 @@ COLUMNS = ("id", "chain", "dept", "category", "company", "brand", "date", "produ
 ATTRIBUTES = ("chain", "dept", "category", "brand", "productmeasure")
 DEFAULT_COMPANIES = ("103600030",)  # the regression notebook's COMPANY
 PROTOCOLS = ("ziln", "horizons")
-LABEL = "cltv_365"
 UNKNOWN = "UNKNOWN"
 NOTEBOOK_TEST_SIZE, NOTEBOOK_RANDOM_STATE = 0.2, 123
-DAY_NS = 86_400 * 10**9
 ATTRIBUTION = ("Kaggle Acquire Valued Shoppers Challenge (2014), transactions.csv; the competition's rules "
                "(https://www.kaggle.com/c/acquire-valued-shoppers-challenge/rules)")
 FEATURE_DOCS = {
@@ -110,7 +108,7 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
         raise MeanTFError("give at least one --company")
     _check_header(path)
     types = {"id": pa.int64(), "company": pa.string(), "date": pa.date32(), "purchaseamount": pa.float64(),
-             "purchasequantity": pa.float64(), "productsize": pa.string(), **{c: pa.string() for c in ATTRIBUTES}}
+             "purchasequantity": pa.float64(), **{c: pa.string() for c in ATTRIBUTES}}
 
     def stream(number, include):
         report = (lambda rows, done, total: progress(rows, done, total, f"pass {number}/2")) if progress else None
@@ -146,9 +144,9 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
     spend = {h: np.zeros(len(keys)) for h in horizons}
     first_rows: List[pd.DataFrame] = []
     order = folded = 0
-    wanted = ["id", "company", "date", "purchaseamount", "purchasequantity", "productsize", *ATTRIBUTES]
-    for batch in stream(2, wanted if keep_first_day_rows else ["id", "company", "date", "purchaseamount",
-                                                               *ATTRIBUTES]):
+    wanted = ["id", "company", "date", "purchaseamount", *ATTRIBUTES]
+    wanted += ["purchasequantity"] if keep_first_day_rows else []
+    for batch in stream(2, wanted):
         n, cols = _purchases(batch, companies, [c for c in batch.schema.names if c != "company"])
         if not n:
             continue
@@ -164,7 +162,7 @@ def read_shoppers(path, companies: Sequence[str] = DEFAULT_COMPANIES, horizons: 
         if first.any():
             rows = {"key_index": where[first], "order": order + np.flatnonzero(first), "purchaseamount": amount[first]}
             for c in cols:
-                if c in ATTRIBUTES or c in ("purchasequantity", "productsize"):
+                if c in ATTRIBUTES or c == "purchasequantity":
                     rows[c] = cols[c].filter(pa.array(first)).to_numpy(zero_copy_only=False)
             first_rows.append(pd.DataFrame(rows))
         order += n
