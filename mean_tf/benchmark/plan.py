@@ -100,18 +100,20 @@ def primary_label(labels: Sequence[str]) -> str:
     return TUNE_LABEL if TUNE_LABEL in labels else labels[-1]
 
 
+def dataset_labels(plan: Plan, dataset: str) -> Tuple[str, ...]:
+    """The labels `dataset` has: the four horizons for the datasets the benchmark builds."""
+    return tuple(dict(plan.dataset_labels).get(dataset, ALL_LABELS))
+
+
 def labels_of(plan: Plan, dataset: str) -> Tuple[str, ...]:
     """The labels cells on `dataset` use: the plan's that the dataset has, else its primary label."""
-    own = dict(plan.dataset_labels).get(dataset)
-    if own is None:
-        return tuple(plan.labels)
+    own = dataset_labels(plan, dataset)
     return tuple(label for label in plan.labels if label in own) or (primary_label(own),)
 
 
 def _fits(plan: Plan, dataset: str, model: str) -> bool:
     """A multi-horizon model needs all four labels."""
-    own = dict(plan.dataset_labels).get(dataset)
-    return own is None or not registry.is_multi_horizon(model) or set(ALL_LABELS) <= set(own)
+    return not registry.is_multi_horizon(model) or set(ALL_LABELS) <= set(dataset_labels(plan, dataset))
 
 
 # The smoke run (CI): the tiny synthetic dataset, one seed, cltv_365, a model of each kind (single- and
@@ -128,15 +130,16 @@ def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
     return owner if owner in tuned_models else ""
 
 
-def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None) -> List[Cell]:
-    """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the labels but the primary."""
+def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None,
+                 primary=TUNE_LABEL) -> List[Cell]:
+    """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the labels but `primary`."""
     if registry.is_multi_horizon(model):
         groups = [tuple(ALL_LABELS)]
     else:
         groups = [(label,) for label in labels]
     out = []
     for g in groups:
-        for seed in (seeds if primary_label(labels) in g or other_seeds is None else other_seeds):
+        for seed in (seeds if primary in g or other_seeds is None else other_seeds):
             out.append(Cell(study, dataset, model, g, seed, tuple(sorted(overrides)), variant))
     return out
 
@@ -151,13 +154,14 @@ def tune_cell(dataset: str, model: str, labels: Sequence[str] = ALL_LABELS) -> C
 def cells(plan: Plan) -> List[Cell]:
     out: List[Cell] = []
     if "tune" in plan.studies:
-        out += [tune_cell(dataset, model, labels_of(plan, dataset)) for dataset in plan.datasets
+        out += [tune_cell(dataset, model, dataset_labels(plan, dataset)) for dataset in plan.datasets
                 for model in plan.models if model in plan.tuned_models and _fits(plan, dataset, model)]
     if "table1" in plan.studies:
         for dataset in plan.datasets:
             for model in (m for m in plan.models if _fits(plan, dataset, m)):
                 out += _model_cells("table1", dataset, model, labels_of(plan, dataset), plan.seeds,
-                                    other_seeds=plan.other_horizon_seeds)
+                                    other_seeds=plan.other_horizon_seeds,
+                                    primary=primary_label(dataset_labels(plan, dataset)))
             if dataset in ORACLE_DATASETS:  # the true expected value: the ceiling of every column
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
     for dataset in (d for d in plan.datasets if d in plan.study_datasets):
