@@ -84,6 +84,36 @@ class Plan:
     variants: Tuple[str, ...] = tuple(VARIANTS)
     deltas: Tuple[float, ...] = DELTAS
     num_distributions: Tuple[int, ...] = NUM_DISTRIBUTIONS
+    # Datasets a user built (`--datasets NAME:PATH`): NAME -> its labels; cells use those of `labels` it has.
+    dataset_labels: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+
+
+def with_datasets(plan: Plan, labels_by_name: Dict[str, Sequence[str]]) -> Plan:
+    """`plan` with more datasets (user-built, with their labels)."""
+    names = tuple(n for n in labels_by_name if n not in plan.datasets)
+    extra = tuple((n, tuple(labels)) for n, labels in labels_by_name.items())
+    return dataclasses.replace(plan, datasets=plan.datasets + names, dataset_labels=plan.dataset_labels + extra)
+
+
+def primary_label(labels: Sequence[str]) -> str:
+    """The label a dataset's searches and summaries use: cltv_365, else its last (longest) label."""
+    return TUNE_LABEL if TUNE_LABEL in labels else labels[-1]
+
+
+def dataset_labels(plan: Plan, dataset: str) -> Tuple[str, ...]:
+    """The labels `dataset` has: the four horizons for the datasets the benchmark builds."""
+    return tuple(dict(plan.dataset_labels).get(dataset, LABELS))
+
+
+def labels_of(plan: Plan, dataset: str) -> Tuple[str, ...]:
+    """The labels cells on `dataset` use: the plan's that the dataset has, else its primary label."""
+    own = dataset_labels(plan, dataset)
+    return tuple(label for label in plan.labels if label in own) or (primary_label(own),)
+
+
+def _fits(plan: Plan, dataset: str, model: str) -> bool:
+    """A multi-horizon model needs all four labels."""
+    return not registry.is_multi_horizon(model) or set(LABELS) <= set(dataset_labels(plan, dataset))
 
 
 # The smoke run (CI): the tiny synthetic dataset, one seed, cltv_365, a model of each kind (single- and
@@ -100,35 +130,38 @@ def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
     return owner if owner in tuned_models else ""
 
 
-def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None) -> List[Cell]:
-    """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the horizons but cltv_365."""
+def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="", other_seeds=None,
+                 primary=TUNE_LABEL) -> List[Cell]:
+    """Cells of one model: multi-horizon models once on all labels; `other_seeds` for the labels but `primary`."""
     if registry.is_multi_horizon(model):
         groups = [tuple(LABELS)]
     else:
         groups = [(label,) for label in labels]
     out = []
     for g in groups:
-        for seed in (seeds if TUNE_LABEL in g or other_seeds is None else other_seeds):
+        for seed in (seeds if primary in g or other_seeds is None else other_seeds):
             out.append(Cell(study, dataset, model, g, seed, tuple(sorted(overrides)), variant))
     return out
 
 
-def tune_cell(dataset: str, model: str) -> Cell:
-    """The search whose setting `model` trains with on `dataset` (cltv_365, or all labels if multi-horizon)."""
-    labels = tuple(LABELS) if registry.is_multi_horizon(model) else (TUNE_LABEL,)
+def tune_cell(dataset: str, model: str, labels: Sequence[str] = LABELS) -> Cell:
+    """The search whose setting `model` trains with on `dataset` (whose labels are `labels`): on the primary
+    label (cltv_365), or all labels if multi-horizon."""
+    labels = tuple(LABELS) if registry.is_multi_horizon(model) else (primary_label(labels),)
     return Cell("tune", dataset, model, labels, 0)
 
 
 def cells(plan: Plan) -> List[Cell]:
     out: List[Cell] = []
     if "tune" in plan.studies:
-        out += [tune_cell(dataset, model) for dataset in plan.datasets for model in plan.models
-                if model in plan.tuned_models]
+        out += [tune_cell(dataset, model, dataset_labels(plan, dataset)) for dataset in plan.datasets
+                for model in plan.models if model in plan.tuned_models and _fits(plan, dataset, model)]
     if "table1" in plan.studies:
         for dataset in plan.datasets:
-            for model in plan.models:
-                out += _model_cells("table1", dataset, model, plan.labels, plan.seeds,
-                                    other_seeds=plan.other_horizon_seeds)
+            for model in (m for m in plan.models if _fits(plan, dataset, m)):
+                out += _model_cells("table1", dataset, model, labels_of(plan, dataset), plan.seeds,
+                                    other_seeds=plan.other_horizon_seeds,
+                                    primary=primary_label(dataset_labels(plan, dataset)))
             if dataset in ORACLE_DATASETS:  # the true expected value: the ceiling of every column
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
     for dataset in (d for d in plan.datasets if d in plan.study_datasets):

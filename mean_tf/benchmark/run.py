@@ -14,15 +14,15 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf.training import fit_predict, tuning
-from mean_tf.evaluation import metrics
-from mean_tf.benchmark.plan import TUNED_MODELS, Cell, tune_cell, tuned_model
+from mean_tf.benchmark.plan import TUNE_LABEL, TUNED_MODELS, Cell, primary_label, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
+from mean_tf.contract import LABELS
+from mean_tf.evaluation import metrics
 from mean_tf.models.mean import training_bn_momentum
+from mean_tf.training import fit_predict, tuning
 from mean_tf.errors import MeanTFError
 
 GAIN_POINTS = 101
-GAIN_LABEL = "cltv_365"
 # Small-data settings of the smoke run (CI): tiny layers, two epochs, two trials per search.
 SMOKE_CONFIG = dict(shared_units=(32, 16), expert_units=16, attention_units=16, dam_shared_units=32,
                     dam_units=(32, 16), ziln_units=(32, 16), epochs=2, batch_size=256, gbdt_max_iter=20)
@@ -73,11 +73,13 @@ BUILDERS: Dict[str, Callable[[str, bool], None]] = {
 
 
 class Runner:
-    """Runs cells under `work_dir` (datasets and Transform caches) and appends results to `results_path`."""
+    """Runs cells under `work_dir` (datasets and Transform caches) and appends results to `results_path`.
+    `dataset_paths`: datasets a user built ({name: folder}), read as they are instead of built."""
 
     def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True,
-                 tuned_models: Sequence[str] = TUNED_MODELS):
+                 tuned_models: Sequence[str] = TUNED_MODELS, dataset_paths: Dict[str, str] | None = None):
         self.tuned_models = tuple(tuned_models)  # the others train with the defaults
+        self.dataset_paths = dict(dataset_paths or {})
         self.work_dir = work_dir
         self.results_path = results_path
         self.smoke = smoke
@@ -91,6 +93,8 @@ class Runner:
     def manifest(self, dataset: str):
         from mean_tf.data.manifest import read_manifest
 
+        if dataset not in self._manifests and dataset in self.dataset_paths:
+            self._manifests[dataset] = read_manifest(self.dataset_paths[dataset])
         if dataset not in self._manifests:
             if dataset not in BUILDERS:
                 raise MeanTFError(f"unknown benchmark dataset {dataset!r}; choose from {', '.join(BUILDERS)}")
@@ -117,7 +121,7 @@ class Runner:
         owner = tuned_model(model, self.tuned_models)
         if not owner:
             return {}
-        cell = tune_cell(dataset, owner)
+        cell = tune_cell(dataset, owner, self.manifest(dataset).labels)
         row = next((r for r in reversed(self._rows()) if r["key"] == cell.key and r["status"] == "ok"), None)
         if row is None:
             self._log(f"search for {owner} on {dataset} first")
@@ -156,10 +160,11 @@ class Runner:
                 return row
             y, p, extra = self._predict(cell, manifest)
             row["metrics"] = {label: metrics.evaluate(y[:, i], p[:, i]) for i, label in enumerate(cell.labels)}
-            if GAIN_LABEL in cell.labels:
-                i = list(cell.labels).index(GAIN_LABEL)
+            gain_label = gain_label_of(cell.labels)
+            if gain_label:
+                i = list(cell.labels).index(gain_label)
                 share, gain = metrics.gain_curve(y[:, i], p[:, i])
-                row["gain"] = {GAIN_LABEL: np.interp(np.linspace(0, 1, GAIN_POINTS), share, gain).round(5).tolist()}
+                row["gain"] = {gain_label: np.interp(np.linspace(0, 1, GAIN_POINTS), share, gain).round(5).tolist()}
             row.update(extra, status="ok", n_test=int(len(y)))
             row["dataset_info"] = {"rows (train/eval/test)": "/".join(str(manifest.row_counts.get(s, "?"))
                                                                      for s in ("train", "eval", "test")),
@@ -208,7 +213,7 @@ class Runner:
         mat = fit_predict.materialize_cached(manifest, config, self.work_dir)
         data = protocol.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
                                      list(model.config.labels), config.batch_size)
-        label = GAIN_LABEL if GAIN_LABEL in model.config.labels else model.config.labels[-1]
+        label = primary_label(model.config.labels)
         return explain.diagnostics(model, data, label)
 
     def _search(self, cell: Cell, manifest) -> dict:
@@ -240,6 +245,12 @@ class Runner:
     def _log(self, message: str) -> None:
         if self.verbose:
             print(message, file=sys.stderr, flush=True)
+
+
+def gain_label_of(labels: Sequence[str]):
+    """The label whose gain curve a cell records: cltv_365, or a label that is not one of the four horizons
+    (a user dataset's own, e.g. Criteo-SSC's conversion_value); None otherwise."""
+    return next((label for label in labels if label == TUNE_LABEL or label not in LABELS), None)
 
 
 def _metrics(outcome) -> Dict[str, Dict[str, float]]:

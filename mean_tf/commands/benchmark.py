@@ -40,7 +40,9 @@ def register(subparsers):
                             "with --smoke)")
     add_list_option(p, "--only", default=(), metavar="STUDIES", help="studies: table1,variant,delta,n")
     add_list_option(p, "--models", default=(), metavar="MODELS", help="model names")
-    add_list_option(p, "--datasets", default=(), metavar="DATASETS", help="online_retail_ii,cdnow,synthetic")
+    add_list_option(p, "--datasets", default=(), metavar="DATASETS",
+                    help="online_retail_ii,cdnow,synthetic, or NAME:FOLDER for a dataset you built (e.g. "
+                         "kaggle_shoppers:out/kaggle), run with the same protocol")
     add_list_option(p, "--seeds", of=integers, default=(), metavar="SEEDS", help="e.g. 0,1,2")
     p.set_defaults(func=main)
 
@@ -75,6 +77,21 @@ def _record_command(meta_path: str) -> None:
     write_json(meta_path, meta, indent=2)
 
 
+def _datasets(items):
+    """(dataset names, {name: folder} of the NAME:FOLDER items): `--datasets` as given."""
+    from mean_tf.errors import MeanTFError
+
+    names, folders = [], {}
+    for item in items:
+        name, sep, folder = item.partition(":")
+        if sep and not (name.isidentifier() and folder):
+            raise MeanTFError(f"--datasets {item!r}: expected NAME:FOLDER with a name of letters, digits and _")
+        names.append(name)
+        if sep:
+            folders[name] = folder
+    return tuple(names), folders
+
+
 def main(args) -> int:
     from mean_tf.benchmark import plan as plan_lib
     from mean_tf.errors import MeanTFError
@@ -87,12 +104,18 @@ def main(args) -> int:
     from mean_tf.benchmark import report, run  # after the checks: they load TensorFlow
     meta_path = os.path.splitext(results)[0] + ".meta.json"
     plan = plan_lib.SMOKE if args.smoke else plan_lib.Plan()
+    names, folders = _datasets(args.datasets)
+    if folders:
+        from mean_tf.data.manifest import read_manifest
+
+        plan = plan_lib.with_datasets(plan, {n: read_manifest(f).labels for n, f in folders.items()})
     if args.action in ("run", "all"):
-        cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, args.datasets)
+        cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, names)
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
         _record_command(meta_path)  # first, so a run that is stopped midway is still on record
-        rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models).run(cells)
+        rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models,
+                          dataset_paths=folders).run(cells)
         failed = [r for r in rows if r["status"] != "ok"]
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):

@@ -1,4 +1,4 @@
-"""`mean-tf data online-retail|cdnow|synthetic|table|transactions --out DIR [options]`: build a dataset
+"""`mean-tf data online-retail|cdnow|synthetic|table|transactions|kaggle-shoppers|criteo-ssc --out DIR [options]`: build a dataset
 folder (gzipped TFRecords of tf.Example per split + manifest.json; see docs/design.md "Dataset files").
 `mean-tf data example-log --out FILE`: the small example transaction log (data/example_transactions.csv)."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ def _cutoffs(text: str):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow, synthetic or your own table",
+    p = subparsers.add_parser("data", help="build a dataset: online-retail, cdnow, synthetic, kaggle-shoppers, criteo-ssc "
+                                           "or your own table",
                               description="Build a dataset folder: train/eval/test gzipped TFRecords of tf.Example "
                                           "and manifest.json. Writes are atomic (a temp folder next to --out, "
                                           "renamed at the end); an existing dataset folder is replaced.")
@@ -109,6 +110,27 @@ def register(subparsers) -> None:
                     help="customer: 7:1:2 by customer (default); time: test = last cutoff")
     sp.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     sp.set_defaults(func=_transactions)
+
+    sp = _public_builder(
+        sub, "kaggle-shoppers", _kaggle_shoppers, "kaggle_shoppers", "transactions.csv or transactions.csv.gz from Kaggle",
+        "seed of the eval split carved from train (default 0)",
+        help="Kaggle Acquire Valued Shoppers transactions (you download it): google/lifetime_value's ZILN protocol",
+        description="One row per shopper of each --company: log of the first day's spend and the "
+                    "chain/dept/category/brand/productmeasure of its largest item; label cltv_365, the spend in the "
+                    "365 days after the first day (purchase rows only); test = the notebook's random 20 %%, eval "
+                    "carved from the rest. --protocol horizons adds cltv_30/90/180 and the first day's transaction "
+                    "features.")
+    add_list_option(sp, "--company", default=("103600030",), metavar="IDS",
+                    help="companies (default 103600030, the notebook's); several are pooled, each split on its own")
+    sp.add_argument("--protocol", choices=("ziln", "horizons"), default="ziln",
+                    help="ziln: the published features and label (default); horizons: also cltv_30/90/180 and "
+                         "transaction features")
+    _public_builder(
+        sub, "criteo-ssc", _criteo_ssc, "criteo_ssc", "CriteoSearchData (or a .gz of it)", "split seed (default 0)",
+        help="Criteo Sponsored Search Conversion Log (you download it): one row per click, label = the conversion value",
+        description="CriteoSearchData (tab-separated, no header; gzip too): label conversion_value (SalesAmountInEuro, "
+                    "0 without a sale), nb_clicks_1week and product_price numeric, the product/device/audience/partner "
+                    "columns categorical; rows split 7:1:2 at random (a seeded hash of the row number).")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -189,3 +211,70 @@ def _synthetic(args) -> int:
     _summary(m, time.time() - t0, workers=True)
     return 0
 
+
+
+PROGRESS_EVERY_S = 30.0  # without a terminal: a line per this many seconds
+
+
+class _RowsRead:
+    """Progress on stderr, for the public-benchmark builders: on a terminal a bar over the input file's bytes
+    with the rows read (erased when done, so an error stays one line); otherwise a line every
+    PROGRESS_EVERY_S seconds."""
+
+    def __init__(self):
+        self.bar, self.stage, self.last = None, None, time.time()
+
+    def __call__(self, rows: int, done: int, total: int, stage: str = "reading") -> None:
+        if not sys.stderr.isatty():
+            if time.time() - self.last >= PROGRESS_EVERY_S:
+                self.last = time.time()
+                print(f"  {stage}: {rows:,} rows read ({done / max(total, 1):.0%} of the file)", file=sys.stderr,
+                      flush=True)
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"  {stage}", file=sys.stderr, leave=False)
+        self.bar.set_postfix_str(f"{rows:,} rows read", refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _public_builder(sub, command: str, func, name: str, input_help: str, seed_help: str, **texts):
+    """The subcommand of a public-benchmark builder, with the options both have."""
+    sp = sub.add_parser(command, **texts)
+    sp.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier dataset)")
+    sp.add_argument("--input", required=True, help=input_help)
+    sp.add_argument("--name", default=name, help=f"dataset name (default {name})")
+    sp.add_argument("--seed", type=int, default=0, help=seed_help)
+    sp.set_defaults(func=func)
+    return sp
+
+
+def _streamed(build, args, **options) -> int:
+    """Run a streaming builder with the rows-read progress, then print the summary."""
+    t0, progress = time.time(), _RowsRead()
+    try:
+        m = build(args.out, args.input, seed=args.seed, name=args.name, progress=progress, **options)
+    finally:
+        progress.close()
+    _summary(m, time.time() - t0)
+    return 0
+
+
+def _kaggle_shoppers(args) -> int:
+    from mean_tf.data import kaggle_shoppers
+
+    return _streamed(kaggle_shoppers.build, args, companies=args.company, protocol=args.protocol)
+
+
+def _criteo_ssc(args) -> int:
+    from mean_tf.data import criteo_ssc
+
+    return _streamed(criteo_ssc.build, args)

@@ -2,7 +2,8 @@
 
 - `snapshots_from_transactions(df, customer_col, time_col, amount_col, cutoffs, ...)`: a transaction log ->
   customer x cutoff snapshot table (features strictly before the cutoff, labels cltv_30/90/180/365 after);
-- `online_retail.build`, `cdnow.build`, `synthetic.build`: the three datasets (`mean-tf data ...`), and
+- `online_retail.build`, `cdnow.build`, `synthetic.build`: the three datasets (`mean-tf data ...`);
+  `kaggle_shoppers.build`, `criteo_ssc.build`: the public benchmarks, from a file the user downloaded; and
   `table.build`: a user's feature table, CSV or Parquet (`mean-tf data table`);
 - `write_dataset(frame, out, manifest)`: any snapshot table -> dataset folder (gzipped TFRecords + manifest);
 - `read_manifest(path)`, `read_split(manifest, split)`: read a dataset back (pandas DataFrame).

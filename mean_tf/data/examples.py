@@ -190,12 +190,12 @@ def write_frame(frame, path, float_columns: Sequence[str], bytes_columns: Sequen
         for start in range(0, len(frame), chunk_rows):
             part = frame.iloc[start:start + chunk_rows]
             floats = part[list(float_columns)].to_numpy(dtype=np.float32) if float_columns else np.zeros((len(part), 0), np.float32)
-            bvals = [_bytes_column(part[c]) for c in bytes_columns]
+            bvals = [bytes_column(part[c]) for c in bytes_columns]
             w.write(encoder.encode(floats, bvals))
         return w.rows
 
 
-def _bytes_column(series) -> np.ndarray:
+def bytes_column(series) -> np.ndarray:
     """A column as UTF-8 bytes: a NumPy 'S' array when that is lossless, else an object array of bytes."""
     values = series.astype(str).to_numpy(dtype=object)
     encoded = np.array([v.encode("utf-8") for v in values], dtype=object)

@@ -58,3 +58,18 @@ def assign_splits(frame: pd.DataFrame, rule: str = "customer", seed: int = 0, cu
         out[~last] = customer_split(frame.loc[~last, customer_col], seed, (0.875, 0.125, 0.0))
         return out
     raise MeanTFError(f"unknown split rule {rule!r} (use 'customer' or 'time')")
+
+
+def hashed_split(keys: np.ndarray, seed: int = 0, fractions: Tuple[float, ...] = FRACTIONS,
+                 names: Tuple[str, ...] = SPLIT_NAMES) -> np.ndarray:
+    """Split name per non-negative integer key (e.g. a row's line number), drawn independently for each key
+    from a seeded hash (splitmix64) of (seed, key): no ranking of all keys, so a file can be split as it
+    streams by; the shares approach `fractions` as the keys grow in number."""
+    z = np.asarray(keys, dtype=np.uint64) + np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 1) % 2**64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    which = np.minimum(np.searchsorted(np.cumsum(fractions), u, side="right"), len(names) - 1)
+    return np.asarray(names, dtype=object)[which]

@@ -84,6 +84,7 @@ MONEY_FEATURES = (
 )
 CATEGORICAL_FEATURES = ("cutoff_month", "first_order_month", "active_90d")
 BGNBD_FEATURES = {"frequency": "bg_frequency", "recency": "bg_recency", "T": "bg_T", "monetary_value": "bg_monetary_value"}
+LAST_PERIOD_FEATURES = {f"cltv_{h}": f"spend_last_{h}d" for h in HORIZONS}
 
 
 
