@@ -20,6 +20,8 @@ from typing import Optional, Tuple
 from mean_tf.errors import MeanTFError
 
 LABEL_SCALINGS = ("log1p", "scale")
+NUMERIC_ENCODINGS = ("zscore", "ple", "bins")
+CLTV_HEADS = ("huber", "ziln")
 GATE_INPUTS = ("x_u", "shared")
 DISTILL_TEACHERS = ("probs", "log_probs")
 LOSS_SELECTIONS = ("val_loss", "val_prediction_loss")
@@ -45,6 +47,15 @@ class MEANConfig:
 
     # Encoder (FeatureEncoder): embedding width of each categorical feature.
     embedding_dim: int = 8
+    # Numeric inputs (Transform and FeatureEncoder), for every neural model: "zscore" (each feature standardized;
+    # money and large counts after a signed log1p) or, from per-feature quantile bins computed by Transform,
+    # "ple" (piecewise-linear encoding) or "bins" (one embedding of width `embedding_dim` per feature and bin),
+    # Gorishniy et al., NeurIPS 2022. `numeric_bins`: quantile bins per feature.
+    numeric_encoding: str = "zscore"
+    numeric_bins: int = 8
+    # Regularisation of every neural model: dropout after each hidden layer, and AdamW's decoupled weight decay.
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     # Shared layer (sec. 4.1): two-layer ReLU MLP.
     shared_units: Tuple[int, ...] = (512, 256)
@@ -75,6 +86,9 @@ class MEANConfig:
     use_kl: bool = True
     use_soft_distillation: bool = True
     use_dam: bool = True
+    # MEAN's CLTV head: "huber", the paper's (eq. 7-8: FC(e) on the scaled label under a Huber loss), or "ziln",
+    # an extension beyond the paper: the same body (MVFE, attention, DAM, alignment) under a ZILN head on money.
+    cltv_head: str = "huber"
     # Stop-gradient choices of the alignment losses (literal reading of the paper by default):
     # L_kl guides the attention only (DAM's b_hat is a fixed target) ...
     kl_stop_gradient_dam: bool = True
@@ -199,6 +213,11 @@ class MEANConfig:
             ("calibration", self.calibration in CALIBRATIONS, f"must be one of {CALIBRATIONS}"),
             ("label_clip", self.label_clip > 0, "must be > 0"),
             ("label_scaling", self.label_scaling in LABEL_SCALINGS, f"must be one of {LABEL_SCALINGS}"),
+            ("numeric_encoding", self.numeric_encoding in NUMERIC_ENCODINGS, f"must be one of {NUMERIC_ENCODINGS}"),
+            ("numeric_bins", self.numeric_bins >= 2, "must be at least 2"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("cltv_head", self.cltv_head in CLTV_HEADS, f"must be one of {CLTV_HEADS}"),
             ("labels", len(self.labels) >= 1, "must name at least one label"),
             ("optdist_candidates", self.optdist_candidates >= 2, "must be at least 2"),
             ("optdist_gumbel_temperature", self.optdist_gumbel_temperature > 0, "must be > 0"),

@@ -294,6 +294,18 @@ def test_transform_analyzes_in_one_phase_and_the_vocabularies_cost_no_stage_per_
     assert group_by_keys[0] == group_by_keys[1]
 
 
+@pytest.mark.parametrize("encoding", ["ple", "bins"])
+def test_quantile_encodings_analyze_in_one_phase_with_one_quantiles_analyzer_for_every_feature(encoding):
+    rows = [{**r, **{f"x{i}": r["recency_days"] * (i + 1) for i in range(8)}} for r in ROWS]
+    graphs = [beam_transforms({**CUSTOM, "numeric_encoding": encoding, "numeric_bins": 4,
+                               "numeric_features": ["recency_days", "net_spend", *(f"x{i}" for i in range(k))]}, rows)
+              for k in (0, 8)]
+    for transforms in graphs:
+        assert not any("Phase1" in name for name, _ in transforms)
+        assert any("CacheableCombineAccumulate[quantiles" in name for name, _ in transforms)
+    assert len(graphs[0]) == len(graphs[1])  # 2 or 10 numeric features: the same Beam stages
+
+
 def assert_same_rows(old_rows, new_rows):
     """Same keys, dtypes and values (floats to float32 rounding: the reference sums in float32, the package
     in float64) in every transformed row."""

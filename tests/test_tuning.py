@@ -13,10 +13,11 @@ from mean_tf.errors import MeanTFError
 @pytest.mark.parametrize("model, own", [("mean", "huber_delta"), ("odmn", "odmn_sub_distributions"),
                                         ("mdan", "mdan_channels"), ("optdist", "optdist_candidates"),
                                         ("dnn_ziln", None), ("mtl_ziln", None)])
-def test_every_neural_model_searches_learning_rate_width_and_its_own_knob(model, own):
+def test_every_neural_model_searches_learning_rate_width_regularisation_and_its_own_knob(model, own):
     space = tuning.search_space(model)
     names = {hp.name for hp in space.space}
-    assert names == {"learning_rate", "width"} | ({own} if own else set())
+    assert names == {"learning_rate", "width", "dropout", "weight_decay"} | ({own} if own else set())
+    assert space.values["dropout"] == 0.0 and space.values["weight_decay"] == 0.0  # the defaults: none
     assert space.values["learning_rate"] == MEANConfig().learning_rate and space.values["width"] == 1.0
 
 

@@ -7,7 +7,6 @@ import time
 from typing import Dict, List, Sequence
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
-import tensorflow as tf
 
 from mean_tf.training import protocol
 from mean_tf.config import MEANConfig
@@ -25,7 +24,7 @@ def compiled_model(model_name: str, config: MEANConfig, tf_transform_output, jit
     `jit_compile` turns on XLA for the step. The built model's `config` is the variant's."""
     facts = DataFacts(categorical_vocab_sizes=protocol.categorical_vocab_sizes(tf_transform_output))
     model = registry.build(model_name, config, facts)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile)
+    model.compile(optimizer=protocol.optimizer(config), jit_compile=jit_compile)
     return model
 
 

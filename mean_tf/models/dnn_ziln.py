@@ -9,14 +9,9 @@ from __future__ import annotations
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
-from mean_tf.models.layers import MLP, MVFE, FeatureEncoder
+from mean_tf.models.layers import MLP, MVFE, feature_encoder
 from mean_tf.models.base import CLTVModel
-from mean_tf.models.ziln_distribution import log_prediction_caps, ziln_loss, ziln_predict
-
-
-def _ziln_outputs(logits, caps):
-    """{"cltv": [B, H] money, "ziln_logits": [B, H, 3]} from ZILN logits [B, H, 3]; caps: [H, 1] log caps."""
-    return {"cltv": ziln_predict(logits, caps)[..., 0], "ziln_logits": logits}
+from mean_tf.models.ziln_distribution import log_prediction_caps, ziln_loss, ziln_outputs
 
 
 def _ziln_terms(targets, outputs, labels):
@@ -37,7 +32,7 @@ class ZILNModel(CLTVModel):
     def __init__(self, config, facts=None, **kwargs):
         super().__init__(config, facts, **kwargs)
         self.log_caps = [[cap] for cap in log_prediction_caps(config, self.facts)]  # [H, 1]
-        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
+        self.encoder = feature_encoder(config, self.facts)
 
     def loss_terms(self, targets, outputs):
         return _ziln_terms(targets, outputs, self.config.labels)
@@ -54,12 +49,12 @@ class DNNZILN(ZILNModel):
 
     def __init__(self, config, facts=None, **kwargs):
         super().__init__(config, facts, **kwargs)
-        self.body = MLP(config.ziln_units, name="mlp")
+        self.body = MLP(config.ziln_units, dropout=config.dropout, name="mlp")
         self.head = tf.keras.layers.Dense(3 * len(config.labels), name="ziln_logits")
 
     def call(self, features, training=None):
         logits = self.head(self.body(self.encoder(features), training=training))
-        return _ziln_outputs(tf.reshape(logits, [-1, len(self.config.labels), 3]), self.log_caps)
+        return ziln_outputs(tf.reshape(logits, [-1, len(self.config.labels), 3]), self.log_caps)
 
 
 @tf.keras.utils.register_keras_serializable("mean_tf")
@@ -77,11 +72,11 @@ class MTLZILN(ZILNModel):
         super().__init__(config, facts, **kwargs)
         # Plain MMoE experts (no batch norm): MVFE's BN is MEAN's, and at small data it kept MTL-ZILN at epoch 0.
         self.mmoe = MVFE(config.num_experts, config.expert_units, len(config.labels), batch_norm=False, name="mmoe")
-        self.towers = [MLP(config.ziln_units, name=f"tower_{label}") for label in config.labels]
+        self.towers = [MLP(config.ziln_units, dropout=config.dropout, name=f"tower_{label}") for label in config.labels]
         self.heads = [tf.keras.layers.Dense(3, name=f"ziln_logits_{label}") for label in config.labels]
 
     def call(self, features, training=None):
         mixtures = self.mmoe(self.encoder(features), training=training)  # [B, H, expert_units]
         logits = [head(tower(mixtures[:, i], training=training))
                   for i, (tower, head) in enumerate(zip(self.towers, self.heads))]
-        return _ziln_outputs(tf.stack(logits, axis=1), self.log_caps)
+        return ziln_outputs(tf.stack(logits, axis=1), self.log_caps)

@@ -12,6 +12,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from mean_tf.config import MEANConfig
+from mean_tf.models.ziln_distribution import ziln_loss
 
 KL_EPSILON = 1e-7
 
@@ -77,11 +78,17 @@ def mean_loss(targets: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor], conf
     Stop-gradients (config): `kl_stop_gradient_dam` makes b_hat a fixed target of L^kl (DAM guides the
     attention only); `distill_stop_gradient_attention` makes sigma(theta_hat; tau) a fixed teacher of the
     soft L^dis term (attention teaches DAM only). Ablations: `use_kl`, `use_soft_distillation` (gamma = 0)
-    and `use_dam` (no L^kl, no L^dis). Returns {"loss", "loss_cltv", "loss_kl", "loss_dis"}.
+    and `use_dam` (no L^kl, no L^dis). With `cltv_head="ziln"` (not the paper's) L^cltv is the ZILN loss on the
+money label `raw` [B, H]. Returns {"loss", "loss_cltv", "loss_kl", "loss_dis"}.
     """
-    scaled = tf.cast(targets["scaled"], tf.float32)
     num_horizons = len(config.labels)
-    loss_cltv = tf.add_n([huber(scaled[:, h], outputs["cltv"][:, h], config.huber_delta) for h in range(num_horizons)])
+    if config.cltv_head == "ziln":  # the extension beyond the paper: the ZILN NLL on money replaces eq. 8
+        raw = tf.cast(targets["raw"], tf.float32)
+        loss_cltv = tf.reduce_sum(tf.reduce_mean(ziln_loss(raw[..., None], outputs["ziln_logits"]), axis=0))
+    else:
+        scaled = tf.cast(targets["scaled"], tf.float32)
+        loss_cltv = tf.add_n([huber(scaled[:, h], outputs["cltv"][:, h], config.huber_delta)
+                              for h in range(num_horizons)])
     loss_kl = tf.constant(0.0)
     loss_dis = tf.constant(0.0)
     if config.use_dam:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
-from mean_tf.models.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, feature_encoder
 from mean_tf.models.base import CLTVModel
 
 RANKSIM_INTERPOLATION = 2.0  # lambda of the blackbox rank gradient (Vlastelica et al. 2020; RankSim's default)
@@ -86,9 +86,9 @@ class MDAN(CLTVModel):
     def __init__(self, config, facts=None, **kwargs):
         super().__init__(config, facts, **kwargs)
         channels = config.mdan_channels
-        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
-        self.shared = MLP(config.shared_units, name="shared")
-        self.channels = [MLP(config.mdan_channel_units, name=f"channel_{c}") for c in range(channels)]
+        self.encoder = feature_encoder(config, self.facts)
+        self.shared = MLP(config.shared_units, dropout=config.dropout, name="shared")
+        self.channels = [MLP(config.mdan_channel_units, dropout=config.dropout, name=f"channel_{c}") for c in range(channels)]
         self.controllers = [tf.keras.layers.Dense(channels, name=f"controller_{label}") for label in config.labels]
         self.heads = [tf.keras.layers.Dense(1, activation="softplus", name=f"head_{label}") for label in config.labels]
 

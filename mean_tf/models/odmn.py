@@ -29,7 +29,7 @@ import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from mean_tf.models.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, feature_encoder
 from mean_tf.models.base import CLTVModel
 
 
@@ -115,9 +115,9 @@ class ODMN(CLTVModel):
         self.num_buckets = config.odmn_buckets
         self.edges = _edges(config, self.facts)  # [H, S K + 1], Python floats (constants of the graph)
         width = config.odmn_tower_units[-1]
-        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
-        self.shared = MLP(config.shared_units, name="shared")
-        self.towers = [MLP(config.odmn_tower_units, name=f"tower_{label}") for label in config.labels]
+        self.encoder = feature_encoder(config, self.facts)
+        self.shared = MLP(config.shared_units, dropout=config.dropout, name="shared")
+        self.towers = [MLP(config.odmn_tower_units, dropout=config.dropout, name=f"tower_{label}") for label in config.labels]
         self.links = [MonotoneLink(width, name=f"mono_{label}") for label in config.labels[1:]]
         self.sub_heads = [tf.keras.layers.Dense(self.num_sub, name=f"sub_{label}") for label in config.labels]
         self.bucket_heads = [tf.keras.layers.Dense(self.num_sub * self.num_buckets, name=f"bucket_{label}")

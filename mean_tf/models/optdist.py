@@ -19,7 +19,7 @@ from __future__ import annotations
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
-from mean_tf.models.layers import MLP, FeatureEncoder
+from mean_tf.models.layers import MLP, feature_encoder
 from mean_tf.models.base import CLTVModel
 from mean_tf.models.ziln_distribution import log_prediction_caps, ziln_loss, ziln_predict
 
@@ -47,12 +47,12 @@ class OptDist(CLTVModel):
         self.log_caps = [[[cap]] for cap in log_prediction_caps(config, self.facts)]  # [H, 1, 1]
         self.num_labels = len(config.labels)
         self.num_candidates = config.optdist_candidates
-        self.encoder = FeatureEncoder(self.facts.categorical_vocab_sizes, config.embedding_dim, name="encoder")
-        self.shared = MLP(config.shared_units, name="shared")
-        self.candidates = [MLP(config.optdist_units, name=f"candidate_{i}") for i in range(self.num_candidates)]
+        self.encoder = feature_encoder(config, self.facts)
+        self.shared = MLP(config.shared_units, dropout=config.dropout, name="shared")
+        self.candidates = [MLP(config.optdist_units, dropout=config.dropout, name=f"candidate_{i}") for i in range(self.num_candidates)]
         self.candidate_heads = [tf.keras.layers.Dense(3 * self.num_labels, name=f"candidate_ziln_{i}")
                                 for i in range(self.num_candidates)]
-        self.selector = MLP(config.optdist_units, name="selector")
+        self.selector = MLP(config.optdist_units, dropout=config.dropout, name="selector")
         self.selector_head = tf.keras.layers.Dense(self.num_labels * self.num_candidates, name="selection_logits")
 
     def call(self, features, training=None):

@@ -77,3 +77,8 @@ def ziln_predict(logits, max_log_prediction=None):
     cap = FLOAT32_SAFE_LOG if max_log_prediction is None else tf.minimum(
         tf.cast(max_log_prediction, tf.float32), FLOAT32_SAFE_LOG)
     return tf.sigmoid(logits[..., :1]) * tf.exp(tf.minimum(log_mean, cap))
+
+
+def ziln_outputs(logits, caps):
+    """{"cltv": [B, H] money, "ziln_logits": [B, H, 3]} from ZILN logits [B, H, 3]; caps: [H, 1] log caps."""
+    return {"cltv": ziln_predict(logits, caps)[..., 0], "ziln_logits": logits}

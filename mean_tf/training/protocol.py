@@ -253,7 +253,7 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
 
     with strategy.scope():
         model = registry.model_class(model_name)(model_config, facts)  # the config is resolved once, above
-        model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
+        model.compile(optimizer=optimizer(model_config))
     criterion = model_config.selection_metric
     score_fn = None if criterion in LOSS_SELECTIONS else eval_scorer(criterion, evaluation, label_transform,
                                                                            labels)
@@ -280,6 +280,13 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
     check_finite_history(model_name, {k: v for k, v in history.history.items() if k != selection.SELECTION_KEY})
     return FitResult(model, model_config, facts, history.history, label_transform, chooser.best_epoch,
                      int(model.optimizer.iterations.numpy()), chooser.hit_max_steps, chooser.best_value)
+
+
+def optimizer(config: MEANConfig) -> tf.keras.optimizers.Optimizer:
+    """Adam at the config's learning rate (sec. 4.1), or AdamW when `weight_decay` > 0 (decoupled weight decay)."""
+    if config.weight_decay > 0:
+        return tf.keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    return tf.keras.optimizers.Adam(config.learning_rate)
 
 
 def money_predictor(label_transform: preprocessing.LabelTransform, labels: Sequence[str]):

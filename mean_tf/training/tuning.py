@@ -1,7 +1,8 @@
 """One tuning budget for every model: the search spaces, KerasTuner's oracle, and mean-tf's own trial.
 
 Every model gets `TRIALS` random-search trials over the same kind of space: the learning rate, a width
-factor applied to every layer width of the config, and the model's own knob (`OWN_KNOBS`): Huber δ for
+factor applied to every layer width of the config, dropout and weight decay (`REGULARISATION`, every neural
+model alike), and the model's own knob (`OWN_KNOBS`): Huber δ for
 MEAN, the number of sub-distributions for ODMN, channels for MDAN, candidates for OptDist; for the
 two-stage GBDT its learning rate, leaves and L2. A trial trains with the protocol of `mean_tf.training.protocol`
 and scores the selection criterion on the eval split; the test split is never read. The number of
@@ -37,6 +38,8 @@ OWN_KNOBS: Dict[str, tuple] = {
     "mdan": ("mdan_channels", (3, 4, 5)),
     "optdist": ("optdist_candidates", (2, 3, 4)),
 }
+# Regularisation, searched for every neural model alike (dropout on the hidden layers, AdamW's weight decay).
+REGULARISATION = {"dropout": (0.0, 0.1, 0.3), "weight_decay": (0.0, 1e-5, 1e-4)}
 GBDT_SPACE = {"gbdt_learning_rate": (0.03, 0.1, 0.3), "gbdt_max_leaf_nodes": (15, 31, 63),
               "gbdt_l2": (0.0, 1.0, 10.0)}
 
@@ -58,6 +61,8 @@ def search_space(model_name: str, config: Optional[MEANConfig] = None):
     hp.Choice("width", WIDTH_FACTORS, default=1.0)
     if model_name in OWN_KNOBS:
         name, values = OWN_KNOBS[model_name]
+        hp.Choice(name, values, default=_default(values, getattr(config, name)))
+    for name, values in REGULARISATION.items():
         hp.Choice(name, values, default=_default(values, getattr(config, name)))
     return hp
 

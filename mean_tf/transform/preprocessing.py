@@ -56,6 +56,8 @@ def transform_config(manifest, config: MEANConfig, labels: Optional[Sequence[str
         "label_clip": float(config.label_clip),
         "num_distributions": int(config.num_distributions),
         "bucket_boundaries": list(config.bucket_boundaries) if config.bucket_boundaries is not None else None,
+        "numeric_encoding": config.numeric_encoding,
+        "numeric_bins": int(config.numeric_bins),
     }
 
 
@@ -121,7 +123,13 @@ def preprocessing_fn(inputs, custom_config):
         # One analyzer for all columns (elementwise: a mean and variance per column), not one per column:
         # 648 per-column analyzers made Beam build a graph of thousands of stages (~20 min before any data flowed).
         stacked = tf.stack(numeric, axis=1)
-        outputs[NUMERIC_KEY] = tf.cast(tft.scale_to_z_score(stacked, elementwise=True), tf.float32)
+        if cfg.get("numeric_encoding", "zscore") == "zscore":
+            outputs[NUMERIC_KEY] = tf.cast(tft.scale_to_z_score(stacked, elementwise=True), tf.float32)
+        else:  # "ple" / "bins": each value's position among its feature's quantile bins; the model encodes it
+            bins = int(cfg["numeric_bins"])
+            boundaries = tft.quantiles(stacked, bins, QUANTILE_EPSILON, reduce_instance_dims=False)
+            low, high = tft.min(stacked, reduce_instance_dims=False), tft.max(stacked, reduce_instance_dims=False)
+            outputs[NUMERIC_KEY] = tf.cast(quantile_position(stacked, boundaries, low, high), tf.float32)
     categorical = {name: _as_vector(inputs[name], "") for name in cfg["categorical_features"]}
     outputs.update(_categorical_outputs(categorical))
     if batch_anchor is None and categorical:
@@ -129,6 +137,25 @@ def preprocessing_fn(inputs, custom_config):
     for label in cfg["labels"]:
         outputs.update(_label_outputs(label, inputs[label], cfg, batch_anchor))
     return outputs
+
+
+def quantile_position(x, boundaries, low, high):
+    """Each value's position among its feature's quantile bins, in [0, K]: k + the fraction of the way through
+    bin k, the bins of feature d running low[d], boundaries[d, 0..K-2], high[d] (x [B, D], boundaries [D, K-1]).
+
+    The piecewise-linear encoding of x on those bins (Gorishniy et al. 2022) is then clip(q - t, 0, 1) for
+    t = 0..K-1 (`mean_tf.models.layers.FeatureEncoder`). Values outside [low, high] sit at 0 or K; a bin of zero
+    width (tied boundaries) gives the fraction 0.
+    """
+    x = tf.convert_to_tensor(x)
+    edges = tf.concat([tf.reshape(low, [-1, 1]), tf.cast(boundaries, x.dtype), tf.reshape(high, [-1, 1])], axis=1)
+    x = tf.clip_by_value(x, edges[:, 0], edges[:, -1])
+    bin_index = tf.reduce_sum(tf.cast(x[:, :, None] >= edges[None, :, 1:-1], tf.int32), axis=2)  # [B, D] in 0..K-1
+    lower = tf.transpose(tf.gather(edges, tf.transpose(bin_index), batch_dims=1))
+    upper = tf.transpose(tf.gather(edges, tf.transpose(bin_index) + 1, batch_dims=1))
+    width = upper - lower
+    fraction = tf.where(width > 0, (x - lower) / tf.where(width > 0, width, tf.ones_like(width)), tf.zeros_like(x))
+    return tf.cast(bin_index, x.dtype) + tf.clip_by_value(fraction, 0.0, 1.0)
 
 
 def _categorical_outputs(categorical: Mapping[str, tf.Tensor]) -> dict:
