@@ -148,3 +148,25 @@ def test_a_cell_finished_meanwhile_by_another_run_is_not_run_again(tmp_path, mon
     monkeypatch.setattr(run.Runner, "manifest", lambda self, dataset: manifest)
     monkeypatch.setattr(run.Runner, "_predict", predict)
     assert [r["key"] for r in runner.run(cells)] == [cells[0].key]
+
+
+def test_noise_and_neural_variant_tables_compare_each_variant_with_the_seed_spread():
+    def cell(study, seed, gini, variant="", curve=(0.3, 0.5, 0.4)):
+        return {"status": "ok", "study": study, "dataset": "cdnow", "model": "mean", "seed": seed, "variant": variant,
+                "eval_metrics": {"cltv_365": {"normalized_gini": gini, "spearman": 0.3}},
+                "fit": {"history": {"val_selection": list(curve)}}}
+
+    rows = [cell("noise", 0, 0.50), cell("noise", 1, 0.52), cell("noise", 2, 0.54, curve=(0.2, 0.6, 0.5, 0.55)),
+            cell("neural", 0, 0.60, "ple"), cell("neural", 1, 0.62, "ple"),
+            cell("neural", 0, 0.51, "dropout"), cell("neural", 1, 0.52, "dropout")]
+    noise = "\n".join(report.noise_table(rows, "cdnow"))
+    # best epochs 0.5, 0.5, 0.6; best-3 means 0.4, 0.4, 0.55; median |change| 0.1, 0.1, 0.05 + ... per seed
+    assert "| mean | 3 | 0.5333 ± 0.0471 | 0.4500 ± 0.0707 |" in noise
+    neural = report.neural_table(rows, "cdnow")
+    ple = next(line for line in neural if "| ple |" in line)
+    dropout = next(line for line in neural if "| dropout |" in line)
+    assert "+0.1000" in ple and ple.endswith("| yes |")  # 0.10 above the defaults; their seed spread is 0.02
+    assert "+0.0050" in dropout and dropout.endswith("| no |")
+    cells = plan.cells(plan.Plan(datasets=("cdnow",), studies=("noise", "neural")))
+    assert {c.study for c in cells} == {"noise", "neural"} and {c.model for c in cells} == set(plan.NEURAL_MODELS)
+    assert {c.variant for c in cells if c.study == "neural"} == set(plan.NEURAL_VARIANTS)

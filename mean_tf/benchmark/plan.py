@@ -3,7 +3,9 @@
 Studies: `tune` (one KerasTuner search per dataset and tunable model on cltv_365, eval split only, the
 same trial budget for all), `table1` (every model with its tuned setting; cltv_365 with 5 seeds, the
 other horizons with 2), `choice` (the BN and the two readings' switches for MEAN, chosen on the eval
-split), `variant` (stop-gradients and label scaling), `delta` and `n` (MEAN's sensitivity curves).
+split), `variant` (stop-gradients and label scaling), `delta` and `n` (MEAN's sensitivity curves),
+`noise` (every neural model at its defaults with 3 seeds: the seed and epoch-to-epoch spread of the eval
+criterion) and `neural` (the same models under each of `NEURAL_VARIANTS`, 2 seeds, judged on the eval split).
 A cell's `key` identifies it in the results file, so a rerun skips cells that already finished.
 """
 from __future__ import annotations
@@ -35,6 +37,18 @@ VARIANTS: Dict[str, Dict] = {
     "kl_grad_to_dam": {"kl_stop_gradient_dam": False},
     "distill_grad_to_attention": {"distill_stop_gradient_attention": False},
     "no_stop_gradients": {"kl_stop_gradient_dam": False, "distill_stop_gradient_attention": False},
+    "label_log1p": {"label_scaling": "log1p"},
+}
+# The neural models, each at the defaults, for the noise measurement and the variant study (eval split only).
+# mean_ziln is MEAN's body under a ZILN head: an extension beyond the paper, never reported as MEAN.
+NEURAL_MODELS = ("mean", "mtl_mean", "mean_ziln", "dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist")
+# What the tabular deep-learning literature says a network needs, as config changes of every neural model alike:
+# numeric encodings (Gorishniy et al. 2022), regularisation, and the label reading.
+NEURAL_VARIANTS: Dict[str, Dict] = {
+    "ple": {"numeric_encoding": "ple"},
+    "bins": {"numeric_encoding": "bins"},
+    "dropout": {"dropout": 0.1},
+    "weight_decay": {"weight_decay": 1e-4},
     "label_log1p": {"label_scaling": "log1p"},
 }
 DELTAS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -78,7 +92,13 @@ class Plan:
     study_seeds: Tuple[int, ...] = (0, 1, 2)
     choice_seeds: Tuple[int, ...] = (0, 1)
     sweep_seeds: Tuple[int, ...] = (0,)
-    studies: Tuple[str, ...] = ("choice", "tune", "table1", "variant", "delta", "n")
+    # The noise of the eval criterion at a fixed setting (seed and epoch-to-epoch spread), and the neural
+    # variant study, on every dataset of the plan.
+    noise_seeds: Tuple[int, ...] = (0, 1, 2)
+    neural_seeds: Tuple[int, ...] = (0, 1)
+    neural_models: Tuple[str, ...] = NEURAL_MODELS
+    neural_variants: Tuple[str, ...] = tuple(NEURAL_VARIANTS)
+    studies: Tuple[str, ...] = ("choice", "tune", "table1", "variant", "delta", "n", "noise", "neural")
     tuned_models: Tuple[str, ...] = TUNED_MODELS
     choices: Tuple[str, ...] = tuple(CHOICES)
     variants: Tuple[str, ...] = tuple(VARIANTS)
@@ -121,7 +141,8 @@ def _fits(plan: Plan, dataset: str, model: str) -> bool:
 SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "two_stage_gbdt", "bgnbd_gg"),
              seeds=(0,), other_horizon_seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",),
              study_labels=("cltv_365",), study_seeds=(0,), choice_seeds=(0,), tuned_models=("mean", "two_stage_gbdt"),
-             choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5, 2.0), num_distributions=(3,))
+             choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5, 2.0), num_distributions=(3,),
+             noise_seeds=(0, 1), neural_seeds=(0,), neural_models=("mean",), neural_variants=("ple",))
 
 
 def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
@@ -164,6 +185,15 @@ def cells(plan: Plan) -> List[Cell]:
                                     primary=primary_label(dataset_labels(plan, dataset)))
             if dataset in ORACLE_DATASETS:  # the true expected value: the ceiling of every column
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
+    for dataset in plan.datasets:
+        label = primary_label(dataset_labels(plan, dataset))
+        for model in (m for m in plan.neural_models if _fits(plan, dataset, m)):
+            if "noise" in plan.studies:  # the defaults, 3 seeds: also the "default" row of the variant study
+                out += _model_cells("noise", dataset, model, (label,), plan.noise_seeds, primary=label)
+            if "neural" in plan.studies:
+                for name in plan.neural_variants:
+                    out += _model_cells("neural", dataset, model, (label,), plan.neural_seeds,
+                                        NEURAL_VARIANTS[name].items(), name, primary=label)
     for dataset in (d for d in plan.datasets if d in plan.study_datasets):
         if "choice" in plan.studies and "mean" in plan.models:
             for name in plan.choices:
@@ -188,7 +218,7 @@ def _priority(cell: Cell):
     defaults), then the searches (every later cell trains with their setting), then every Table 1 model once on every dataset for cltv_365
     (the targeting horizon), then its other seeds (the spread that decides whether a lead counts), then
     the other horizons, then the studies, then the rest."""
-    studies = ("tune", "choice", "table1", "variant", "delta", "n")
+    studies = ("tune", "choice", "table1", "variant", "delta", "n", "noise", "neural")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
     if cell.study == "choice":
         tier = -2

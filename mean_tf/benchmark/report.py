@@ -15,8 +15,8 @@ import numpy as np
 from mean_tf.evaluation import metrics, plots
 from mean_tf.evaluation.tables import markdown_table
 from mean_tf.runtime.files import write_text
-from mean_tf.benchmark.plan import (ABLATION_MODELS, CHOICES, DELTAS, NUM_DISTRIBUTIONS, TABLE1_MODELS, TUNED_MODELS,
-                                    VARIANTS)
+from mean_tf.benchmark.plan import (ABLATION_MODELS, CHOICES, DELTAS, NEURAL_MODELS, NEURAL_VARIANTS, NUM_DISTRIBUTIONS,
+                                    TABLE1_MODELS, TUNED_MODELS, VARIANTS)
 from mean_tf.contract import LABELS
 
 SHOWN = ("percentile_mape", "normalized_gini", "spearman", "payer_auc", "decile_mape", "top_auc", "lift_at_10")
@@ -170,6 +170,60 @@ def tuning_table(rows, dataset: str) -> List[str]:
         setting = ", ".join(f"{k}={v}" for k, v in sorted(r["tuned"].items()))
         lines.append([r["model"], r["trial_count"], f"{r['eval_score']:.4f}", setting])
     return markdown_table(["Model", "trials", "best eval Gini", "chosen setting"], lines)
+
+
+def _noise(rows, dataset: str, model: str):
+    """{seed: (best eval criterion, mean of the best 3 epochs, median |change| between consecutive epochs)} of a
+    model's `noise` cells: the eval criterion at a fixed setting."""
+    out = {}
+    for r in rows:
+        if r["status"] == "ok" and r["study"] == "noise" and r["dataset"] == dataset and r["model"] == model:
+            curve = np.asarray([v for v in r["fit"]["history"].get("val_selection", []) if np.isfinite(v)])
+            if len(curve):
+                out[r["seed"]] = (float(curve.max()), float(np.mean(np.sort(curve)[-3:])),
+                                  float(np.median(np.abs(np.diff(curve)))) if len(curve) > 1 else float("nan"))
+    return out
+
+
+def noise_table(rows, dataset: str, models: Sequence[str] = NEURAL_MODELS) -> List[str]:
+    """How much the eval criterion (normalised Gini) moves at a fixed setting: across seeds (the spread a tuning
+    choice must beat), and from one epoch to the next."""
+    lines = []
+    for model in models:
+        found = _noise(rows, dataset, model)
+        if found:
+            best, top3, step = (np.array([v[i] for v in found.values()]) for i in range(3))
+            lines.append([model, len(found), _fmt(*_stats(best)), _fmt(*_stats(top3)), f"{np.nanmean(step):.4f}"])
+    return markdown_table(["Model", "seeds", "best eval Gini (seed spread)", "mean of the best 3 epochs",
+                           "epoch-to-epoch change (median)"], lines) if lines else []
+
+
+def neural_table(rows, dataset: str, models: Sequence[str] = NEURAL_MODELS) -> List[str]:
+    """Every neural model under each variant against its defaults, eval split: eval Gini and Spearman, the change in
+    eval Gini (paired over seeds) and whether it exceeds the defaults' seed spread (the noise table)."""
+    lines = []
+    for model in models:
+        default = per_seed(rows, "noise", dataset, model, TARGET_LABEL, "normalized_gini", "eval_metrics")
+        if not default:
+            continue
+        spread = _stats(list(default.values()))[1]
+        lines.append([model, "defaults", _fmt(*_stats(list(default.values()))),
+                      _fmt(*_stats(list(per_seed(rows, "noise", dataset, model, TARGET_LABEL, "spearman",
+                                                 "eval_metrics").values()))), "", ""])
+        for name in NEURAL_VARIANTS:
+            found = [r for r in rows if r.get("variant") == name]
+            gini = per_seed(found, "neural", dataset, model, TARGET_LABEL, "normalized_gini", "eval_metrics")
+            if not gini:
+                continue
+            shared = sorted(set(gini) & set(default))
+            change = float(np.mean([gini[s] - default[s] for s in shared])) if shared else float("nan")
+            beats = "yes" if np.isfinite(change) and np.isfinite(spread) and change > spread else "no"
+            lines.append([model, name, _fmt(*_stats(list(gini.values()))),
+                          _fmt(*_stats(list(per_seed(found, "neural", dataset, model, TARGET_LABEL, "spearman",
+                                                     "eval_metrics").values()))),
+                          f"{change:+.4f}" if np.isfinite(change) else "—", beats])
+    return markdown_table(["Model", "variant", "eval Gini ↑", "eval Spearman ↑", "Gini change vs defaults",
+                           "beats the seed spread"], lines) if lines else []
 
 
 def choices_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
@@ -432,6 +486,18 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         verdict = mean_verdict(rows, dataset, models, target)
         if verdict:
             md += ["Where MEAN stands:", ""] + verdict + [""]
+        noise, neural = noise_table(rows, dataset), neural_table(rows, dataset)
+        if noise:
+            md += [f"### Noise of the eval criterion ({target}, eval split, every neural model at its defaults)", "",
+                   "Best eval normalised Gini over the epochs, mean ± seed spread; the mean of the best 3 epochs "
+                   "(a smoother trial score); the median change of the eval Gini from one epoch to the next. A "
+                   "setting chosen by eval Gini must beat the seed spread.", ""] + noise + [""]
+        if neural:
+            md += [f"### Neural variants ({target}, eval split): encodings, regularisation, label reading", "",
+                   "Each neural model at its defaults and under one change (`mean_tf.benchmark.plan.NEURAL_VARIANTS`): "
+                   "ple / bins = quantile-based numeric encodings, dropout 0.1, AdamW weight decay 1e-4, log1p labels. "
+                   "mean_ziln is MEAN's body under a ZILN head, an extension beyond the paper. A variant is adopted "
+                   "only where its eval gain beats the seed spread; the test split plays no part.", ""] + neural + [""]
         searches = tuning_table(rows, dataset)
         if searches:
             md += ["### Tuning (eval split only)", "",
