@@ -79,6 +79,85 @@ def test_labels_are_zero_inflated_cumulative_and_follow_latent_segments():
     assert hi - lo > 0.4, (lo, hi)
 
 
+def _codes(categorical) -> np.ndarray:
+    """Value indices of categorical strings "v012" -> 12, as the generator's segment model reads them."""
+    return np.vectorize(lambda v: int(v[1:]), otypes=[np.int64])(np.asarray(categorical, dtype=str))
+
+
+def _moved(gen, num, cat) -> tuple:
+    """Per numeric and per categorical feature: mean |log change| of the 365-day oracle when that feature alone
+    moves (numeric: + half its sd; categorical: the next value of its vocabulary)."""
+    base = gen.expected_value(num, cat)[:, 3]
+    numeric = []
+    for j in range(num.shape[1]):
+        moved = num.copy()
+        moved[:, j] += np.float32(0.5 * num[:, j].std() + 1e-3)
+        numeric.append(np.abs(np.log(gen.expected_value(moved, cat)[:, 3] / base)).mean())
+    categorical = []
+    for j in range(cat.shape[1]):
+        moved = cat.copy()
+        moved[:, j] = (moved[:, j] + 1) % int(gen.vocab[j])
+        categorical.append(np.abs(np.log(gen.expected_value(num, moved)[:, 3] / base)).mean())
+    return np.array(numeric), np.array(categorical)
+
+
+def test_informative_count_spreads_the_signal_over_the_same_features():
+    """Only the informative features move the oracle; with 54 + 6 of them no 12 carry most of it; the
+    features themselves are the same whatever the count."""
+    sparse = synthetic.Generator(synthetic.SyntheticSpec(n_rows=4_096, n_features=200, seed=0))
+    spread = synthetic.Generator(synthetic.SyntheticSpec(n_rows=4_096, n_features=200, seed=0,
+                                                         informative_numeric=54, informative_categorical=6))
+    a, b = sparse.block(0), spread.block(0)
+    np.testing.assert_array_equal(a["numeric"], b["numeric"])
+    np.testing.assert_array_equal(a["categorical"], b["categorical"])
+    assert not np.allclose(a["oracle"], b["oracle"])
+    num, cat = b["numeric"][:1_000], _codes(b["categorical"][:1_000])
+    for gen, n_num, n_cat in ((sparse, 12, 2), (spread, 54, 6)):
+        numeric, categorical = _moved(gen, num, cat)
+        assert np.flatnonzero(numeric > 1e-6).tolist() == list(range(n_num))
+        assert np.flatnonzero(categorical > 1e-6).tolist() == list(range(n_cat))
+        top12 = np.sort(numeric)[::-1][:12].sum() / numeric.sum()
+        assert (top12 < 0.5) if gen is spread else top12 == 1.0, top12
+
+
+def test_oracle_stays_the_expected_value_of_the_written_features_with_spread_signal(tmp_path, capsys):
+    """The oracle column is E[cltv | x] of the features as written (recomputed from the files), unbiased on
+    average, and it ranks better than any single feature; the counts reach the build info and the docs."""
+    from mean_tf import cli
+    from mean_tf.evaluation import metrics
+
+    out = tmp_path / "spread"
+    assert cli.main(["data", "synthetic", "--out", str(out), "--rows", "3000", "--features", "200",
+                     "--informative-numeric", "54", "--informative-categorical", "6", "--workers", "1"]) == 0
+    info = json.loads((out / "build_info.json").read_text())
+    assert (info["informative_numeric"], info["informative_categorical"]) == (54, 6)
+    assert len(info["informative_features"]) == 60
+    m = read_manifest(out)
+    assert sum("(informative)" in doc for doc in m.feature_docs.values()) == 60
+    gen = synthetic.Generator(synthetic.SyntheticSpec(n_rows=3_000, n_features=200, seed=0, informative_numeric=54,
+                                                      informative_categorical=6))
+    test = read_split(m, "test")
+    expected = gen.expected_value(test[m.numeric_features].to_numpy(np.float32), _codes(test[m.categorical_features]))
+    np.testing.assert_allclose(test[list(m.oracle_columns.values())].to_numpy(float), expected, rtol=2e-6)
+
+    big = synthetic.Generator(synthetic.SyntheticSpec(n_rows=80_000, n_features=200, seed=0, informative_numeric=54,
+                                                      informative_categorical=6))
+    rows = [big.block(b) for b in range(20)]
+    y = np.concatenate([d["labels"] for d in rows]).astype(np.float64)
+    oracle = np.concatenate([d["oracle"] for d in rows]).astype(np.float64)
+    num = np.concatenate([d["numeric"] for d in rows]).astype(np.float64)
+    np.testing.assert_allclose(oracle.mean(0), y.mean(0), rtol=0.1)
+    best_feature = max(abs(metrics.normalized_gini(y[:, 3], num[:, j])) for j in range(num.shape[1]))
+    assert metrics.normalized_gini(y[:, 3], oracle[:, 3]) > best_feature + 0.1
+
+    capsys.readouterr()
+    assert cli.main(["data", "synthetic", "--out", str(tmp_path / "bad"), "--rows", "100", "--features", "20",
+                     "--informative-numeric", "30"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--informative-numeric must be an integer in [0, 18] (the numeric features of --features 20), got 30")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bad_arguments():
     with pytest.raises(MeanTFError, match="--rows must be an integer >= 10"):
         synthetic.SyntheticSpec(n_rows=5).check()

@@ -5,7 +5,9 @@ same trial budget for all), `table1` (every model with its tuned setting; cltv_3
 other horizons with 2), `choice` (the BN and the two readings' switches for MEAN, chosen on the eval
 split), `variant` (stop-gradients and label scaling), `delta` and `n` (MEAN's sensitivity curves),
 `noise` (every neural model at its defaults with 3 seeds: the seed and epoch-to-epoch spread of the eval
-criterion) and `neural` (the same models under each of `NEURAL_VARIANTS`, 2 seeds, judged on the eval split).
+criterion), `neural` (the same models under each of `NEURAL_VARIANTS`, 2 seeds, judged on the eval split), and,
+only when named (`--only scale`: days of CPU), `scale` (quality against training rows on synthetic data
+of growing size and a second shape whose signal is spread over many features; `ScaleSet`).
 A cell's `key` identifies it in the results file, so a rerun skips cells that already finished.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from typing import Dict, List, Sequence, Tuple
 
 from mean_tf.contract import LABELS
+from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 
 TABLE1_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean",
@@ -54,6 +57,49 @@ NEURAL_VARIANTS: Dict[str, Dict] = {
 DELTAS = (0.1, 0.5, 1.0, 2.0, 5.0)
 NUM_DISTRIBUTIONS = (2, 3, 4, 5, 6, 7)
 ORACLE_DATASETS = ("synthetic",)
+# Studies that run only when `--only` names them.
+OPT_IN_STUDIES = ("scale",)
+# Transform in Beam worker processes that stream the data: flat memory (the in-memory DirectRunner holds a
+# split at once, about 6 GiB at 100,000 rows x 720 features).
+FLAT_MEMORY_BEAM = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSet:
+    """One synthetic dataset of the scale study (generator seed 0): its size, how many features carry the
+    signal ((numeric, categorical); () = the generator's default, 12 + 2), the seeds its models run, whose
+    search's setting they train with ("" = its own), and the Beam arguments of its Transform. A set named
+    like a Table 1 dataset is that dataset: its scale cells are copies of Table 1's cells where those ran."""
+
+    dataset: str
+    rows: int
+    features: int = 720
+    informative: Tuple[int, ...] = ()
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    tuned_on: str = ""
+    beam_pipeline_args: Tuple[str, ...] = ()
+
+    def synthetic_spec(self):
+        """The generator's `SyntheticSpec` of this set."""
+        from mean_tf.data.synthetic import SyntheticSpec
+
+        numeric, categorical = self.informative or (None, None)
+        return SyntheticSpec(self.rows, self.features, seed=0, informative_numeric=numeric,
+                             informative_categorical=categorical)
+
+
+# The MEAN-body-with-ZILN-head extension joins the study when the registry has it.
+SCALE_MODELS = ("mean", "dnn_ziln", "mdan", "optdist", "two_stage_gbdt") + tuple(
+    m for m in ("mean_ziln",) if m in registry.MODEL_NAMES)
+SPREAD_INFORMATIVE = (216, 24)  # 240 of 720 features, 10 % categorical like the features
+# Each model is tuned once at 200,000 rows; 1,000,000 rows and the spread shape reuse that setting.
+SCALE_SETS = (
+    ScaleSet("synthetic", 40_000),  # Table 1's synthetic dataset
+    ScaleSet("synthetic_200k", 200_000, beam_pipeline_args=FLAT_MEMORY_BEAM),
+    ScaleSet("synthetic_spread_200k", 200_000, informative=SPREAD_INFORMATIVE, tuned_on="synthetic_200k",
+             beam_pipeline_args=FLAT_MEMORY_BEAM),
+    ScaleSet("synthetic_1m", 1_000_000, seeds=(0, 1), tuned_on="synthetic_200k", beam_pipeline_args=FLAT_MEMORY_BEAM),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +152,8 @@ class Plan:
     num_distributions: Tuple[int, ...] = NUM_DISTRIBUTIONS
     # Datasets a user built (`--datasets NAME:PATH`): NAME -> its labels; cells use those of `labels` it has.
     dataset_labels: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+    scale_sets: Tuple[ScaleSet, ...] = SCALE_SETS
+    scale_models: Tuple[str, ...] = SCALE_MODELS
 
 
 def with_datasets(plan: Plan, labels_by_name: Dict[str, Sequence[str]]) -> Plan:
@@ -142,7 +190,12 @@ SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "t
              seeds=(0,), other_horizon_seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",),
              study_labels=("cltv_365",), study_seeds=(0,), choice_seeds=(0,), tuned_models=("mean", "two_stage_gbdt"),
              choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5, 2.0), num_distributions=(3,),
-             noise_seeds=(0, 1), neural_seeds=(0,), neural_models=("mean",), neural_variants=("ple",))
+             noise_seeds=(0, 1), neural_seeds=(0,), neural_models=("mean",), neural_variants=("ple",),
+             scale_models=("mean", "two_stage_gbdt"),
+             scale_sets=(ScaleSet("synthetic_2k", 2_000, 40, seeds=(0,)),
+                         ScaleSet("synthetic_4k", 4_000, 40, seeds=(0,), tuned_on="synthetic_2k"),
+                         ScaleSet("synthetic_spread_2k", 2_000, 40, informative=(24, 3), seeds=(0,),
+                                  tuned_on="synthetic_2k")))
 
 
 def tuned_model(model: str, tuned_models: Sequence[str] = TUNED_MODELS) -> str:
@@ -170,6 +223,41 @@ def tune_cell(dataset: str, model: str, labels: Sequence[str] = LABELS) -> Cell:
     label (cltv_365), or all labels if multi-horizon."""
     labels = tuple(LABELS) if registry.is_multi_horizon(model) else (primary_label(labels),)
     return Cell("tune", dataset, model, labels, 0)
+
+
+def with_opt_in(plan: Plan, only: Sequence[str]) -> Plan:
+    """`plan` with the opt-in studies that `only` names (the others run only when named)."""
+    named = tuple(s for s in OPT_IN_STUDIES if s in only and s not in plan.studies)
+    return dataclasses.replace(plan, studies=plan.studies + named)
+
+
+def scale_only(plan: Plan) -> Plan:
+    """The scale study of `plan` alone (its report section's plan)."""
+    return dataclasses.replace(plan, studies=("scale",))
+
+
+def scale_set(plan: Plan, dataset: str) -> ScaleSet:
+    found = [s for s in plan.scale_sets if s.dataset == dataset]
+    if not found:
+        raise MeanTFError(f"benchmark: {dataset!r} is not a dataset of the scale study "
+                          f"({', '.join(s.dataset for s in plan.scale_sets)})")
+    return found[0]
+
+
+def _scale_cells(plan: Plan) -> List[Cell]:
+    """Searches on the sets tuned on themselves, then every set's models over its seeds, and its oracle."""
+    out: List[Cell] = []
+    for s in plan.scale_sets:
+        if s.tuned_on:
+            scale_set(plan, s.tuned_on)
+        else:
+            out += [tune_cell(s.dataset, owner) for owner in dict.fromkeys(
+                tuned_model(m, plan.tuned_models) for m in plan.scale_models) if owner]
+    for s in plan.scale_sets:
+        for model in plan.scale_models:
+            out += _model_cells("scale", s.dataset, model, (TUNE_LABEL,), s.seeds)
+        out.append(Cell("scale", s.dataset, "oracle", (TUNE_LABEL,), 0))
+    return out
 
 
 def cells(plan: Plan) -> List[Cell]:
@@ -210,7 +298,9 @@ def cells(plan: Plan) -> List[Cell]:
             for n in plan.num_distributions:
                 if n != 5:  # n = 5, the default (not tuned): Table 1's cells
                     out += _model_cells("n", dataset, "mean", plan.study_labels, plan.sweep_seeds, [("num_distributions", n)])
-    return sorted(out, key=_priority)
+    if "scale" in plan.studies:
+        out += _scale_cells(plan)
+    return sorted(dict((c.key, c) for c in out).values(), key=_priority)  # a search two studies share runs once
 
 
 def _priority(cell: Cell):
@@ -218,7 +308,7 @@ def _priority(cell: Cell):
     defaults), then the searches (every later cell trains with their setting), then every Table 1 model once on every dataset for cltv_365
     (the targeting horizon), then its other seeds (the spread that decides whether a lead counts), then
     the other horizons, then the studies, then the rest."""
-    studies = ("tune", "choice", "table1", "variant", "delta", "n", "noise", "neural")
+    studies = ("tune", "choice", "table1", "variant", "delta", "n", "noise", "neural", "scale")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
     if cell.study == "choice":
         tier = -2

@@ -5,6 +5,7 @@ Every number in the report comes from the results file; nothing is typed in by h
 from __future__ import annotations
 
 
+import dataclasses
 import json
 import os
 from collections import Counter, defaultdict
@@ -17,6 +18,7 @@ from mean_tf.evaluation.tables import markdown_table
 from mean_tf.runtime.files import write_text
 from mean_tf.benchmark.plan import (ABLATION_MODELS, CHOICES, DELTAS, NEURAL_MODELS, NEURAL_VARIANTS, NUM_DISTRIBUTIONS,
                                     TABLE1_MODELS, TUNED_MODELS, VARIANTS)
+from mean_tf.benchmark.plan import cells as plan_cells
 from mean_tf.contract import LABELS
 
 SHOWN = ("percentile_mape", "normalized_gini", "spearman", "payer_auc", "decile_mape", "top_auc", "lift_at_10")
@@ -111,39 +113,48 @@ def best_models(rows, study: str, dataset: str, models: Sequence[str], label: st
     return {scored[0][1]} if np.isfinite(p) and p < SIGNIFICANCE else set()
 
 
-def summary_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
-    """The answer first: the paper's four metrics at `label`, mean ± std over seeds, rank, significance."""
+def summary_rows(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL,
+                 study: str = "table1") -> List[list]:
+    """[Method, seeds, the paper's four metrics] per model with results: mean ± std over seeds, rank in
+    brackets, bold where the best model's lead is significant."""
     ranks, bests = {}, {}
     for metric in PAPER_METRICS:
-        means = {m: _stats(list(per_seed(rows, "table1", dataset, m, label, metric).values()))[0] for m in models}
+        means = {m: _stats(list(per_seed(rows, study, dataset, m, label, metric).values()))[0] for m in models}
         order = sorted((m for m in models if np.isfinite(means[m])),
                        key=lambda m: -means[m] if metrics.HIGHER_IS_BETTER[metric] else means[m])
         ranks[metric] = {m: i + 1 for i, m in enumerate(order)}
-        bests[metric] = best_models(rows, "table1", dataset, models, label, metric)
+        bests[metric] = best_models(rows, study, dataset, models, label, metric)
     lines = []
     for model in models:
         cells, seeds = [], 0
         for metric in PAPER_METRICS:
-            values = per_seed(rows, "table1", dataset, model, label, metric)
+            values = per_seed(rows, study, dataset, model, label, metric)
             seeds = max(seeds, len(values))
             text = _fmt(*_stats(list(values.values())), bold=model in bests[metric])
             rank = ranks[metric].get(model)
             cells.append(f"{text} ({rank})" if rank else text)
         if seeds:
             lines.append([model, seeds, *cells])
-    return markdown_table(["Method", "seeds", *(TITLES[m] for m in PAPER_METRICS)], lines)
+    return lines
 
 
-def mean_verdict(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
+def summary_table(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL) -> List[str]:
+    """The answer first: the paper's four metrics at `label`, mean ± std over seeds, rank, significance."""
+    return markdown_table(["Method", "seeds", *(TITLES[m] for m in PAPER_METRICS)],
+                          summary_rows(rows, dataset, models, label))
+
+
+def mean_verdict(rows, dataset: str, models: Sequence[str], label: str = TARGET_LABEL,
+                 study: str = "table1") -> List[str]:
     """Per paper metric: MEAN's rank, the best other model, the difference and its paired-test p."""
     out = []
     others = [m for m in models if m not in ("mean", "oracle")]
     for metric in PAPER_METRICS:
-        mine = per_seed(rows, "table1", dataset, "mean", label, metric)
+        mine = per_seed(rows, study, dataset, "mean", label, metric)
         if not mine:
             continue
         sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
-        scored = [(sign * _stats(list(per_seed(rows, "table1", dataset, m, label, metric).values()))[0], m)
+        scored = [(sign * _stats(list(per_seed(rows, study, dataset, m, label, metric).values()))[0], m)
                   for m in others]
         scored = [t for t in scored if np.isfinite(t[0])]
         if not scored:
@@ -151,7 +162,7 @@ def mean_verdict(rows, dataset: str, models: Sequence[str], label: str = TARGET_
         best_score, best = max(scored)
         me = sign * _stats(list(mine.values()))[0]
         rank = 1 + sum(score > me for score, _ in scored)
-        p = paired_p(mine, per_seed(rows, "table1", dataset, best, label, metric))
+        p = paired_p(mine, per_seed(rows, study, dataset, best, label, metric))
         word = "leads" if me > best_score else "trails"
         verdict = "significant" if np.isfinite(p) and p < SIGNIFICANCE else "not significant"
         ptext = f"p = {p:.3f}" if np.isfinite(p) else "too few seeds for a test"
@@ -432,12 +443,14 @@ def coverage(rows, planned) -> List[str]:
 
 
 def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussion: str | None = None,
-           planned: Sequence = (), settings: Dict | None = None, command: str = "mean-tf benchmark report") -> str:
+           planned: Sequence = (), settings: Dict | None = None, command: str = "mean-tf benchmark report",
+           scale_plan=None) -> str:
     """Write `<docs_dir>/results.md` and `<docs_dir>/figures/`; returns the report path.
 
     `discussion`: a hand-written Markdown file (the reading of the numbers) included as its own section.
     `planned`: the plan's cells, for the coverage table; `settings`: the config changes every cell used;
-    `command`: the command that renders this report (named in its header).
+    `command`: the command that renders this report (named in its header); `scale_plan`: the scale study's
+    plan (`plan.scale_only`), for its section.
     """
     rows = read_results(results_path)
     figdir = os.path.join(docs_dir, "figures")
@@ -583,6 +596,8 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
         if gain:
             md += ["", f"![gain curve](figures/{os.path.basename(gain)})"]
         md.append("")
+    if scale_plan is not None:
+        md += scale_section(rows, scale_plan, figdir)
     if discussion and os.path.exists(discussion):
         with open(discussion, encoding="utf-8") as f:
             md += ["## Discussion", "", f"(From `{discussion}`, written after reading the tables above.)", "",
@@ -590,3 +605,203 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
     path = os.path.join(docs_dir, "results.md")
     write_text(path, "\n".join(md) + "\n")
     return path
+
+
+# --- the scale study ---------------------------------------------------------------------------------------------
+SCALE_FIGURE_METRICS = ("normalized_gini", "spearman", "percentile_mape")
+
+
+def _shape_name(informative: Sequence[int], features: int) -> str:
+    return f"{informative[0]} numeric + {informative[1]} categorical of {features} features informative"
+
+
+def scale_datasets(rows) -> Dict[str, dict]:
+    """{dataset: its scale info (training rows, features, informative counts, the search it used)} of the
+    finished scale cells, ordered by shape (fewest informative features first), then training rows."""
+    found = {r["dataset"]: r["scale"] for r in rows if r["status"] == "ok" and r["study"] == "scale" and r.get("scale")}
+    return dict(sorted(found.items(), key=lambda kv: (sum(kv[1]["informative"]), kv[1]["train_rows"])))
+
+
+def _shapes(datasets: Dict[str, dict]) -> Dict[str, List[str]]:
+    """{shape name: its datasets, by training rows}."""
+    out = defaultdict(list)
+    for name, info in datasets.items():
+        out[_shape_name(info["informative"], info["features"])].append(name)
+    return dict(out)
+
+
+def _scale_figure(rows, shape: str, datasets: Sequence[str], info: Dict[str, dict], models, figdir, index: int):
+    """Gini, Spearman and Percentile MAPE against training rows (log axis), mean ± std over seeds per model."""
+    x = [info[d]["train_rows"] for d in datasets]
+    panels, errors = {}, {}
+    for metric in SCALE_FIGURE_METRICS:
+        title = TITLES[metric]
+        panels[title], errors[title] = {}, {}
+        for model in models:
+            stats = [_stats(list(per_seed(rows, "scale", d, model, TARGET_LABEL, metric).values())) for d in datasets]
+            if sum(np.isfinite(mean) for mean, _, _ in stats):
+                panels[title][model] = [mean for mean, _, _ in stats]
+                errors[title][model] = [std if n > 1 else 0.0 for _, std, n in stats]
+    fig = plots.learning_curves(x, panels, errors, title=f"synthetic, {shape}: test split, {TARGET_LABEL}")
+    return plots.save(fig, os.path.join(figdir, f"scale_{index}.png"))
+
+
+def _line(xs: Sequence[float], ys: Sequence[float]):
+    """(intercept, slope) of ys against log10(xs), or None with fewer than two sizes."""
+    xs, ys = np.log10(np.asarray(xs, dtype=float)), np.asarray(ys, dtype=float)
+    keep = np.isfinite(ys)
+    if len(set(xs[keep])) < 2:
+        return None
+    slope, intercept = np.polyfit(xs[keep], ys[keep], 1)
+    return float(intercept), float(slope)
+
+
+def gini_fits(rows, datasets: Sequence[str], info: Dict[str, dict], models: Sequence[str]) -> List[str]:
+    """A straight line of test Gini against log10(training rows) per model (every seed a point), and where
+    MEAN's line meets each other model's within the measured range; nothing past the largest measured size."""
+    lines, fits = [], {}
+    for model in models:
+        points = [(info[d]["train_rows"], v) for d in datasets
+                  for v in per_seed(rows, "scale", d, model, TARGET_LABEL, "normalized_gini").values()]
+        fit = _line([p[0] for p in points], [p[1] for p in points]) if points else None
+        if fit is not None:
+            fits[model] = fit
+    if not fits:
+        return []
+    lo, hi = (np.log10(info[d]["train_rows"]) for d in (datasets[0], datasets[-1]))
+    at = lambda fit, x: fit[0] + fit[1] * x  # noqa: E731
+    table = []
+    for model, fit in fits.items():
+        verdict = ""
+        if "mean" in fits and model not in ("mean", "oracle"):
+            gap_lo, gap_hi = at(fits["mean"], lo) - at(fit, lo), at(fits["mean"], hi) - at(fit, hi)
+            if gap_lo * gap_hi < 0:
+                cross = lo + (hi - lo) * gap_lo / (gap_lo - gap_hi)
+                verdict = f"cross at about {10 ** cross:,.0f} training rows"
+            elif abs(gap_hi) < abs(gap_lo):
+                verdict = "converge, but do not meet within the measured range"
+            else:
+                verdict = "do not converge within the measured range"
+            verdict = f"MEAN − {model}: {gap_lo:+.4f} → {gap_hi:+.4f}; the lines {verdict}"
+        table.append([model, f"{fit[1]:+.4f}", f"{at(fit, lo):.4f}", f"{at(fit, hi):.4f}", verdict])
+    lines += markdown_table(["Method", "Gini per 10× rows (slope)", f"fit at {10 ** lo:,.0f} training rows",
+                             f"fit at {10 ** hi:,.0f} training rows", "MEAN's gap (fit, smallest → largest size)"], table)
+    return lines
+
+
+def _scale_settings(rows, plan, info: Dict[str, dict]) -> List[str]:
+    """The datasets of the scale plan: size, shape, seeds finished of planned, whose search set the models."""
+    searches = {r["dataset"]: r["trial_count"] for r in rows if r["status"] == "ok" and r["study"] == "tune"}
+    finished = Counter(r["dataset"] for r in rows if r["status"] == "ok" and r["study"] == "scale"
+                       and r["model"] != "oracle")
+    table = []
+    for s in plan.scale_sets:
+        known = info.get(s.dataset)
+        spec = s.synthetic_spec()
+        shape = _shape_name(known["informative"] if known else
+                            (spec.n_informative_numeric, spec.n_informative_categorical), spec.n_features)
+        source = s.tuned_on or s.dataset
+        trials = f"{source} ({searches[source]} trials)" if source in searches else f"{source} (not run yet)"
+        train = f"{known['train_rows']:,}" if known else "not built yet"
+        table.append([s.dataset, f"{s.rows:,}", train, shape, ", ".join(map(str, s.seeds)),
+                      f"{finished[s.dataset]} of {len(s.seeds) * len(plan.scale_models)}", trials,
+                      " ".join(s.beam_pipeline_args) or "in memory"])
+    return markdown_table(["dataset", "rows", "training rows", "shape", "seeds", "model cells finished",
+                           "settings from the search on", "Transform (Beam)"], table)
+
+
+def _not_run(rows, planned) -> List[str]:
+    """The planned scale cells (and their searches) without a result, per dataset and reason: "- dataset, reason:
+    model (search), model (seeds 0, 1), ..."."""
+    latest = {r["key"]: r for r in rows}
+    missing = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # dataset -> reason -> model -> what
+    for cell in planned:
+        row = latest.get(cell.key)
+        if row is not None and row["status"] == "ok":
+            continue
+        if row is not None:
+            reason = f"{row['status']}: {row.get('error', '')}"
+        elif latest.get(dataclasses.replace(cell, study="table1").key, {}).get("status") == "ok":
+            reason = "not run yet (Table 1 ran it: `mean-tf benchmark run --only scale` counts it)"
+        else:
+            reason = "not run yet"
+        missing[cell.dataset][reason][cell.model].append("search" if cell.study == "tune" else cell.seed)
+    out = []
+    for dataset, reasons in missing.items():
+        for reason, models in reasons.items():
+            items = []
+            for model, what in models.items():
+                seeds = [w for w in what if w != "search"]
+                items += [f"{model} (search)"] * (len(seeds) < len(what))
+                if seeds:
+                    items.append(f"{model} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
+            out.append(f"- {dataset}, {reason}: {', '.join(items)}")
+    return out
+
+
+def scale_section(rows, plan, figdir: str) -> List[str]:
+    """The Scale section: test quality against training rows per model on synthetic data, with the oracle, the
+    numbers, MEAN's rank and paired gap per size and shape, line fits of Gini, the two shapes side by side, and
+    the cells not run."""
+    planned = plan_cells(plan)
+    info = scale_datasets(rows)
+    models = [m for m in plan.scale_models] + ["oracle"]
+    status = {r["key"]: r["status"] for r in rows}
+    done = sum(status.get(c.key) == "ok" for c in planned)
+    reusers = defaultdict(list)
+    for s in plan.scale_sets:
+        if s.tuned_on:
+            reusers[s.tuned_on].append(s.dataset)
+    reuse = "".join(f" {' and '.join(users)} reuse{'s' if len(users) == 1 else ''} the setting of the search on "
+                    f"{source} unchanged." for source, users in reusers.items())
+    copies = sum(1 for r in rows if r["status"] == "ok" and r["study"] == "scale" and r.get("same_as"))
+    md = ["## Scale: quality against training rows (synthetic data, test split)", "",
+          f"Scale plan: {done} of {len(planned)} cells finished (`mean-tf benchmark run --only scale` resumes it). "
+          f"Models at {TARGET_LABEL}: {', '.join(plan.scale_models)}, and the oracle (the true expected value). Each "
+          "dataset is generated apart with the same generator settings (seed 0). Every model is tuned once, with "
+          "the benchmark's search on the eval split of the dataset named in \"settings from the search on\"."
+          + reuse + (f" {copies} cells are Table 1's own (the same dataset, model, seed and search), counted, "
+                     "not run again." if copies else ""), ""]
+    md += _scale_settings(rows, plan, info) + [""]
+    for index, (shape, datasets) in enumerate(_shapes(info).items()):
+        md += [f"### {shape}", ""]
+        if len(datasets) > 1:
+            path = _scale_figure(rows, shape, datasets, info, models, figdir, index)
+            md += [f"![{os.path.basename(path)}](figures/{os.path.basename(path)})", ""]
+        table = []
+        for d in datasets:
+            for i, line in enumerate(summary_rows(rows, d, models, study="scale")):
+                table.append([f"{info[d]['train_rows']:,}" if i == 0 else "", *line])
+        md += ["Mean ± std over seeds, rank in brackets; **bold**: the best model's lead over the runner-up is "
+               f"significant (paired t-test over seeds, p < {SIGNIFICANCE}).", ""]
+        md += markdown_table(["training rows", "Method", "seeds", *(TITLES[m] for m in PAPER_METRICS)], table) + [""]
+        for d in datasets:
+            verdict = mean_verdict(rows, d, models, study="scale")
+            if verdict:
+                md += [f"Where MEAN stands at {info[d]['train_rows']:,} training rows ({d}):", ""] + verdict + [""]
+        fits = gini_fits(rows, datasets, info, models) if len(datasets) > 1 else []
+        if fits:
+            md += ["Straight line of test Gini against log10(training rows) per model, through every seed's "
+                   f"point; measured from {info[datasets[0]]['train_rows']:,} to {info[datasets[-1]]['train_rows']:,} "
+                   "training rows, and read only there (no extrapolation).", ""] + fits + [""]
+    by_rows = defaultdict(list)
+    for d, i in info.items():
+        by_rows[i["train_rows"]].append(d)
+    for train_rows, datasets in sorted(by_rows.items()):
+        if len(datasets) < 2:
+            continue
+        names = {d: _shape_name(info[d]["informative"], info[d]["features"]) for d in datasets}
+        md += [f"### The shapes side by side at {train_rows:,} training rows", "",
+               "Columns: " + "; ".join(f"({k + 1}) {d}: {names[d]}" for k, d in enumerate(datasets)) + ".", ""]
+        table = []
+        for model in models:
+            cells = [_fmt(*_stats(list(per_seed(rows, "scale", d, model, TARGET_LABEL, metric).values())))
+                     for metric in PAPER_METRICS for d in datasets]
+            if any(c != "n/a" for c in cells):
+                table.append([model, *cells])
+        md += markdown_table(["Method", *(f"{TITLES[m]} ({k + 1})" for m in PAPER_METRICS for k in range(len(datasets)))],
+                             table) + [""]
+    missing = _not_run(rows, planned)
+    if missing:
+        md += ["Cells not run, with the reason:", ""] + missing + [""]
+    return md

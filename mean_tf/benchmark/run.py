@@ -5,6 +5,7 @@ splits with `mean_tf.evaluation.metrics.evaluate`, and append one JSON line per 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf.benchmark.plan import TUNE_LABEL, TUNED_MODELS, Cell, primary_label, tune_cell, tuned_model
+from mean_tf.benchmark.plan import TUNE_LABEL, TUNED_MODELS, Cell, ScaleSet, primary_label, tune_cell, tuned_model
 from mean_tf.config import MEANConfig
 from mean_tf.contract import LABELS
 from mean_tf.evaluation import metrics
@@ -31,7 +32,7 @@ SMOKE_TRIALS = 2
 # a budget of max_steps optimizer steps); the searches set learning rate, width and each model's own knob.
 FULL_CONFIG: Dict[str, object] = {}
 # Studies whose cells train with the tuned setting (the choice cells compare MEAN's readings at the defaults).
-TUNED_STUDIES = ("table1", "variant", "delta", "n")
+TUNED_STUDIES = ("table1", "variant", "delta", "n", "scale")
 
 
 def _build_online_retail(out: str, smoke: bool):
@@ -72,14 +73,25 @@ BUILDERS: Dict[str, Callable[[str, bool], None]] = {
     "online_retail_ii": _build_online_retail, "cdnow": _build_cdnow, "synthetic": _build_synthetic}
 
 
+def _build_scale_set(out: str, scale_set: ScaleSet):
+    from mean_tf.data import synthetic
+
+    spec = scale_set.synthetic_spec()
+    synthetic.build(out, n_rows=spec.n_rows, n_features=spec.n_features, seed=spec.seed,
+                    categorical_share=spec.categorical_share, informative_numeric=spec.informative_numeric,
+                    informative_categorical=spec.informative_categorical)
+
+
 class Runner:
     """Runs cells under `work_dir` (datasets and Transform caches) and appends results to `results_path`.
     `dataset_paths`: datasets a user built ({name: folder}), read as they are instead of built."""
 
     def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True,
-                 tuned_models: Sequence[str] = TUNED_MODELS, dataset_paths: Dict[str, str] | None = None):
+                 tuned_models: Sequence[str] = TUNED_MODELS, dataset_paths: Dict[str, str] | None = None,
+                 scale_sets: Sequence[ScaleSet] = ()):
         self.tuned_models = tuple(tuned_models)  # the others train with the defaults
         self.dataset_paths = dict(dataset_paths or {})
+        self.scale_sets = {s.dataset: s for s in scale_sets}  # the scale study's datasets
         self.work_dir = work_dir
         self.results_path = results_path
         self.smoke = smoke
@@ -96,12 +108,16 @@ class Runner:
         if dataset not in self._manifests and dataset in self.dataset_paths:
             self._manifests[dataset] = read_manifest(self.dataset_paths[dataset])
         if dataset not in self._manifests:
-            if dataset not in BUILDERS:
-                raise MeanTFError(f"unknown benchmark dataset {dataset!r}; choose from {', '.join(BUILDERS)}")
+            if dataset not in BUILDERS and dataset not in self.scale_sets:
+                raise MeanTFError(f"unknown benchmark dataset {dataset!r}; choose from "
+                                  f"{', '.join(dict.fromkeys([*BUILDERS, *self.scale_sets]))}")
             folder = os.path.join(self.work_dir, "data", dataset)
             if not os.path.exists(os.path.join(folder, "manifest.json")):
                 self._log(f"building dataset {dataset} in {folder}")
-                BUILDERS[dataset](folder, self.smoke)
+                if dataset in BUILDERS:
+                    BUILDERS[dataset](folder, self.smoke)
+                else:
+                    _build_scale_set(folder, self.scale_sets[dataset])
             self._manifests[dataset] = read_manifest(os.path.join(folder, "manifest.json"))
         return self._manifests[dataset]
 
@@ -115,6 +131,17 @@ class Runner:
     def done_keys(self) -> set:
         """Cells that finished (ok) or cannot run on their dataset (skipped)."""
         return {r["key"] for r in self._rows() if r["status"] in ("ok", "skipped")}  # failed cells run again
+
+    def beam_args(self, dataset: str) -> tuple:
+        """The Beam arguments of `dataset`'s Transform (the scale study's large sets stream it)."""
+        return self.scale_sets[dataset].beam_pipeline_args if dataset in self.scale_sets else ()
+
+    def tuning_dataset(self, cell: Cell) -> str:
+        """The dataset whose search `cell` trains with: its own, or the one its scale set names."""
+        scale_set = self.scale_sets.get(cell.dataset)
+        if cell.study == "scale" and scale_set is not None and scale_set.tuned_on:
+            return scale_set.tuned_on
+        return cell.dataset
 
     def tuned(self, dataset: str, model: str) -> Dict[str, object]:
         """The tuned values `model` trains with on `dataset` (running the search first if it has not run)."""
@@ -158,6 +185,13 @@ class Runner:
                 row.update(self._search(cell, manifest), status="ok")
                 row["wall_s"] = round(time.time() - t0, 2)
                 return row
+            if cell.study == "scale":
+                row["scale"] = self._scale_info(cell, manifest)
+                twin = self._table1_twin(cell)
+                if twin is not None:  # the same cell, run by Table 1: counted, not run again
+                    row.update({k: v for k, v in twin.items() if k not in row and k != "wall_s"}, same_as=twin["key"])
+                    row["wall_s"] = round(time.time() - t0, 2)
+                    return row
             y, p, extra = self._predict(cell, manifest)
             row["metrics"] = {label: metrics.evaluate(y[:, i], p[:, i]) for i, label in enumerate(cell.labels)}
             gain_label = gain_label_of(cell.labels)
@@ -177,6 +211,22 @@ class Runner:
         row["wall_s"] = round(time.time() - t0, 2)
         return row
 
+    def _scale_info(self, cell: Cell, manifest) -> dict:
+        """What the scale report plots and says of a scale cell's dataset: training rows, features, how many
+        features are informative (from the dataset's build info), and whose search's setting it used."""
+        with open(os.path.join(manifest.root, "build_info.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        return {"train_rows": int(manifest.row_counts["train"]), "features": int(info["n_features"]),
+                "informative": [int(info["informative_numeric"]), int(info["informative_categorical"])],
+                "tuned_on": self.tuning_dataset(cell)}
+
+    def _table1_twin(self, cell: Cell):
+        """Table 1's finished row of the same cell when the set uses Table 1's search, else None."""
+        if self.tuning_dataset(cell) != cell.dataset:
+            return None
+        key = dataclasses.replace(cell, study="table1").key
+        return next((r for r in reversed(self._rows()) if r["key"] == key and r["status"] == "ok"), None)
+
     def _predict(self, cell: Cell, manifest):
         """(y, p, extra): true and predicted money on the test split, [N, H] each, in `cell.labels` order."""
         from mean_tf.data.manifest import read_split
@@ -185,12 +235,14 @@ class Runner:
         if cell.model == "oracle":
             if not manifest.oracle_columns:
                 raise MeanTFError(f"dataset {cell.dataset} has no oracle columns")
-            test = read_split(manifest, "test")
-            return test[labels].to_numpy(float), test[[manifest.oracle_columns[l] for l in labels]].to_numpy(float), {}
-        tuned = self.tuned(cell.dataset, cell.model) if cell.study in TUNED_STUDIES else {}
+            oracle = [manifest.oracle_columns[label] for label in labels]
+            test = read_split(manifest, "test", columns=labels + oracle)
+            return test[labels].to_numpy(float), test[oracle].to_numpy(float), {}
+        tuned = self.tuned(self.tuning_dataset(cell), cell.model) if cell.study in TUNED_STUDIES else {}
         config = tuning.apply(self.base_config(), tuned).replace(seed=cell.seed, labels=tuple(labels),
                                                                  **dict(cell.overrides))
-        outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, with_eval=True)
+        outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, with_eval=True,
+                                  beam_pipeline_args=self.beam_args(cell.dataset))
         extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
         calibrated = fit_predict.calibrated(outcome, config)
         if calibrated is not None:  # the money calibration the serving model carries (fitted on eval)
@@ -210,7 +262,7 @@ class Runner:
         from mean_tf.evaluation import explain
         from mean_tf.training import protocol
 
-        mat = fit_predict.materialize_cached(manifest, config, self.work_dir)
+        mat = fit_predict.materialize_cached(manifest, config, self.work_dir, self.beam_args(cell.dataset))
         data = protocol.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
                                      list(model.config.labels), config.batch_size)
         label = primary_label(model.config.labels)
@@ -221,7 +273,8 @@ class Runner:
         base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
 
         def trial(config):
-            outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, split="eval")
+            outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, split="eval",
+                                      beam_pipeline_args=self.beam_args(cell.dataset))
             scores = [metrics.normalized_gini(outcome.y[:, i], outcome.p[:, i]) for i in range(len(cell.labels))]
             return float(np.mean(scores))
 

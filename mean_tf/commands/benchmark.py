@@ -38,11 +38,14 @@ def register(subparsers):
     add_renamed_option(p, "--report-dir", "--docs", default=None, metavar="DIR",
                        help=f"where results.md and figures/ go (default {DEFAULT_REPORT_DIR}, or under --work "
                             "with --smoke)")
-    add_list_option(p, "--only", default=(), metavar="STUDIES", help="studies: table1,variant,delta,n")
+    add_list_option(p, "--only", default=(), metavar="STUDIES",
+                    help="studies: choice,tune,table1,variant,delta,n; scale (quality against training rows, "
+                         "days of CPU) runs only when named here")
     add_list_option(p, "--models", default=(), metavar="MODELS", help="model names")
     add_list_option(p, "--datasets", default=(), metavar="DATASETS",
-                    help="online_retail_ii,cdnow,synthetic, or NAME:FOLDER for a dataset you built (e.g. "
-                         "kaggle_shoppers:out/kaggle), run with the same protocol")
+                    help="online_retail_ii,cdnow,synthetic, the scale study's synthetic_200k,synthetic_spread_200k,"
+                         "synthetic_1m, or NAME:FOLDER for a dataset you built (e.g. kaggle_shoppers:out/kaggle), run "
+                         "with the same protocol")
     add_list_option(p, "--seeds", of=integers, default=(), metavar="SEEDS", help="e.g. 0,1,2")
     p.set_defaults(func=main)
 
@@ -110,12 +113,13 @@ def main(args) -> int:
 
         plan = plan_lib.with_datasets(plan, {n: read_manifest(f).labels for n, f in folders.items()})
     if args.action in ("run", "all"):
-        cells = plan_lib.narrow(plan_lib.cells(plan), args.only, args.models, args.seeds, names)
+        cells = plan_lib.narrow(plan_lib.cells(plan_lib.with_opt_in(plan, args.only)), args.only, args.models,
+                                args.seeds, names)
         if not cells:
             raise MeanTFError("benchmark: the filters select no cell")
         _record_command(meta_path)  # first, so a run that is stopped midway is still on record
         rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models,
-                          dataset_paths=folders).run(cells)
+                          dataset_paths=folders, scale_sets=plan.scale_sets).run(cells)
         failed = [r for r in rows if r["status"] != "ok"]
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):
@@ -128,6 +132,7 @@ def main(args) -> int:
                 meta = json.load(f)
         command = "mean-tf benchmark report" + (" --write-docs" if args.write_docs else "")
         path = report.render(results, report_dir, meta, discussion=DISCUSSION if not args.smoke else None,
-                             planned=plan_lib.cells(plan), settings=run.settings(args.smoke), command=command)
+                             planned=plan_lib.cells(plan), settings=run.settings(args.smoke), command=command,
+                             scale_plan=plan_lib.scale_only(plan))
         print(f"benchmark: report written to {path}")
     return 0

@@ -61,6 +61,10 @@ def register(subparsers) -> None:
     sp.add_argument("--features", type=int, default=720, help="features, numeric + categorical (default 720)")
     sp.add_argument("--categorical-share", type=float, default=0.1, help="share of categorical features (default 0.1)")
     sp.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    sp.add_argument("--informative-numeric", type=int, default=None, metavar="N",
+                    help="numeric features that drive the labels (default 12)")
+    sp.add_argument("--informative-categorical", type=int, default=None, metavar="N",
+                    help="categorical features that drive the labels (default 2)")
     sp.add_argument("--shards", type=int, default=None, help="files per split (default: ~600 MB of rows each)")
     sp.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     sp.add_argument("--compresslevel", type=int, default=1, help="gzip level 0..9 (default 1, the fastest)")
@@ -207,7 +211,9 @@ def _synthetic(args) -> int:
             print(f"  shard {done}/{total} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
     m = synthetic.build(args.out, args.rows, args.features, seed=args.seed, categorical_share=args.categorical_share,
-                        shards=args.shards, workers=args.workers, compresslevel=args.compresslevel, progress=progress)
+                        shards=args.shards, workers=args.workers, compresslevel=args.compresslevel, progress=progress,
+                        informative_numeric=args.informative_numeric,
+                        informative_categorical=args.informative_categorical)
     _summary(m, time.time() - t0, workers=True)
     return 0
 

@@ -8,10 +8,13 @@ Generative story, per row (one customer, one snapshot):
    lognormal amounts, in cents), `flag` (0/1) and `ratio` (in (0, 1), 1/256 steps). Each categorical
    feature buckets another projection into a vocabulary of 2..100 values ("v000", "v001", ...).
    Features are therefore correlated with each other, as in real behavioural data.
-2. Segments. The first (up to) 12 numeric and 2 categorical features are *informative*: from them a
-   small random tanh network gives the probabilities p_s(x) of five latent segments, s = 0 non-payers and
-   s = 1..4 spending regimes (rare small buyers ... frequent big spenders): the mixture of
-   sub-distributions that MEAN assumes, with membership non-linear in the features.
+2. Segments. The first `informative_numeric` (default 12) numeric and `informative_categorical` (default 2)
+   categorical features are *informative*: from them a small random tanh network gives the probabilities
+   p_s(x) of five latent segments, s = 0 non-payers and s = 1..4 spending regimes (rare small buyers ...
+   frequent big spenders): the mixture of sub-distributions that MEAN assumes, with membership non-linear
+   in the features. The network's weights are scaled by the number of inputs, so more informative
+   features spread the same signal over more columns; the features themselves do not depend on how many
+   are informative.
 3. Labels. A payer in regime s buys as a Poisson process with rate lambda_s(x) (per day) and spends a
    lognormal(mu_s(x), sigma_s) amount per purchase; cltv_H is the spend in the first H days, so the four
    horizons are cumulative (monotone per row). About 90 % of rows have cltv_30 = 0 (fewer at longer
@@ -57,6 +60,7 @@ VOCAB_SIZES = (2, 3, 4, 6, 8, 12, 20, 50, 100)
 RATES = np.array([1 / 400, 1 / 120, 1 / 40, 1 / 10])
 MU = np.array([3.0, 3.6, 4.4, 5.4])
 SIGMA = np.array([0.5, 0.6, 0.7, 0.9])
+INFORMATIVE_CATEGORICAL = 2
 # Target mean segment shares (non-payers, regimes 1..4): ~90 % zeros at 30 days, ~75 % at 365.
 SEGMENT_SHARES = np.array([0.70, 0.12, 0.09, 0.06, 0.03])
 # ~128 MB of serialized rows per shard (before gzip): enough files that the Beam workers reading a split in
@@ -70,6 +74,9 @@ class SyntheticSpec:
     n_features: int = 720
     categorical_share: float = 0.1
     seed: int = 0
+    # None: the default (12 numeric, 2 categorical, at most what there is); a number must fit the features.
+    informative_numeric: Optional[int] = None
+    informative_categorical: Optional[int] = None
 
     @property
     def n_categorical(self) -> int:
@@ -78,6 +85,16 @@ class SyntheticSpec:
     @property
     def n_numeric(self) -> int:
         return self.n_features - self.n_categorical
+
+    @property
+    def n_informative_numeric(self) -> int:
+        default = min(len(INFORMATIVE_KINDS), self.n_numeric)
+        return default if self.informative_numeric is None else self.informative_numeric
+
+    @property
+    def n_informative_categorical(self) -> int:
+        default = min(INFORMATIVE_CATEGORICAL, self.n_categorical)
+        return default if self.informative_categorical is None else self.informative_categorical
 
     def check(self) -> None:
         if not isinstance(self.n_rows, int) or self.n_rows < 10:
@@ -90,6 +107,12 @@ class SyntheticSpec:
             raise MeanTFError(f"--categorical-share must be in [0, 1), got {self.categorical_share!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise MeanTFError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        for flag, value, available, kind in (
+                ("--informative-numeric", self.informative_numeric, self.n_numeric, "numeric"),
+                ("--informative-categorical", self.informative_categorical, self.n_categorical, "categorical")):
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= available):
+                raise MeanTFError(f"{flag} must be an integer in [0, {available}] (the {kind} features of "
+                                  f"--features {self.n_features}), got {value!r}")
 
 
 class Generator:
@@ -103,8 +126,8 @@ class Generator:
         width = max(3, len(str(max(nn, nc) - 1)))
         self.numeric_names = [f"num_{j:0{width}d}" for j in range(nn)]
         self.categorical_names = [f"cat_{j:0{width}d}" for j in range(nc)]
-        self.n_inf_num = min(len(INFORMATIVE_KINDS), nn)
-        self.n_inf_cat = min(2, nc)
+        self.n_inf_num = spec.n_informative_numeric
+        self.n_inf_cat = spec.n_informative_categorical
         self._draw_numeric(rng)
         self._draw_categorical(rng)
         self._draw_segment_model(rng)
@@ -122,8 +145,8 @@ class Generator:
 
     def _draw_numeric(self, rng) -> None:
         nn = self.spec.n_numeric
-        self.kinds = np.array(list(INFORMATIVE_KINDS[: self.n_inf_num])
-                              + list(rng.choice(KINDS, size=nn - self.n_inf_num, p=KIND_P)))
+        fixed = min(len(INFORMATIVE_KINDS), nn)  # the same kinds whatever the informative count
+        self.kinds = np.array(list(INFORMATIVE_KINDS[:fixed]) + list(rng.choice(KINDS, size=nn - fixed, p=KIND_P)))
         self.W, self.noise = self._loadings(rng, nn)
         self.a = rng.uniform(-1.0, 0.5, size=nn)  # count offset, flag threshold, ratio shift
         self.b = rng.uniform(0.8, 1.5, size=nn)  # count slope, gauss scale
@@ -158,7 +181,8 @@ class Generator:
         self.A1 = rng.normal(0, 1.5 / math.sqrt(max(d, 1)), size=(d, 16))
         self.b1 = rng.normal(0, 0.5, size=16)
         self.A2 = rng.normal(0, 1.2, size=(16, 5))
-        self.emb = [rng.normal(0, 0.7, size=(int(self.vocab[j]), 5)) for j in range(self.n_inf_cat)]
+        emb_sd = 0.7 * math.sqrt(INFORMATIVE_CATEGORICAL / max(self.n_inf_cat, INFORMATIVE_CATEGORICAL))
+        self.emb = [rng.normal(0, emb_sd, size=(int(self.vocab[j]), 5)) for j in range(self.n_inf_cat)]
         self.a_rate = rng.normal(0, 1.0 / math.sqrt(max(d, 1)), size=d)
         self.a_mu = rng.normal(0, 1.0 / math.sqrt(max(d, 1)), size=d)
 
@@ -275,6 +299,17 @@ class Generator:
         mus = MU[None, :] + 0.4 * m[:, None]
         return rates, mus
 
+    @staticmethod
+    def _expected_value(p: np.ndarray, rates: np.ndarray, mus: np.ndarray) -> np.ndarray:
+        """E[cltv_H | x] [n, 4]: segment probabilities x purchase rate x H x mean lognormal spend."""
+        per_day = (p[:, 1:] * rates * np.exp(mus + SIGMA[None, :] ** 2 / 2)).sum(1)
+        return per_day[:, None] * np.asarray(HORIZONS, dtype=np.float64)[None, :]
+
+    def expected_value(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        """The oracle of rows with numeric values `num` [n, nn] and categorical codes `cat` [n, nc] (the
+        features as written): E[cltv_H | x], [n, 4]."""
+        return self._expected_value(self._segment_probs(num, cat), *self._regime_params(num))
+
     # ---- one block
     def block(self, b: int) -> Dict[str, np.ndarray]:
         """Rows [b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, n_rows)): numeric [m, nn] float32,
@@ -291,9 +326,7 @@ class Generator:
         num, cat = self._features(z, eps)
         p = self._segment_probs(num, cat)
         rates, mus = self._regime_params(num)
-        # oracle: E[cltv_H | x]
-        per_day = (p[:, 1:] * rates * np.exp(mus + SIGMA[None, :] ** 2 / 2)).sum(1)
-        oracle = per_day[:, None] * np.asarray(HORIZONS, dtype=np.float64)[None, :]
+        oracle = self._expected_value(p, rates, mus)
         # segment draw and purchases per horizon interval
         seg = (rng.random(m)[:, None] > np.cumsum(p, 1)[:, :-1]).sum(1)
         payer = np.flatnonzero(seg > 0)
@@ -407,15 +440,18 @@ def _write_shard_args(args):
 
 def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int = 0, categorical_share: float = 0.1,
           shards: Optional[int] = None, workers: Optional[int] = None, compresslevel: int = 1,
-          progress=None) -> mf.Manifest:
+          progress=None, informative_numeric: Optional[int] = None,
+          informative_categorical: Optional[int] = None) -> mf.Manifest:
     """Generate the data set into `out` (atomically); returns its manifest.
 
     `shards`: file sets per split (default `default_shards`); `workers`: processes (default: CPU count,
     at most `shards`; 1 = in this process); `compresslevel`: gzip level (1 = fastest; TensorFlow reads
-    any). `progress(done_shards, n_shards)` is called as shards finish.
+    any). `progress(done_shards, n_shards)` is called as shards finish. `informative_numeric` /
+    `informative_categorical`: how many features carry the signal (default 12 and 2).
     """
     t0 = time.time()
-    spec = SyntheticSpec(int(n_rows), int(n_features), float(categorical_share), int(seed))
+    spec = SyntheticSpec(int(n_rows), int(n_features), float(categorical_share), int(seed),
+                         informative_numeric, informative_categorical)
     spec.check()
     mf.check_output_dir(out)
     n_blocks = math.ceil(spec.n_rows / BLOCK_ROWS)
@@ -465,6 +501,7 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
             "n_numeric": spec.n_numeric, "n_categorical": spec.n_categorical, "seed": spec.seed,
             "categorical_share": spec.categorical_share, "block_rows": BLOCK_ROWS, "shards": n_shards,
             "workers": workers, "compresslevel": compresslevel, "seconds": round(time.time() - t0, 2),
+            "informative_numeric": gen.n_inf_num, "informative_categorical": gen.n_inf_cat,
             "informative_features": gen.numeric_names[: gen.n_inf_num] + gen.categorical_names[: gen.n_inf_cat],
             "segment_shares_target": SEGMENT_SHARES.tolist(), "regime_rates_per_day": RATES.tolist(),
             "regime_log_spend_mu": MU.tolist(), "regime_log_spend_sigma": SIGMA.tolist(),

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -44,6 +45,27 @@ def sweep(values: Sequence[float], series: Dict[str, Sequence[float]], errors: D
     ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
+
+
+def learning_curves(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequence[float]]],
+                    errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None, reference: str = "oracle",
+                    xlabel: str = "training rows", title: str = ""):
+    """One panel per metric (`panels`: {y label: {series: values at x}}), x on a log axis, error bars from
+    `errors` (same shape); the `reference` series (the oracle) as a dashed black line. Returns the figure."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (ylabel, series) in zip(axes[0], panels.items()):
+        for name, ys in series.items():
+            err = (errors or {}).get(ylabel, {}).get(name)
+            style = dict(color="k", ls="--") if name == reference else dict(marker="o", capsize=3)
+            ax.errorbar(x, ys, yerr=err, label=name, **style)
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:,.0f}" for v in x])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
 
 
 def decile_chart(y_true, y_pred, n_bins: int = 10, title: str = "Mean predicted vs actual per decile", ax=None):

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -49,16 +49,20 @@ def calibrated(outcome: Outcome, config: MEANConfig) -> Optional[Outcome]:
                                calibrations=fitted)
 
 
-def materialize_cached(manifest, config: MEANConfig, work_dir: str) -> preprocessing.Materialized:
-    """Transform the dataset once per Transform setting, under `work_dir/transformed/<name>/<hash>`."""
+def materialize_cached(manifest, config: MEANConfig, work_dir: str,
+                       beam_pipeline_args: Sequence[str] = ()) -> preprocessing.Materialized:
+    """Transform the dataset once per Transform setting, under `work_dir/transformed/<name>/<hash>`
+    (`beam_pipeline_args`: how Beam runs it, which does not change the output)."""
     key = hashlib.sha1(json.dumps(preprocessing.transform_config(manifest, config), sort_keys=True).encode()).hexdigest()
-    return preprocessing.materialize(manifest, config, os.path.join(work_dir, "transformed", manifest.name, key[:12]))
+    return preprocessing.materialize(manifest, config, os.path.join(work_dir, "transformed", manifest.name, key[:12]),
+                                     beam_pipeline_args)
 
 
 def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str = "test",
-        verbose: int = 0, backup_dir: Optional[str] = None, with_eval: bool = False) -> Outcome:
+        verbose: int = 0, backup_dir: Optional[str] = None, with_eval: bool = False,
+        beam_pipeline_args: Sequence[str] = ()) -> Outcome:
     """Fit `model_name` (train split, model selection on eval) and predict `split` in money
-    (and the eval split too, as `Outcome.eval`, with `with_eval`)."""
+    (and the eval split too, as `Outcome.eval`, with `with_eval`); `beam_pipeline_args` run the Transform."""
     from mean_tf.data.manifest import read_split
 
     labels = registry.labels(model_name, config)
@@ -75,7 +79,7 @@ def run(model_name: str, config: MEANConfig, manifest, work_dir: str, split: str
         outcome = classical(split)
         outcome.eval = classical("eval") if with_eval else None
         return outcome
-    mat = materialize_cached(manifest, config, work_dir)
+    mat = materialize_cached(manifest, config, work_dir, beam_pipeline_args)
     result = protocol.fit(model_name, config, mat.out_dir, mat.files("train"), mat.files("eval"),
                           verbose=verbose, backup_dir=backup_dir)
     spec = mat.tf_transform_output().transformed_feature_spec()
