@@ -5,6 +5,7 @@ import dataclasses
 import json
 import types
 
+from mean_tf.contract import LABELS
 from mean_tf.benchmark import plan, report
 from mean_tf.models import registry
 
@@ -41,7 +42,7 @@ def _runner(tmp_path, monkeypatch, calls):
     (tmp_path / "build_info.json").write_text(json.dumps({"n_features": 720, "informative_numeric": 12,
                                                           "informative_categorical": 2}))
     manifest = types.SimpleNamespace(root=str(tmp_path), row_counts={"train": 28_000, "eval": 4_000, "test": 8_000},
-                                     numeric_features=(), categorical_features=())
+                                     numeric_features=(), categorical_features=(), labels=LABELS)
 
     def fit(model, config, manifest, work_dir, **kwargs):
         calls.append((model, kwargs.get("beam_pipeline_args"), config.learning_rate))
