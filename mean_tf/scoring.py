@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from mean_tf.errors import MeanTFError
+from mean_tf.files import atomic_file, exists, open_file, scratch_dir
 
 BATCH_SIZE = 8192
 TARGET_SHARE = 0.1
@@ -33,13 +33,13 @@ MODEL_INFO_FILE = os.path.join("assets.extra", "mean_tf.json")
 
 def read_model_info(export_dir: str) -> dict:
     """The `MODEL_INFO_FILE` of an exported model; MeanTFError if `export_dir` is not one."""
-    if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+    if not exists(os.path.join(export_dir, "saved_model.pb")):
         raise MeanTFError(f"{export_dir}: not a SavedModel folder (no saved_model.pb); give the folder of one "
                           f"pushed model version, e.g. out/pipeline/serving_model/<version>")
     path = os.path.join(export_dir, MODEL_INFO_FILE)
-    if not os.path.isfile(path):
+    if not exists(path):
         raise MeanTFError(f"{export_dir}: no {MODEL_INFO_FILE}: not exported by this version of mean-tf")
-    with open(path, encoding="utf-8") as f:
+    with open_file(path) as f:
         return json.load(f)
 
 
@@ -95,10 +95,7 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     id_spec = {c: tf.io.FixedLenFeature([], tf.string) for c in dataset.id_columns}
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
-    out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".score-", dir=out_dir)
-    try:
+    with scratch_dir(out) as tmp_dir:
         parts, cltv = [], []
         for i, batch in enumerate(records):
             ids = {k: v.numpy().astype(str) for k, v in tf.io.parse_example(batch, id_spec).items()}
@@ -123,26 +120,22 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
         rank[ranking_order(values)] = np.arange(1, n + 1)
         decile = np.minimum((rank - 1) * 10 // n + 1, 10)
         targeted = top_count(n, target_share)
-        tmp_out = os.path.join(tmp_dir, "result" + fmt)
-        start, writer = 0, None
-        for j, part in enumerate(parts):
-            table = pq.read_table(part)
-            stop = start + table.num_rows
-            table = table.append_column("rank", pa.array(rank[start:stop])).append_column(
-                "decile", pa.array(decile[start:stop])).append_column("target", pa.array(rank[start:stop] <= targeted))
-            if fmt == ".parquet":
-                writer = writer or pq.ParquetWriter(tmp_out, table.schema)
-                writer.write_table(table)
-            else:
-                table.to_pandas().to_csv(tmp_out, mode="a", header=j == 0, index=False)
-            start = stop
-        if writer is not None:
-            writer.close()
-        os.replace(tmp_out, out)
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        with atomic_file(out) as tmp_out:
+            start, writer = 0, None
+            for j, part in enumerate(parts):
+                table = pq.read_table(part)
+                stop = start + table.num_rows
+                table = table.append_column("rank", pa.array(rank[start:stop])).append_column(
+                    "decile", pa.array(decile[start:stop])).append_column("target",
+                                                                          pa.array(rank[start:stop] <= targeted))
+                if fmt == ".parquet":
+                    writer = writer or pq.ParquetWriter(tmp_out, table.schema)
+                    writer.write_table(table)
+                else:
+                    table.to_pandas().to_csv(tmp_out, mode="a", header=j == 0, index=False)
+                start = stop
+            if writer is not None:
+                writer.close()
     return {"customers": n, "split": split, "label": info["label"], "calibrated": info["label"] in info["calibrated"],
             "targeted": targeted, "predicted_total": float(values.sum()),
             "targeted_total": float(values[rank <= targeted].sum()), "out": out}

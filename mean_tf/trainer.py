@@ -76,12 +76,12 @@ def run_fn(fn_args) -> None:
                           verbose=verbose)
     print(f"Trainer: {len(result.history['loss'])} epochs ({result.steps} steps), selected epoch "
           f"{result.best_epoch + 1} with eval {config.selection_metric} {result.selection:.4f}", flush=True)
-    with open(os.path.join(fn_args.model_run_dir, "fit_summary.json"), "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "fit_summary.json"), "w") as f:  # gs:// on Vertex
         json.dump({"best_epoch": result.best_epoch, "steps": result.steps, "hit_max_steps": result.hit_max_steps,
                    "selection": result.selection, "config": result.config.to_dict(), "history": result.history},
                   f, indent=2)
     extras = serving_extras(result, fn_args.train_files, fn_args.eval_files, fn_args.transform_output)
-    with open(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
         json.dump(extras.to_dict(), f, indent=2)
     export_dir = fn_args.serving_model_dir if _is_chief() else tempfile.mkdtemp(prefix="mean_tf_worker_export_")
     export_serving_model(result.model, tft.TFTransformOutput(fn_args.transform_output), custom["label"],

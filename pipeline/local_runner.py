@@ -41,9 +41,15 @@ class RunSummary:
 
 
 def paths(output_dir: str) -> Tuple[str, str, str]:
-    """(pipeline root, metadata sqlite path, serving dir) under the output folder."""
-    output_dir = os.path.abspath(output_dir)
-    return (os.path.join(output_dir, configs.PIPELINE_ROOT_SUBDIR), os.path.join(output_dir, configs.METADATA_FILE),
+    """(pipeline root, metadata sqlite path, serving dir) under the output folder. ML Metadata is a local SQLite
+    file: for an output folder that is a URI (gs://...) it lives under `configs.LOCAL_METADATA_DIR`, in a
+    folder named after the URI."""
+    from mean_tf.files import absolute, is_uri
+
+    output_dir = absolute(output_dir)
+    metadata_dir = (os.path.join(os.path.abspath(configs.LOCAL_METADATA_DIR), output_dir.replace("://", "/", 1))
+                    if is_uri(output_dir) else output_dir)
+    return (os.path.join(output_dir, configs.PIPELINE_ROOT_SUBDIR), os.path.join(metadata_dir, configs.METADATA_FILE),
             os.path.join(output_dir, configs.SERVING_SUBDIR))
 
 

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from typing import Optional
 
@@ -271,6 +272,12 @@ class Emulator:
             process.terminate()
             process.wait(timeout=30)
         self.processes = []
+
+    def objects(self, prefix: str = "") -> list:
+        """Names of the objects under `prefix` in `BUCKET`, asked of the emulator directly."""
+        query = urllib.parse.urlencode({"prefix": prefix, "fields": "items/name"})
+        with urllib.request.urlopen(f"http://127.0.0.1:{BACKEND_PORT}/storage/v1/b/{BUCKET}/o?{query}") as response:
+            return [item["name"] for item in json.load(response).get("items", [])]
 
     def create_bucket(self, name: str = BUCKET) -> None:
         """Create `name` through the TLS front (a 409 for an existing bucket is fine)."""

@@ -40,7 +40,8 @@ def register(subparsers):
                                      "dataset there first.")
     run.add_argument("--data", help="dataset folder (manifest.json); default: the bundled Online Retail II")
     add_renamed_option(run, "--out", "--output-dir", default=configs.DEFAULT_OUTPUT_DIR, metavar="DIR",
-                       help=f"output folder: pipeline root, ML Metadata, serving_model/ "
+                       help=f"output folder, local or gs://...: pipeline root, ML Metadata (a local file: for a "
+                            f"gs:// folder under {configs.LOCAL_METADATA_DIR}/), serving_model/ "
                             f"(default {configs.DEFAULT_OUTPUT_DIR})")
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
     run.add_argument("--score", metavar="DATASET", default=None,
@@ -80,9 +81,10 @@ def register(subparsers):
 
 def _bundled_dataset(output_dir: str) -> str:
     from mean_tf.data import online_retail
+    from mean_tf.files import exists
 
     folder = os.path.join(output_dir, "data", online_retail.NAME)
-    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+    if not exists(os.path.join(folder, "manifest.json")):
         print(f"building the bundled Online Retail II dataset in {folder}")
         online_retail.build(folder)
     return folder

@@ -40,6 +40,7 @@ import numpy as np
 
 from mean_tf.data import manifest as mf
 from mean_tf.errors import MeanTFError
+from mean_tf.files import absolute
 
 NAME = "synthetic"
 BLOCK_ROWS = 4096
@@ -472,5 +473,5 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
             "mean_oracle": {s: {lab: float(sums[i, 4 + k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(mf.SPLITS)},
         }
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    m = dataclasses.replace(m, root=str(Path(out).absolute()))
+    m = dataclasses.replace(m, root=absolute(out))
     return m
