@@ -112,6 +112,7 @@ def _cli(*argv) -> tuple:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = cli.main(list(argv))
+    print(f"$ mean-tf {' '.join(argv)}\n{printed.getvalue()}", flush=True)  # the session's log
     return code, printed.getvalue()
 
 
@@ -161,7 +162,7 @@ def _trainer_executions(out: str) -> list:
 
 def _cut_off_mid_trainer(emulator, data: str, out: str) -> dict:
     """Run the pipeline in a process of its own; stop the emulator once the Trainer has begun writing the
-    model into the bucket; end the run (it fails, or is killed after 30 s like a preempted machine)."""
+    model into the bucket; end the run (it fails, or is killed after 10 s like a preempted machine)."""
     command = [sys.executable, "-c", "import sys; from mean_tf.cli import main; sys.exit(main(sys.argv[1:]))",
                "pipeline", "run", "--data", data, "--out", out, *BLESS_ANY, *SMALL_MODEL, *RETRAIN]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -186,7 +187,7 @@ def _cut_off_mid_trainer(emulator, data: str, out: str) -> dict:
         time.sleep(0.05)
     emulator.stop()
     try:
-        run.wait(30)
+        run.wait(10)
         found["ended"] = "failed"
     except subprocess.TimeoutExpired:
         run.kill()
@@ -208,7 +209,7 @@ def pipeline_session(emulator, work: str) -> None:
     from mean_tf.data import online_retail, read_manifest
     from tensorflow_serving.apis import prediction_log_pb2
 
-    start = time.time()
+    start, seconds = time.time(), {}
     data, score_data, out = emulator.uri("data"), emulator.uri("score"), emulator.uri("out")
     log = str(online_retail.example_log_path())
     for target, what in ((data, ["--cutoffs", CUTOFFS]), (score_data, ["--score-date", "end"])):
@@ -216,14 +217,18 @@ def pipeline_session(emulator, work: str) -> None:
         assert code == 0, printed
     facts = {"data_files": tf.io.gfile.listdir(data), "score_files": tf.io.gfile.listdir(score_data),
              "score_rows": read_manifest(score_data).row_counts["score"]}
+    seconds["datasets"] = time.time() - start
 
     first = _pipeline(data, out, "--score", score_data)
     first["pushed_files"] = _files_under(first["pushed_model"])
     first["model_run_files"] = _files_under(first["model_uri"].replace("/model/", "/model_run/"))
+    first["inference_files"] = _files_under(first["inference_uri"])
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
-        tf.io.gfile.glob(os.path.join(first["inference_uri"], "*", "*.gz")), compression_type="GZIP")]
+        [os.path.join(first["inference_uri"], name) for name in first["inference_files"] if name.endswith(".gz")],
+        compression_type="GZIP")]
     first["prediction_logs"] = len(logs)
     facts["first"] = first
+    seconds["first run"] = time.time() - start
 
     scores = emulator.uri("scores/today.csv")
     code, printed = _cli("score", "--model", first["pushed_model"], "--data", score_data, "--out", scores)
@@ -240,11 +245,15 @@ def pipeline_session(emulator, work: str) -> None:
                       "max_relative_difference_to_prediction_logs": float(np.max(
                           np.abs(table["cltv"] - expected) / np.maximum(np.abs(expected), 1e-6)))}
 
+    seconds["score"] = time.time() - start
     facts["cached"] = _pipeline(data, out)
+    seconds["cached rerun"] = time.time() - start
 
     cut = _cut_off_mid_trainer(emulator, data, out)
     cut["bucket_kept_across_restart"] = tf.io.gfile.exists(os.path.join(first["pushed_model"], "saved_model.pb"))
+    seconds["cut-off run"] = time.time() - start
     rerun = _pipeline(data, out, *RETRAIN)
+    seconds["rerun after restart"] = time.time() - start
     cut["unfinished_trainers"] = [e for e in _trainer_executions(out) if e["state"] not in ("COMPLETE", "CACHED")]
     serving = os.path.dirname(rerun["pushed_model"])
     versions = [v.rstrip("/") for v in tf.io.gfile.listdir(serving)]
@@ -257,6 +266,6 @@ def pipeline_session(emulator, work: str) -> None:
     rerun["predictions_finite"] = bool(np.isfinite(trainer.predict_serialized(rerun["pushed_model"],
                                                                               records)["cltv"]).all())
     facts["interrupted"], facts["after_restart"] = cut, rerun
-    facts["seconds"] = round(time.time() - start)
+    facts["seconds"] = {phase: round(end) for phase, end in seconds.items()}  # elapsed at the end of each
     with open(os.path.join(work, "facts.json"), "w", encoding="utf-8") as f:
         json.dump(facts, f, indent=2)
