@@ -22,11 +22,12 @@ def register(subparsers):
 
 def main(args) -> int:
     from mean_tf.data import online_retail
+    from mean_tf.files import exists
     from pipeline import local_runner
 
     data_dir = os.path.join(args.out, "online_retail_ii")
     start = time.time()
-    if not os.path.exists(os.path.join(data_dir, "manifest.json")):
+    if not exists(os.path.join(data_dir, "manifest.json")):
         print(f"[1/2] building the Online Retail II snapshot table in {data_dir}", flush=True)
         online_retail.build(data_dir)
     else:
