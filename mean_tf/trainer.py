@@ -8,12 +8,14 @@ both read it) has two signatures:
   `cltv_uncalibrated` [B], the model's own money value; `<label>` [B] per model label (calibrated; all
   four for a multi-horizon model); `p_payer` [B] where the model has one (ZILN: its payer probability;
   a DAM head: 1 - P(bucket 0)); `cltv_q10/q50/q90` [B] for ZILN models and `bucket_probs`, `bucket_lower`,
-  `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`).
+  `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`); and
+  `inputs_out_of_range` [B], how many of the example's numeric features lay beyond their bound recorded at
+  training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x max(1, the train split's largest |z|), z the
+  model's standardized input), with `clipped_features` [B] naming them (comma-separated, "" for none): such a
+  value is clipped to its bound, so one odd customer cannot stop a batch.
   A request fails with InvalidArgumentError naming the feature when a feature is missing, non-finite or
-  beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), when a numeric
-  feature lies beyond its bound recorded at training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x
-  max(1, the train split's largest |z|), z the model's standardized input), or when an example is malformed
-  (TF Serving answers it with an error; the server keeps running);
+  beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), or when an
+  example is malformed (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (the model's inputs
   and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them).
 """
@@ -44,10 +46,12 @@ PAYER_OUTPUT = "p_payer"
 BUCKET_PROBS_OUTPUT = "bucket_probs"
 BUCKET_LOWER_OUTPUT = "bucket_lower"
 BUCKET_UPPER_OUTPUT = "bucket_upper"
+OUT_OF_RANGE_OUTPUT = "inputs_out_of_range"
+CLIPPED_OUTPUT = "clipped_features"
 CALIBRATION_FILE = "calibration.json"
 VERBOSE_ENV = "MEAN_TF_VERBOSE"  # set by `mean-tf --verbose`
-# Serving refuses a numeric feature whose standardized value |z| exceeds this factor times the train
-# split's largest |z| (at least 1): ten times farther out than any training customer.
+# Serving clips (and counts in OUT_OF_RANGE_OUTPUT) a numeric feature whose standardized value |z| exceeds this
+# factor times the train split's largest |z| (at least 1): ten times farther out than any training customer.
 FEATURE_BOUND_FACTOR = 10.0
 
 
@@ -158,6 +162,15 @@ def refuse_beyond(x, bound: float, message: str):
     return tf.debugging.check_numerics(tf.where(tf.abs(x) <= bound, x, tf.fill(tf.shape(x), np.nan)), message)
 
 
+def clip_to_bounds(z, bounds: Sequence[float], names: Sequence[str]):
+    """(z [B, F] with each column clipped to +-its bound, which values were beyond it [B, F]). A non-finite z
+    (a transform gone wrong: raw inputs are checked before) fails naming the feature."""
+    z = tf.stack([tf.debugging.check_numerics(z[:, j], f"feature {name!r}: its standardized value is not finite")
+                  for j, name in enumerate(names)], axis=1)
+    bound = tf.constant(np.asarray(bounds, np.float32))[None, :]
+    return tf.clip_by_value(z, -bound, bound), tf.abs(z) > bound
+
+
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
                          export_dir: str, extras: Optional[ServingExtras] = None) -> str:
     """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels.
@@ -176,7 +189,8 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     extras = extras or ServingExtras()
     if extras.feature_bounds is not None and len(extras.feature_bounds) != len(numeric):
         raise MeanTFError(f"{len(extras.feature_bounds)} feature bounds for {len(numeric)} numeric features")
-    clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
+    clashes = [name for name in labels
+               if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT, OUT_OF_RANGE_OUTPUT, CLIPPED_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
     log_caps = ziln.log_prediction_caps(config)
@@ -192,14 +206,15 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
                                         f"|x| <= {MAX_ABS_VALUE:g}") for name in numeric})
         transformed = module.tft_layer(raw)
         inputs = {k: v for k, v in transformed.items() if k == NUMERIC_KEY or k.startswith(CATEGORICAL_PREFIX)}
+        result = {OUT_OF_RANGE_OUTPUT: tf.zeros(tf.shape(examples), tf.int32),
+                  CLIPPED_OUTPUT: tf.fill(tf.shape(examples), "")}
         if extras.feature_bounds is not None and NUMERIC_KEY in inputs:
-            z = inputs[NUMERIC_KEY]
-            inputs[NUMERIC_KEY] = tf.stack([
-                refuse_beyond(z[:, j], bound, f"feature {name!r} is beyond its training range (standardized "
-                                              f"|z| > {bound:.4g}, mean_tf.trainer.FEATURE_BOUND_FACTOR)")
-                for j, (name, bound) in enumerate(zip(numeric, extras.feature_bounds))], axis=1)
+            inputs[NUMERIC_KEY], beyond = clip_to_bounds(inputs[NUMERIC_KEY], extras.feature_bounds, numeric)
+            result[OUT_OF_RANGE_OUTPUT] = tf.reduce_sum(tf.cast(beyond, tf.int32), axis=1)
+            names = tf.where(beyond, tf.constant(numeric)[None, :], "")
+            result[CLIPPED_OUTPUT] = tf.strings.regex_replace(  # "a,,b," -> "a,b"
+                tf.strings.reduce_join(names, axis=1, separator=","), "^,+|,+$|(,),+", r"\1")
         outputs = model(inputs, training=False)
-        result = {}
         for i, name in enumerate(labels):
             cltv = outputs["cltv"][:, i]
             if model.output_space == "money":
@@ -237,7 +252,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
 
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": serve, "transform_features": transform_features})
-    info = {"label": label, "labels": labels, "raw_features": list(raw_features), 
+    info = {"label": label, "labels": labels, "raw_features": list(raw_features), "numeric_features": numeric,
             "calibrated": sorted(extras.calibrations), **extras.to_dict()}
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex
     with tf.io.gfile.GFile(os.path.join(export_dir, MODEL_INFO_FILE), "w") as f:
