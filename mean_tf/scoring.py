@@ -36,6 +36,7 @@ BATCH_SIZE = 8192
 TARGET_SHARE = 0.1
 FORMATS = (".parquet", ".csv")
 REJECTS_COLUMNS = ("customer_id", "feature", "reason")
+CLIPPED_COLUMN = "clipped_features"
 # Written next to the SavedModel by `mean_tf.trainer.export_serving_model` (TF Serving ignores assets.extra):
 # the label, labels, raw features, calibration and bucket ranges.
 MODEL_INFO_FILE = os.path.join("assets.extra", "mean_tf.json")
@@ -68,7 +69,6 @@ def _columns(outputs: Dict[str, np.ndarray], labels: List[str]) -> Dict[str, np.
             trainer.UNCALIBRATED_OUTPUT: outputs[trainer.UNCALIBRATED_OUTPUT]}
     if trainer.OUT_OF_RANGE_OUTPUT in outputs:  # > 0: flagged, its inputs beyond the training range were clipped
         cols[trainer.OUT_OF_RANGE_OUTPUT] = outputs[trainer.OUT_OF_RANGE_OUTPUT]
-        cols[trainer.CLIPPED_OUTPUT] = outputs[trainer.CLIPPED_OUTPUT].astype(str)
     if len(labels) > 1:
         cols.update({label: outputs[label] for label in labels})
     for key in (trainer.PAYER_OUTPUT, *(uncertainty.quantile_name(q) for q in uncertainty.QUANTILES)):
@@ -108,7 +108,8 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
 
     import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    signatures = tf.saved_model.load(model_dir).signatures
+    serve, beyond = signatures["serving_default"], signatures.get(trainer.OUT_OF_RANGE_SIGNATURE)
     id_spec = {c: tf.io.FixedLenFeature([], tf.string) for c in dataset.id_columns}
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
     with scratch_dir(out) as tmp_dir:
@@ -119,10 +120,13 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
             rejects += [(ids["customer_id"][j], *rejection(text, batch[j].numpy())) for j, text in refused]
             if not served.size:
                 continue
-            flagged += int((outputs.get(trainer.OUT_OF_RANGE_OUTPUT, np.zeros(0)) > 0).sum())
-            clipped.update(name for names in outputs.get(trainer.CLIPPED_OUTPUT, []) if names
-                           for name in names.decode().split(","))
-            table = pa.table({**{k: v[served] for k, v in ids.items()}, **_columns(outputs, info["labels"])})
+            columns = {**{k: v[served] for k, v in ids.items()}, **_columns(outputs, info["labels"])}
+            if trainer.OUT_OF_RANGE_OUTPUT in outputs and beyond is not None:
+                columns[CLIPPED_COLUMN] = clipped_names(beyond, tf.gather(batch, served),
+                                                        outputs[trainer.OUT_OF_RANGE_OUTPUT], info["numeric_features"])
+                flagged += int((outputs[trainer.OUT_OF_RANGE_OUTPUT] > 0).sum())
+                clipped.update(name for names in columns[CLIPPED_COLUMN] if names for name in names.split(","))
+            table = pa.table(columns)
             parts.append(os.path.join(tmp_dir, f"part-{i:06d}.parquet"))
             pq.write_table(table, parts[-1])
             cltv.append(outputs[trainer.CLTV_OUTPUT].astype(np.float64))
@@ -165,6 +169,21 @@ def score(model_dir: str, dataset, out: str, split: Optional[str] = None, target
             "targeted": targeted, "predicted_total": float(values.sum()),
             "targeted_total": float(values[rank <= targeted].sum()), "out": out, "flagged": flagged,
             "clipped": clipped.most_common(), "rejected": len(rejects), "rejects": rejects_path(out)}
+
+
+def clipped_names(beyond, records, out_of_range: np.ndarray, numeric: List[str]) -> np.ndarray:
+    """The names of the features `serving_default` clipped, comma-separated, per record ("" for none): the
+    model's `out_of_range_features` signature, asked about the flagged records only."""
+    from mean_tf import trainer
+
+    names = np.full(len(out_of_range), "", dtype=object)
+    flagged = np.flatnonzero(out_of_range > 0)
+    if flagged.size:
+        import tensorflow as tf
+
+        mask = beyond(examples=tf.gather(records, flagged))[trainer.BEYOND_OUTPUT].numpy()
+        names[flagged] = [",".join(np.asarray(numeric)[row]) for row in mask]
+    return names
 
 
 def rejects_path(out: str) -> str:

@@ -1,7 +1,7 @@
 """TFX Trainer user code (`run_fn='mean_tf.trainer.run_fn'`) and the servable export.
 
 The exported SavedModel (a plain tf.Module, so TF Serving's TF1 loader and TFMA's generic loader
-both read it) has two signatures:
+both read it) has three signatures:
 - `serving_default(examples)`: serialized raw tf.Example without label -> Transform graph -> model ->
   `cltv` [B], the pipeline label's CLTV in money (inverse label transform, >= 0), calibrated on the
   eval split (`mean_tf.calibration`, strictly increasing: the ranking is the model's), and
@@ -11,13 +11,14 @@ both read it) has two signatures:
   `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.uncertainty`); and
   `inputs_out_of_range` [B], how many of the example's numeric features lay beyond their bound recorded at
   training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x max(1, the train split's largest |z|), z the
-  model's standardized input), with `clipped_features` [B] naming them (comma-separated, "" for none): such a
-  value is clipped to its bound, so one odd customer cannot stop a batch.
+  model's standardized input): such a value is clipped to its bound, so one odd customer cannot stop a batch.
   A request fails with InvalidArgumentError naming the feature when a feature is missing, non-finite or
   beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), or when an
   example is malformed (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (the model's inputs
-  and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them).
+  and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them);
+- `out_of_range_features(examples)`: serialized raw tf.Example without label -> `beyond` [B, F], which numeric
+  features (in the order of the model info's `numeric_features`) `serving_default` clipped.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ BUCKET_PROBS_OUTPUT = "bucket_probs"
 BUCKET_LOWER_OUTPUT = "bucket_lower"
 BUCKET_UPPER_OUTPUT = "bucket_upper"
 OUT_OF_RANGE_OUTPUT = "inputs_out_of_range"
-CLIPPED_OUTPUT = "clipped_features"
+OUT_OF_RANGE_SIGNATURE = "out_of_range_features"  # -> BEYOND_OUTPUT [B, F]: which numeric features were clipped
+BEYOND_OUTPUT = "beyond"
 CALIBRATION_FILE = "calibration.json"
 VERBOSE_ENV = "MEAN_TF_VERBOSE"  # set by `mean-tf --verbose`
 # Serving clips (and counts in OUT_OF_RANGE_OUTPUT) a numeric feature whose standardized value |z| exceeds this
@@ -189,8 +191,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     extras = extras or ServingExtras()
     if extras.feature_bounds is not None and len(extras.feature_bounds) != len(numeric):
         raise MeanTFError(f"{len(extras.feature_bounds)} feature bounds for {len(numeric)} numeric features")
-    clashes = [name for name in labels
-               if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT, OUT_OF_RANGE_OUTPUT, CLIPPED_OUTPUT)]
+    clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT, OUT_OF_RANGE_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
     log_caps = ziln.log_prediction_caps(config)
@@ -199,21 +200,23 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
     module.tft_layer = tf_transform_output.transform_features_layer()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
-    def serve(examples):
+    def checked_inputs(examples):
+        """(the Transform's outputs, the model's inputs with out-of-range values clipped, which numeric inputs
+        were beyond their bounds [B, F]) of serialized raw examples; missing or non-finite values fail."""
         raw = tf.io.parse_example(examples, serving_spec)
         raw.update({name: refuse_beyond(raw[name], MAX_ABS_VALUE, f"feature {name!r} must be finite with "
                                         f"|x| <= {MAX_ABS_VALUE:g}") for name in numeric})
         transformed = module.tft_layer(raw)
         inputs = {k: v for k, v in transformed.items() if k == NUMERIC_KEY or k.startswith(CATEGORICAL_PREFIX)}
-        result = {OUT_OF_RANGE_OUTPUT: tf.zeros(tf.shape(examples), tf.int32),
-                  CLIPPED_OUTPUT: tf.fill(tf.shape(examples), "")}
+        beyond = tf.zeros([tf.shape(examples)[0], len(numeric)], tf.bool)
         if extras.feature_bounds is not None and NUMERIC_KEY in inputs:
             inputs[NUMERIC_KEY], beyond = clip_to_bounds(inputs[NUMERIC_KEY], extras.feature_bounds, numeric)
-            result[OUT_OF_RANGE_OUTPUT] = tf.reduce_sum(tf.cast(beyond, tf.int32), axis=1)
-            names = tf.where(beyond, tf.constant(numeric)[None, :], "")
-            result[CLIPPED_OUTPUT] = tf.strings.regex_replace(  # "a,,b," -> "a,b"
-                tf.strings.reduce_join(names, axis=1, separator=","), "^,+|,+$|(,),+", r"\1")
+        return transformed, inputs, beyond
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def serve(examples):
+        transformed, inputs, beyond = checked_inputs(examples)
+        result = {OUT_OF_RANGE_OUTPUT: tf.reduce_sum(tf.cast(beyond, tf.int32), axis=1)}
         outputs = model(inputs, training=False)
         for i, name in enumerate(labels):
             cltv = outputs["cltv"][:, i]
@@ -250,8 +253,12 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     def transform_features(examples):
         return module.tft_layer(tf.io.parse_example(examples, raw_spec))
 
-    tf.saved_model.save(module, export_dir,
-                        signatures={"serving_default": serve, "transform_features": transform_features})
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def out_of_range_features(examples):
+        return {BEYOND_OUTPUT: checked_inputs(examples)[2]}
+
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": serve, "transform_features": transform_features,
+                                                        OUT_OF_RANGE_SIGNATURE: out_of_range_features})
     info = {"label": label, "labels": labels, "raw_features": list(raw_features), "numeric_features": numeric,
             "calibrated": sorted(extras.calibrations), **extras.to_dict()}
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex
