@@ -228,6 +228,7 @@ class Front(http.server.ThreadingHTTPServer):
     def get_request(self):
         connection, address = self.socket.accept()
         connection.settimeout(IDLE_TIMEOUT)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers, then body: no 40 ms Nagle wait
         return self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request, client_address):
