@@ -24,7 +24,8 @@ import pytest
 
 import gcs_emulator
 
-pytestmark = pytest.mark.skipif(bool(gcs_emulator.unavailable()), reason=gcs_emulator.unavailable() or "")
+UNAVAILABLE = gcs_emulator.unavailable()
+pytestmark = pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
 
 SMALL_MODEL = ["--set", "shared_units=[16]", "--set", "expert_units=8", "--set", "attention_units=8",
                "--set", "dam_shared_units=8", "--set", "dam_units=[8]", "--set", "embedding_dim=2",
