@@ -91,7 +91,7 @@ def run(data_dir: str, output_dir: str, **kwargs) -> RunSummary:
 
     pipeline = build(data_dir, output_dir, **kwargs)
     try:
-        with component_progress():
+        with component_progress(), failed_outputs_removed_quietly():
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataValidationError as e:
         raise MeanTFError(str(e)) from None
@@ -124,6 +124,32 @@ def component_progress(stream=None):
         yield
     finally:
         launcher.Launcher.launch = launch
+
+
+@contextlib.contextmanager
+def failed_outputs_removed_quietly():
+    """TFX removes a failed component's output folders before it reports the failure. On gs:// a folder that
+    holds no object does not exist, and TFX's removal then raises an empty NotFoundError in place of the
+    component's own error ("error: NotFoundError"). Within this context a missing output is skipped, so the
+    component's error is the one reported."""
+    from tfx.dsl.io import fileio
+    from tfx.orchestration.portable import outputs_utils
+
+    remove = outputs_utils.remove_output_dirs
+
+    def remove_existing(output_dict):
+        for key, artifacts in output_dict.items():
+            for artifact in artifacts:
+                try:
+                    remove({key: [artifact]})
+                except fileio.NotFoundError:
+                    pass
+
+    outputs_utils.remove_output_dirs = remove_existing
+    try:
+        yield
+    finally:
+        outputs_utils.remove_output_dirs = remove
 
 
 def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> RunSummary:

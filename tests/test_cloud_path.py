@@ -107,12 +107,13 @@ def test_a_run_cut_off_mid_trainer_leaves_nothing_taken_for_complete_and_its_rer
 
 # --- the session, inside the namespace ------------------------------------------------------------------
 def _cli(*argv) -> tuple:
-    """`mean-tf ARGV` in-process: (exit code, what it printed)."""
+    """`mean-tf --debug ARGV` in-process (an error raises, its traceback in the session's log): (exit code, what
+    it printed)."""
     from mean_tf import cli
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = cli.main(list(argv))
+        code = cli.main(["--debug", *argv])
     print(f"$ mean-tf {' '.join(argv)}\n{printed.getvalue()}", flush=True)  # the session's log
     return code, printed.getvalue()
 
