@@ -30,6 +30,9 @@ PAYER_OUTPUT = "p_payer"
 BUCKET_PROBS_OUTPUT = "bucket_probs"
 BUCKET_LOWER_OUTPUT = "bucket_lower"
 BUCKET_UPPER_OUTPUT = "bucket_upper"
+OUT_OF_RANGE_OUTPUT = "inputs_out_of_range"  # [B]: how many numeric features were clipped to their bound
+OUT_OF_RANGE_SIGNATURE = "out_of_range_features"  # a second signature: BEYOND_OUTPUT [B, F], which were clipped
+BEYOND_OUTPUT = "beyond"
 # Written beside the SavedModel (TF Serving ignores assets.extra): label, labels, raw features, calibration.
 MODEL_INFO_FILE = "assets.extra/mean_tf.json"
 # Written into the Trainer's model-run folder.

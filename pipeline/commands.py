@@ -11,6 +11,7 @@ import os
 import time
 
 from mean_tf.commands._common import add_config_options, add_renamed_option, config_from_args
+from mean_tf.runtime.files import exists
 from pipeline import configs
 
 DEMO_OUT = "out"
@@ -26,7 +27,8 @@ def register_pipeline(subparsers):
                                      "dataset there first.")
     run.add_argument("--data", help="dataset folder (manifest.json); default: the bundled Online Retail II")
     add_renamed_option(run, "--out", "--output-dir", default=configs.DEFAULT_OUTPUT_DIR, metavar="DIR",
-                       help=f"output folder: pipeline root, ML Metadata, serving_model/ "
+                       help=f"output folder, local or gs://...: pipeline root, ML Metadata (a local file: for a "
+                            f"gs:// folder under {configs.LOCAL_METADATA_DIR}/), serving_model/ "
                             f"(default {configs.DEFAULT_OUTPUT_DIR})")
     run.add_argument("--score", metavar="DATASET", default=None,
                      help="a scoring dataset (`mean-tf data transactions --score-date`): a BulkInferrer scores it "
@@ -70,7 +72,7 @@ def _bundled_dataset(output_dir: str) -> str:
     from mean_tf.data import online_retail
 
     folder = os.path.join(output_dir, "data", online_retail.NAME)
-    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+    if not exists(os.path.join(folder, "manifest.json")):
         print(f"building the bundled Online Retail II dataset in {folder}")
         online_retail.build(folder)
     return folder
@@ -103,7 +105,7 @@ def demo_main(args) -> int:
 
     data_dir = os.path.join(args.out, "online_retail_ii")
     start = time.time()
-    if not os.path.exists(os.path.join(data_dir, "manifest.json")):
+    if not exists(os.path.join(data_dir, "manifest.json")):
         print(f"[1/2] building the Online Retail II snapshot table in {data_dir}", flush=True)
         online_retail.build(data_dir)
     else:

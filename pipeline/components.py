@@ -12,6 +12,7 @@
 
 import os
 
+import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
@@ -35,7 +36,7 @@ def anomaly_lines(anomalies_artifact) -> list:
     for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE)
         anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:  # artifact URIs are gs:// on Vertex
             anomalies.ParseFromString(f.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
             lines.append(f"split {split!r}: feature {feature!r}: {info.short_description} ({info.description})")
@@ -46,7 +47,7 @@ def anomaly_lines(anomalies_artifact) -> list:
 
 
 def _schema_path(artifact) -> str:
-    files = [f for f in os.listdir(artifact.uri) if f.endswith(".pbtxt")]
+    files = [f for f in tf.io.gfile.listdir(artifact.uri) if f.endswith(".pbtxt")]
     if len(files) != 1:
         raise ValueError(f"expected one .pbtxt schema in {artifact.uri}, found {files}")
     return os.path.join(artifact.uri, files[0])

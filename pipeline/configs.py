@@ -26,6 +26,8 @@ DEFAULT_LABEL = "cltv_365"
 DEFAULT_OUTPUT_DIR = os.path.join("out", "pipeline")
 PIPELINE_ROOT_SUBDIR = "pipeline_root"
 METADATA_FILE = "metadata.sqlite"
+# ML Metadata of a run whose output folder is a URI (gs://BUCKET/PATH): out/metadata/gs/BUCKET/PATH/metadata.sqlite
+LOCAL_METADATA_DIR = os.path.join("out", "metadata")
 SERVING_SUBDIR = "serving_model"
 
 # Blessing (Evaluator): the candidate's normalised Gini on the test split must reach GINI_FLOOR, and

@@ -40,9 +40,15 @@ class RunSummary:
 
 
 def paths(output_dir: str) -> Tuple[str, str, str]:
-    """(pipeline root, metadata sqlite path, serving dir) under the output folder."""
-    output_dir = os.path.abspath(output_dir)
-    return (os.path.join(output_dir, configs.PIPELINE_ROOT_SUBDIR), os.path.join(output_dir, configs.METADATA_FILE),
+    """(pipeline root, metadata sqlite path, serving dir) under the output folder. ML Metadata is a local SQLite
+    file: for an output folder that is a URI (gs://...) it lives under `configs.LOCAL_METADATA_DIR`, in a
+    folder named after the URI."""
+    from mean_tf.runtime.files import absolute, is_uri
+
+    output_dir = absolute(output_dir)
+    metadata_dir = (os.path.join(os.path.abspath(configs.LOCAL_METADATA_DIR), output_dir.replace("://", "/", 1))
+                    if is_uri(output_dir) else output_dir)
+    return (os.path.join(output_dir, configs.PIPELINE_ROOT_SUBDIR), os.path.join(metadata_dir, configs.METADATA_FILE),
             os.path.join(output_dir, configs.SERVING_SUBDIR))
 
 
@@ -80,7 +86,7 @@ def run(data_dir: str, output_dir: str, settings: Optional[configs.PipelineSetti
 
     pipeline = build(data_dir, output_dir, settings, score_data)
     try:
-        with component_progress():
+        with component_progress(), failed_outputs_removed_quietly():
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataValidationError as e:
         raise MeanTFError(str(e)) from None
@@ -112,6 +118,32 @@ def component_progress(stream=None):
         yield
     finally:
         launcher.Launcher.launch = launch
+
+
+@contextlib.contextmanager
+def failed_outputs_removed_quietly():
+    """TFX removes a failed component's output folders before it reports the failure. On gs:// a folder that
+    holds no object does not exist, and TFX's removal then raises an empty NotFoundError in place of the
+    component's own error ("error: NotFoundError"). Within this context a missing output is skipped, so the
+    component's error is the one reported."""
+    from tfx.dsl.io import fileio
+    from tfx.orchestration.portable import outputs_utils
+
+    remove = outputs_utils.remove_output_dirs
+
+    def remove_existing(output_dict):
+        for key, artifacts in output_dict.items():
+            for artifact in artifacts:
+                try:
+                    remove({key: [artifact]})
+                except fileio.NotFoundError:
+                    pass
+
+    outputs_utils.remove_output_dirs = remove_existing
+    try:
+        yield
+    finally:
+        outputs_utils.remove_output_dirs = remove
 
 
 def summarize(output_dir: str, pipeline_name: str = configs.PIPELINE_NAME) -> RunSummary:

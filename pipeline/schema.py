@@ -99,16 +99,18 @@ def project_schema(schema: schema_pb2.Schema, names: Iterable[str]) -> schema_pb
 
 
 def write_schema(schema: schema_pb2.Schema, path: str) -> None:
+    import tensorflow as tf
     from google.protobuf import text_format
 
-    with open(path, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path, "w") as f:  # artifact URIs are gs:// on Vertex
         f.write(text_format.MessageToString(schema))
 
 
 def read_schema(path: str) -> schema_pb2.Schema:
+    import tensorflow as tf
     from google.protobuf import text_format
 
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path) as f:
         return text_format.Parse(f.read(), schema_pb2.Schema())
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from mean_tf.contract import SCORE_SPLIT, SPLITS
 from mean_tf.data.examples import shard_name, write_frame
+from mean_tf.runtime import files as fs
 from mean_tf.errors import MeanTFError
 
 MANIFEST_FILE = "manifest.json"
@@ -81,11 +82,10 @@ class Manifest:
         return list(self.id_columns) + self.features + list(self.labels) + list(self.oracle_columns.values())
 
     def files(self, split: str) -> List[str]:
-        """Absolute paths of a split's files."""
+        """Absolute paths (or URIs) of a split's files."""
         if split not in self.splits:
             raise MeanTFError(f"dataset {self.name!r} has no split {split!r} (has {sorted(self.splits)})")
-        root = Path(self.root or ".")
-        return [str(root / f) for f in self.splits[split]]
+        return [os.path.join(self.root or ".", f) for f in self.splits[split]]
 
     def feature_spec(self, columns: Optional[Iterable[str]] = None) -> dict:
         """`tf.io.parse_example` spec for the given columns (default: all), scalar FixedLenFeatures."""
@@ -183,7 +183,7 @@ def validate_manifest(d: Mapping, root: Optional[Union[str, Path]] = None, sourc
         for f in files:
             if os.path.isabs(f) or ".." in Path(f).parts:
                 raise MeanTFError(f"{source}: split {split!r} file {f!r} must be relative to the manifest's folder")
-            if root is not None and not (Path(root) / f).is_file():
+            if root is not None and not fs.exists(os.path.join(str(root), f)):
                 raise MeanTFError(f"{source}: split {split!r} file {f!r} does not exist")
     if not isinstance(d.get("split_rule", "customer"), str) or not d.get("split_rule", "customer"):
         raise MeanTFError(f"{source}: 'split_rule' must be a non-empty string (e.g. 'customer' or 'time')")
@@ -198,18 +198,20 @@ def validate_manifest(d: Mapping, root: Optional[Union[str, Path]] = None, sourc
 
 
 def read_manifest(path: Union[str, Path], check_files: bool = True) -> Manifest:
-    """Read and validate a manifest (the dataset folder or its manifest.json)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MANIFEST_FILE
-    if not p.is_file():
+    """Read and validate a manifest (the dataset folder or its manifest.json; a local path or a URI)."""
+    p = str(path)
+    if not p.endswith(MANIFEST_FILE) or fs.isdir(p):
+        p = os.path.join(p, MANIFEST_FILE)
+    if not fs.exists(p) or fs.isdir(p):
         raise MeanTFError(f"no dataset manifest at {p}")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
+        with fs.open_file(p) as f:
+            d = json.loads(f.read())
     except (ValueError, UnicodeDecodeError) as e:
         raise MeanTFError(f"{p}: not valid JSON ({e})") from None
-    validate_manifest(d, root=p.parent if check_files else None, source=str(p))
-    return Manifest.from_dict(d, root=str(p.parent.resolve()), source=str(p))
+    folder = os.path.dirname(p)
+    validate_manifest(d, root=folder if check_files else None, source=p)
+    return Manifest.from_dict(d, root=folder if fs.is_uri(folder) else str(Path(folder).resolve()), source=p)
 
 
 def write_manifest(manifest: Manifest, folder: Union[str, Path]) -> Path:
@@ -232,7 +234,7 @@ def read_split(manifest: Union[Manifest, str, Path], split: str, columns: Option
 
     m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
     files = m.files(split)
-    missing = [f for f in files if not os.path.isfile(f)]
+    missing = [f for f in files if not fs.exists(f)]
     if missing:
         raise MeanTFError(f"dataset {m.name!r}: split {split!r} file {missing[0]} does not exist")
     spec = m.feature_spec(columns)
@@ -275,13 +277,22 @@ def _decode(v: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: Union[str, Path], dataset: bool = True) -> Iterator[Path]:
+def atomic_output_dir(out: Union[str, Path], dataset: bool = True, last: str = MANIFEST_FILE) -> Iterator[Path]:
     """Yield a temporary folder next to `out`; on success it replaces `out` by rename, on error it is removed.
 
     With `dataset` (default), `out` may be missing, an empty folder or an earlier dataset (a folder with
     manifest.json); any other non-empty folder is refused, so that a typo cannot wipe unrelated files.
     `dataset=False` is for folders the code owns (e.g. a Transform cache): any earlier content is replaced.
+    A URI `out` (gs://...): the temporary folder is local and `files.upload_dir` replaces `out` by it, the
+    file `last` (default: manifest.json) last.
     """
+    if fs.is_uri(out):
+        if dataset:
+            check_output_dir(out)
+        with fs.scratch_dir(str(out)) as tmp:
+            yield Path(tmp)
+            fs.upload_dir(tmp, str(out), last=last)
+        return
     out = Path(out).absolute()
     if dataset:
         check_output_dir(out)
@@ -303,6 +314,14 @@ def atomic_output_dir(out: Union[str, Path], dataset: bool = True) -> Iterator[P
 
 
 def check_output_dir(out: Union[str, Path]) -> None:
+    if fs.is_uri(out):
+        import tensorflow as tf
+
+        entries = {e.rstrip("/") for e in tf.io.gfile.listdir(str(out))} if fs.isdir(out) else set()
+        if entries and not entries & {MANIFEST_FILE, fs.UPLOADING_MARKER}:
+            raise MeanTFError(f"output folder {out} is not empty and holds no dataset (no {MANIFEST_FILE}); "
+                              f"refusing to replace it: choose a new or empty folder")
+        return
     out = Path(out)
     if out.exists():
         if not out.is_dir():
@@ -343,7 +362,9 @@ def verify_split_files(manifest: Manifest) -> None:
         for path in manifest.files(split):
             count, offset = 0, 0
             try:
-                with gzip.open(path, "rb") as f:
+                if fs.is_uri(path) and not fs.exists(path):
+                    raise FileNotFoundError(path)
+                with fs.open_file(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as f:
                     while True:
                         header = f.read(12)
                         if not header:
@@ -456,7 +477,7 @@ def write_scoring_dataset(frame, out: Union[str, Path], manifest: Manifest, comp
                            compresslevel=compresslevel)
         m = dataclasses.replace(m, row_counts={SCORE_SPLIT: rows})
         write_manifest(m, tmp)
-    return dataclasses.replace(m, root=str(Path(out).absolute()))
+    return dataclasses.replace(m, root=fs.absolute(out))
 
 
 def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column: str = "split",
@@ -493,4 +514,4 @@ def write_dataset(frame, out: Union[str, Path], manifest: Manifest, split_column
         write_manifest(m, tmp)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text, encoding="utf-8")
-    return dataclasses.replace(m, root=str(Path(out).absolute()))
+    return dataclasses.replace(m, root=fs.absolute(out))

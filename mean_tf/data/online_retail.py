@@ -60,7 +60,6 @@ def write_example_log(out: Union[str, Path], customers: int = EXAMPLE_CUSTOMERS,
                       input_path=None) -> int:
     """Write `example_log` as CSV (atomically); returns the number of orders."""
     orders = example_log(customers, seed, input_path)
-    out = Path(out)
     with atomic_file(str(out)) as tmp:
         orders.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
     return len(orders)

@@ -45,6 +45,7 @@ from mean_tf.contract import HORIZONS, LABELS
 from mean_tf import contract
 from mean_tf.data import examples, manifest as mf
 from mean_tf.errors import MeanTFError
+from mean_tf.runtime.files import absolute
 
 NAME = "synthetic"
 BLOCK_ROWS = 4096
@@ -509,5 +510,5 @@ def build(out: Union[str, Path], n_rows: int, n_features: int = 720, seed: int =
             "mean_oracle": {s: {lab: float(sums[i, 4 + k] / max(rows[i], 1)) for k, lab in enumerate(LABELS)} for i, s in enumerate(contract.SPLITS)},
         }
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    m = dataclasses.replace(m, root=str(Path(out).absolute()))
+    m = dataclasses.replace(m, root=absolute(out))
     return m

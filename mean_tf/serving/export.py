@@ -2,21 +2,24 @@
 
 
 The SavedModel (a plain tf.Module, so TF Serving's TF1 loader and TFMA's generic loader
-both read it) has two signatures:
+both read it) has three signatures:
 - `serving_default(examples)`: serialized raw tf.Example without label -> Transform graph -> model ->
   `cltv` [B], the pipeline label's CLTV in money (inverse label transform, >= 0), calibrated on the
   eval split (`mean_tf.training.calibration`, strictly increasing: the ranking is the model's), and
   `cltv_uncalibrated` [B], the model's own money value; `<label>` [B] per model label (calibrated; all
   four for a multi-horizon model); `p_payer` [B] where the model has one (ZILN: its payer probability;
   a DAM head: 1 - P(bucket 0)); `cltv_q10/q50/q90` [B] for ZILN models and `bucket_probs`, `bucket_lower`,
-  `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.serving.uncertainty`).
+  `bucket_upper` [B, n] (the bucket ranges in money) for DAM models (`mean_tf.serving.uncertainty`); and
+  `inputs_out_of_range` [B], how many of the example's numeric features lay beyond their bound recorded at
+  training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x max(1, the train split's largest |z|), z the
+  model's standardized input): such a value is clipped to its bound, so one odd customer cannot stop a batch.
   A request fails with InvalidArgumentError naming the feature when a feature is missing, non-finite or
-  beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), when a numeric
-  feature lies beyond its bound recorded at training time (`feature_bounds`: |z| <= FEATURE_BOUND_FACTOR x
-  max(1, the train split's largest |z|), z the model's standardized input), or when an example is malformed
-  (TF Serving answers it with an error; the server keeps running);
+  beyond |x| <= 1e15 (the dataset builders' bound, `mean_tf.data.manifest.MAX_ABS_VALUE`), or when an
+  example is malformed (TF Serving answers it with an error; the server keeps running);
 - `transform_features(examples)`: serialized raw tf.Example -> the transformed features (the model's inputs
-  and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them).
+  and the scaled labels, for inspection; TFMA's `preprocessing_function_names` can slice on them);
+- `out_of_range_features(examples)`: serialized raw tf.Example without label -> `beyond` [B, F], which numeric
+  features (in the order of the model info's `numeric_features`) `serving_default` clipped.
 """
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from mean_tf import contract
-from mean_tf.contract import (BUCKET_LOWER_OUTPUT, BUCKET_PROBS_OUTPUT, BUCKET_UPPER_OUTPUT, CATEGORICAL_PREFIX,
-                              CLTV_OUTPUT, MODEL_INFO_FILE, NUMERIC_KEY, PAYER_OUTPUT, SERVING_INPUT,
-                              UNCALIBRATED_OUTPUT)
+from mean_tf.contract import (BEYOND_OUTPUT, BUCKET_LOWER_OUTPUT, BUCKET_PROBS_OUTPUT, BUCKET_UPPER_OUTPUT,
+                              CATEGORICAL_PREFIX, CLTV_OUTPUT, MODEL_INFO_FILE, NUMERIC_KEY, OUT_OF_RANGE_OUTPUT,
+                              OUT_OF_RANGE_SIGNATURE, PAYER_OUTPUT, SERVING_INPUT, UNCALIBRATED_OUTPUT)
 from mean_tf.data.manifest import MAX_ABS_VALUE
 from mean_tf.errors import MeanTFError
 from mean_tf.models import ziln_distribution
@@ -41,8 +44,8 @@ from mean_tf.serving import uncertainty
 from mean_tf.training import calibration, protocol
 from mean_tf.transform import preprocessing
 
-# Serving refuses a numeric feature whose standardized value |z| exceeds this factor times the train
-# split's largest |z| (at least 1): ten times farther out than any training customer.
+# Serving clips (and counts in OUT_OF_RANGE_OUTPUT) a numeric feature whose standardized value |z| exceeds this
+# factor times the train split's largest |z| (at least 1): ten times farther out than any training customer.
 FEATURE_BOUND_FACTOR = 10.0
 
 
@@ -107,6 +110,15 @@ def refuse_beyond(x, bound: float, message: str):
     return tf.debugging.check_numerics(tf.where(tf.abs(x) <= bound, x, tf.fill(tf.shape(x), np.nan)), message)
 
 
+def clip_to_bounds(z, bounds: Sequence[float], names: Sequence[str]):
+    """(z [B, F] with each column clipped to +-its bound, which values were beyond it [B, F]). A non-finite z
+    (a transform gone wrong: raw inputs are checked before) fails naming the feature."""
+    z = tf.stack([tf.debugging.check_numerics(z[:, j], f"feature {name!r}: its standardized value is not finite")
+                  for j, name in enumerate(names)], axis=1)
+    bound = tf.constant(np.asarray(bounds, np.float32))[None, :]
+    return tf.clip_by_value(z, -bound, bound), tf.abs(z) > bound
+
+
 def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str, raw_features: Sequence[str],
                          export_dir: str, extras: Optional[ServingExtras] = None) -> str:
     """Write the servable SavedModel (see the module docstring) for `label`, one of the model's labels.
@@ -125,7 +137,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     extras = extras or ServingExtras()
     if extras.feature_bounds is not None and len(extras.feature_bounds) != len(numeric):
         raise MeanTFError(f"{len(extras.feature_bounds)} feature bounds for {len(numeric)} numeric features")
-    clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT)]
+    clashes = [name for name in labels if name in (CLTV_OUTPUT, UNCALIBRATED_OUTPUT, PAYER_OUTPUT, OUT_OF_RANGE_OUTPUT)]
     if clashes:
         raise MeanTFError(f"label name {clashes[0]!r} clashes with a serving output name")
     log_caps = ziln_distribution.log_prediction_caps(config, model.facts)
@@ -134,21 +146,24 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     module.model_variables = list(model.variables)  # the weights; tracking the Keras model would re-trace every layer
     module.tft_layer = tf_transform_output.transform_features_layer()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
-    def serve(examples):
+    def checked_inputs(examples):
+        """(the Transform's outputs, the model's inputs with out-of-range values clipped, which numeric inputs
+        were beyond their bounds [B, F]) of serialized raw examples; missing or non-finite values fail."""
         raw = tf.io.parse_example(examples, serving_spec)
         raw.update({name: refuse_beyond(raw[name], MAX_ABS_VALUE, f"feature {name!r} must be finite with "
                                         f"|x| <= {MAX_ABS_VALUE:g}") for name in numeric})
         transformed = module.tft_layer(raw)
         inputs = {k: v for k, v in transformed.items() if k == NUMERIC_KEY or k.startswith(CATEGORICAL_PREFIX)}
+        beyond = tf.zeros([tf.shape(examples)[0], len(numeric)], tf.bool)
         if extras.feature_bounds is not None and NUMERIC_KEY in inputs:
-            z = inputs[NUMERIC_KEY]
-            inputs[NUMERIC_KEY] = tf.stack([
-                refuse_beyond(z[:, j], bound, f"feature {name!r} is beyond its training range (standardized "
-                                              f"|z| > {bound:.4g}, mean_tf.serving.export.FEATURE_BOUND_FACTOR)")
-                for j, (name, bound) in enumerate(zip(numeric, extras.feature_bounds))], axis=1)
+            inputs[NUMERIC_KEY], beyond = clip_to_bounds(inputs[NUMERIC_KEY], extras.feature_bounds, numeric)
+        return transformed, inputs, beyond
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def serve(examples):
+        transformed, inputs, beyond = checked_inputs(examples)
+        result = {OUT_OF_RANGE_OUTPUT: tf.reduce_sum(tf.cast(beyond, tf.int32), axis=1)}
         outputs = model(inputs, training=False)
-        result = {}
         for i, name in enumerate(labels):
             cltv = outputs["cltv"][:, i]
             if model.output_space == "money":
@@ -184,9 +199,13 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output, label: str,
     def transform_features(examples):
         return module.tft_layer(tf.io.parse_example(examples, raw_spec))
 
-    tf.saved_model.save(module, export_dir,
-                        signatures={"serving_default": serve, "transform_features": transform_features})
-    info = {"label": label, "labels": labels, "raw_features": list(raw_features),
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def out_of_range_features(examples):
+        return {BEYOND_OUTPUT: checked_inputs(examples)[2]}
+
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": serve, "transform_features": transform_features,
+                                                        OUT_OF_RANGE_SIGNATURE: out_of_range_features})
+    info = {"label": label, "labels": labels, "raw_features": list(raw_features), "numeric_features": numeric,
             "calibrated": sorted(extras.calibrations), **extras.to_dict(),
             "config": config.to_dict(), "facts": model.facts.to_dict()}
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(MODEL_INFO_FILE)))  # gs:// on Vertex

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from typing import Dict, List, Optional, Sequence
 
 import mean_tf  # noqa: F401  (pins tf.keras to Keras 2 before TensorFlow loads)
@@ -275,8 +274,8 @@ def fit(model_name: str, config: MEANConfig, transform_dir: str, train_files: Se
         callbacks.append(tf.keras.callbacks.BackupAndRestore(backup_dir))
     epochs = min(model_config.epochs, -(-model_config.max_steps // max(steps_per_epoch, 1)))
     history = model.fit(train, validation_data=evaluation, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    if backup_dir:  # BackupAndRestore removed its checkpoint when fit ended; the selection state goes too
-        shutil.rmtree(os.path.join(backup_dir, SELECTION_STATE), ignore_errors=True)
+    if backup_dir and tf.io.gfile.exists(os.path.join(backup_dir, SELECTION_STATE)):
+        tf.io.gfile.rmtree(os.path.join(backup_dir, SELECTION_STATE))  # BackupAndRestore removed its checkpoint
     check_finite_history(model_name, {k: v for k, v in history.history.items() if k != selection.SELECTION_KEY})
     return FitResult(model, model_config, facts, history.history, label_transform, chooser.best_epoch,
                      int(model.optimizer.iterations.numpy()), chooser.hit_max_steps, chooser.best_value)

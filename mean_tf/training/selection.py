@@ -118,7 +118,7 @@ class ModelSelection(tf.keras.callbacks.Callback):
         return os.path.join(self.state_dir, name)
 
     def _save(self, epoch: int) -> None:
-        os.makedirs(self.state_dir, exist_ok=True)
+        tf.io.gfile.makedirs(self.state_dir)  # the Trainer's backup folder may be gs://
         weights = self._path(f"best-{self.best_epoch}.npz")
         if self.best_weights is not None and self.best_epoch == epoch:
             with atomic_file(weights) as tmp:
@@ -130,15 +130,15 @@ class ModelSelection(tf.keras.callbacks.Callback):
         previous = self._read(epoch - 1)
         if previous:
             keep.add(f"best-{previous['best_epoch']}.npz")
-        for name in os.listdir(self.state_dir):
+        for name in tf.io.gfile.listdir(self.state_dir):
             if name not in keep:
-                os.remove(self._path(name))
+                tf.io.gfile.remove(self._path(name))
 
     def _read(self, epoch: int) -> Optional[dict]:
         path = self._path(f"state-{epoch}.json")
-        if not os.path.exists(path):
+        if not tf.io.gfile.exists(path):
             return None
-        with open(path, encoding="utf-8") as f:
+        with tf.io.gfile.GFile(path) as f:
             return json.load(f)
 
     def _load(self, epoch: int) -> None:
@@ -148,7 +148,7 @@ class ModelSelection(tf.keras.callbacks.Callback):
                               f"(delete the backup folder {os.path.dirname(self.state_dir)} to start over)")
         self.best, self.best_tie = state["best"], state["best_tie"]
         self.best_epoch, self.wait, self.hit_max_steps = state["best_epoch"], state["wait"], state["hit_max_steps"]
-        with np.load(self._path(f"best-{self.best_epoch}.npz")) as weights:
+        with tf.io.gfile.GFile(self._path(f"best-{self.best_epoch}.npz"), "rb") as f, np.load(f) as weights:
             self.best_weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
 
 

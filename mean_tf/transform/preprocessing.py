@@ -16,7 +16,6 @@ Transformed features (docs/design.md):
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -287,7 +286,7 @@ class Materialized:
         return self.out_dir
 
     def files(self, split: str) -> List[str]:
-        return sorted(glob.glob(os.path.join(self.out_dir, TRANSFORMED_DIR, f"{split}-*.tfrecord.gz")))
+        return sorted(tf.io.gfile.glob(os.path.join(self.out_dir, TRANSFORMED_DIR, f"{split}-*.tfrecord.gz")))
 
     def tf_transform_output(self):
         return tft.TFTransformOutput(self.out_dir)
@@ -315,19 +314,20 @@ def materialize(manifest, config: MEANConfig, out_dir: str, beam_pipeline_args: 
     to it, renamed at the end), so an interrupted run leaves nothing half-written.
     """
     from mean_tf.data.manifest import atomic_output_dir, verify_split_files
+    from mean_tf.runtime.files import absolute
 
     custom_config = transform_config(manifest, config)
-    record = {"manifest_dir": os.path.abspath(manifest.root), "custom_config": custom_config,
+    record = {"manifest_dir": absolute(manifest.root), "custom_config": custom_config,
               "row_counts": dict(manifest.row_counts), "code": code_fingerprint()}
     record_path = os.path.join(out_dir, MATERIALIZE_RECORD)
-    if os.path.exists(record_path):
-        with open(record_path, encoding="utf-8") as f:
+    if tf.io.gfile.exists(record_path):
+        with tf.io.gfile.GFile(record_path) as f:
             if json.load(f) == record:
                 return Materialized(out_dir, custom_config)
     verify_split_files(manifest)
-    with atomic_output_dir(out_dir, dataset=False) as tmp:
+    with atomic_output_dir(out_dir, dataset=False, last=MATERIALIZE_RECORD) as tmp:
         _run_transform(manifest, custom_config, str(tmp), beam_pipeline_args)
-        with open(os.path.join(tmp, MATERIALIZE_RECORD), "w", encoding="utf-8") as f:
+        with tf.io.gfile.GFile(os.path.join(tmp, MATERIALIZE_RECORD), "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)
     return Materialized(out_dir, custom_config)
 
