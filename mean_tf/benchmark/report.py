@@ -233,8 +233,10 @@ def neural_table(rows, dataset: str, models: Sequence[str] = NEURAL_MODELS) -> L
                           _fmt(*_stats(list(per_seed(found, "neural", dataset, model, TARGET_LABEL, "spearman",
                                                      "eval_metrics").values()))),
                           f"{change:+.4f}" if np.isfinite(change) else "—", beats])
+    if not any(line[1] != "defaults" for line in lines):  # no variant has run yet
+        return []
     return markdown_table(["Model", "variant", "eval Gini ↑", "eval Spearman ↑", "Gini change vs defaults",
-                           "beats the seed spread"], lines) if lines else []
+                           "beats the seed spread"], lines)
 
 
 def choices_table(rows, dataset: str, label: str = TARGET_LABEL) -> List[str]:
