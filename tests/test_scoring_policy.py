@@ -23,7 +23,7 @@ from mean_tf.serving import client as serving_client, export, scoring
 from mean_tf.tfx_modules import trainer
 from mean_tf.config import MEANConfig
 from mean_tf.data.manifest import Manifest, read_manifest, write_frame, write_scoring_dataset
-from mean_tf.layers import NUMERIC_KEY
+from mean_tf.contract import NUMERIC_KEY
 from tiny_dataset import MONEY, NUMERIC, materialized_tiny, tiny_frame
 
 SMALL = dict(shared_units=(16,), expert_units=8, attention_units=8, dam_shared_units=8, dam_units=(8,),
