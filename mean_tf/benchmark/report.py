@@ -506,7 +506,8 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
             md += [f"### Noise of the eval criterion ({target}, eval split, every neural model at its defaults)", "",
                    "Best eval normalised Gini over the epochs, mean ± seed spread; the mean of the best 3 epochs "
                    "(a smoother trial score); the median change of the eval Gini from one epoch to the next. A "
-                   "setting chosen by eval Gini must beat the seed spread.", ""] + noise + [""]
+                   "setting chosen by eval Gini must beat the seed spread. Multi-horizon models (mtl_mean, mtl_ziln, "
+                   "odmn) select on the mean over their four horizons, so theirs is that mean.", ""] + noise + [""]
         if neural:
             md += [f"### Neural variants ({target}, eval split): encodings, regularisation, label reading", "",
                    "Each neural model at its defaults and under one change (`mean_tf.benchmark.plan.NEURAL_VARIANTS`): "
