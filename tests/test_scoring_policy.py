@@ -154,6 +154,15 @@ def test_a_missing_feature_refuses_that_customer_naming_the_feature(model, odd_d
     assert index == 2 and scoring.rejection(message, records[2]) == ("recency_days", "missing")
 
 
+@pytest.mark.parametrize("value, reason", [
+    (float("nan"), "not finite (nan)"), (float("-inf"), "not finite (-inf)"), (1e16, "1e+16 is beyond |x| <= 1e+15")])
+def test_a_refusal_names_the_feature_and_why(value, reason):
+    record = serving_client.make_example({NAN_FEATURE: value, "country": "France"}).SerializeToString()
+    message = (f"{{{{function_node __inference_serve_1}}}} feature '{NAN_FEATURE}' must be finite with |x| <= 1e+15 "
+               f": Tensor had NaN values\n\t [[{{{{node CheckNumerics_2}}}}]] [Op:__inference_signature_wrapper]")
+    assert scoring.rejection(message, record) == (NAN_FEATURE, reason)
+
+
 def test_tf_serving_keeps_a_clear_error_for_non_finite_input(model):
     _, model_dir = model
     row = tiny_frame(1, seed=3).iloc[0]

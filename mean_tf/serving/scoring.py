@@ -209,6 +209,7 @@ def serve_each(serve, batch):
 def rejection(message: str, record: bytes) -> tuple:
     """(feature, reason) of a refused example, from the serving graph's message and the example itself."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     text = " ".join(message.split("<stack traces unavailable>")[-1].split(" : Tensor had")[0].split("[[")[0].split())
     missing = re.search(r"Feature: (\S+) \(data type: \w+\) is required", text)
@@ -220,11 +221,11 @@ def rejection(message: str, record: bytes) -> tuple:
     feature = named.group(1)
     try:
         values = tf.train.Example.FromString(record).features.feature[feature].float_list.value
-    except Exception:  # not a tf.Example: the message is all there is
+    except DecodeError:  # not a tf.Example: the message is all there is
         values = []
     if len(values) == 1 and not math.isfinite(values[0]):
         return feature, f"not finite ({values[0]})"
-    if len(values) == 1:
+    if len(values) == 1 and abs(values[0]) > MAX_ABS_VALUE:
         return feature, f"{values[0]:g} is beyond |x| <= {MAX_ABS_VALUE:g}"
     return feature, text[:200]
 
