@@ -293,13 +293,13 @@ def test_bad_arguments_fail_in_seconds_before_tensorflow_loads(argv, expected, d
     (["--set", "shared_units=64"], "config: shared_units=64 must be a list of numbers"),
     (["--set", "use_kl=yes"], "config: use_kl='yes' must be true or false"),
     (["--set", "n_experts=3"], "config: unknown key 'n_experts'"),
-    (["--config", "{dir}/unknown.json"], "config: unknown key 'dropout'"),
+    (["--config", "{dir}/unknown.json"], "config: unknown key 'dropout_rate'"),
     (["--config", "{dir}/range.yaml"], "config: tau=-2.0 must be > 0"),
     (["--config", "{dir}/broken.json"], "config: {dir}/broken.json is not valid JSON"),
     (["--config", "{dir}/none.json"], "config: cannot read {dir}/none.json: No such file or directory"),
 ])
 def test_config_errors(argv, expected, dataset, tmp_path, capsys):
-    (tmp_path / "unknown.json").write_text(json.dumps({"tau": 2.0, "dropout": 0.1}))
+    (tmp_path / "unknown.json").write_text(json.dumps({"tau": 2.0, "dropout_rate": 0.1}))
     (tmp_path / "range.yaml").write_text("num_distributions: 4\ntau: -2.0\n")
     (tmp_path / "broken.json").write_text("{tau: 2")
     before = sorted(os.listdir(tmp_path))

@@ -42,16 +42,17 @@ def test_the_oracle_drives_our_trials_finds_the_best_and_resumes(tmp_path):
     def trial(config):  # a score with a known optimum: learning rate 3e-3, delta 2, full width
         score = (-abs(np.log10(config.learning_rate / 3e-3)) - abs(config.huber_delta - 2.0)
                  - abs(config.expert_units - 128) / 128)
-        seen[(config.learning_rate, config.huber_delta, config.expert_units)] = score
+        seen[(config.learning_rate, config.huber_delta, config.expert_units, config.dropout, config.weight_decay)] = score
         return score
 
     tuner = tuning.make_tuner("mean", trial, MEANConfig(), str(tmp_path), "mean", max_trials=8, seed=0)
     tuner.search()
     summary = tuning.trials_summary(tuner)
-    assert len(summary) == len(seen) == 8  # eight distinct points of the 3 x 3 x 3 space
+    assert len(summary) == len(seen) == 8  # eight distinct points of the 3 x 3 x 3 x 3 x 3 space
     assert summary[0]["score"] == max(seen.values())
     best = tuning.apply(MEANConfig(), summary[0]["values"])
-    assert seen[(best.learning_rate, best.huber_delta, best.expert_units)] == summary[0]["score"]
+    assert seen[(best.learning_rate, best.huber_delta, best.expert_units, best.dropout, best.weight_decay)] == \
+        summary[0]["score"]
     again = tuning.make_tuner("mean", trial, MEANConfig(), str(tmp_path), "mean", max_trials=8, seed=0)
     again.search()  # a finished search reloads from disk and runs nothing
     assert len(seen) == 8 and tuning.trials_summary(again)[0]["score"] == summary[0]["score"]
