@@ -1,6 +1,6 @@
-"""The benchmark's scale study: its plan (sizes, seeds, shapes, where each set's setting comes from), Table 1's
-cells counted, the large sets' Transform in flat-memory Beam, and the study end to end on tiny sizes with its
-report section, whole and partial."""
+"""The benchmark's scale study: its plan (sizes, seeds, shapes, where each set's setting comes from, the sets
+that wait), Table 1's cells counted, each set's Beam arguments and Transform cache, and the study end to end on
+tiny sizes with its report section, whole and partial."""
 import dataclasses
 import json
 import types
@@ -10,7 +10,7 @@ from mean_tf.benchmark import plan, report
 from mean_tf.models import registry
 
 
-def test_scale_plan_sizes_seeds_shapes_and_searches():
+def test_scale_plan_sizes_seeds_shapes_and_searches(tmp_path, capsys):
     assert not [c for c in plan.cells(plan.Plan()) if c.study == "scale"]  # only when named
     cells = plan.cells(plan.with_opt_in(plan.Plan(), ["scale"]))
     scale = [c for c in cells if c.study == "scale"]
@@ -26,7 +26,9 @@ def test_scale_plan_sizes_seeds_shapes_and_searches():
     sets = {s.dataset: s for s in plan.SCALE_SETS}
     assert sets["synthetic_1m"].tuned_on == sets["synthetic_spread_200k"].tuned_on == "synthetic_200k"
     assert sets["synthetic_spread_200k"].informative == (216, 24) and sets["synthetic_1m"].rows == 1_000_000
-    assert all(s.beam_pipeline_args == plan.FLAT_MEMORY_BEAM for s in plan.SCALE_SETS if s.rows >= 200_000)
+    # the 1,000,000-row cells stay planned but wait for a Transform whose memory is flat
+    assert {c.dataset for c in scale if plan.blocked(plan.Plan(), c)} == {"synthetic_1m"}
+    assert not [c for c in cells if c.study != "scale" and plan.blocked(plan.Plan(), c)]
     assert {s.features for s in plan.SCALE_SETS} == {720}
     from mean_tf.benchmark import run
 
@@ -34,6 +36,14 @@ def test_scale_plan_sizes_seeds_shapes_and_searches():
     # resumable like the rest: one key per cell, the 40,000-row searches are Table 1's own
     assert len({c.key for c in cells}) == len(cells)
     assert plan.tune_cell("synthetic", "mean") in plan.cells(plan.Plan())
+    from mean_tf import cli
+
+    assert cli.main(["benchmark", "run", "--only", "scale", "--datasets", "synthetic_1m", "--work", str(tmp_path),
+                     "--results", str(tmp_path / "results.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"benchmark: {2 * len(models) + 1} cells not run, blocked: its Transform would need" in err
+    assert err.strip().endswith("error: benchmark: the filters select no cell that can run")
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def _runner(tmp_path, monkeypatch, calls):
@@ -45,15 +55,19 @@ def _runner(tmp_path, monkeypatch, calls):
                                      numeric_features=(), categorical_features=(), labels=LABELS)
 
     def fit(model, config, manifest, work_dir, **kwargs):
-        calls.append((model, kwargs.get("beam_pipeline_args"), config.learning_rate))
+        calls.append((model, kwargs.get("beam_pipeline_args"), config.learning_rate, work_dir))
         raise RuntimeError("stop after the call")
 
     monkeypatch.setattr(run.Runner, "manifest", lambda self, dataset: manifest)
     monkeypatch.setattr(run.fit_predict, "run", fit)
-    return run.Runner(str(tmp_path), str(tmp_path / "results.jsonl"), verbose=False, scale_sets=plan.SCALE_SETS)
+    sets = [dataclasses.replace(s, beam_pipeline_args=BEAM) if s.rows > 200_000 else s for s in plan.SCALE_SETS]
+    return run.Runner(str(tmp_path), str(tmp_path / "results.jsonl"), verbose=False, scale_sets=sets)
 
 
-def test_table1_cells_count_and_the_large_sets_reuse_the_200k_setting_with_flat_memory_beam(tmp_path, monkeypatch):
+BEAM = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+def test_table1_cells_count_and_the_largest_set_reuses_the_200k_setting_and_its_beam_args(tmp_path, monkeypatch):
     calls = []
     runner = _runner(tmp_path, monkeypatch, calls)
     table1 = plan.Cell("table1", "synthetic", "mean", ("cltv_365",), 1)
@@ -70,9 +84,10 @@ def test_table1_cells_count_and_the_large_sets_reuse_the_200k_setting_with_flat_
 
     large = runner.run_cell(plan.Cell("scale", "synthetic_1m", "mean", ("cltv_365",), 0))
     assert large["status"] == "failed" and "same_as" not in large and large["scale"]["tuned_on"] == "synthetic_200k"
-    assert calls == [("mean", plan.FLAT_MEMORY_BEAM, 0.0003)]  # the 200,000-row search's setting
+    # the 200,000-row search's setting; a Transform cache of its own (every synthetic set has the same features)
+    assert calls == [("mean", BEAM, 0.0003, str(tmp_path / "scale" / "synthetic_1m"))]
     runner.run_cell(plan.Cell("scale", "synthetic", "mean", ("cltv_365",), 2))  # Table 1 has no such cell: runs
-    assert calls[1:] == [("mean", (), 0.001)]  # in memory, with the 40,000-row search's setting
+    assert calls[1:] == [("mean", (), 0.001, str(tmp_path))]  # Table 1's setting and cache, in memory
 
 
 def test_scale_study_end_to_end_on_tiny_sizes_renders_its_section_and_lists_what_is_missing(tmp_path, monkeypatch,
@@ -92,6 +107,7 @@ def test_scale_study_end_to_end_on_tiny_sizes_renders_its_section_and_lists_what
     for r in rows:
         if r["study"] == "scale" and r["model"] == "two_stage_gbdt":
             assert r["tuned"] == search["tuned"] and r["scale"]["tuned_on"] == "synthetic_2k"
+    assert len(list((work / "scale").glob("*/transformed/synthetic/*/materialize.json"))) == 3  # one per set
     shapes = {r["dataset"]: (r["scale"]["train_rows"], r["scale"]["informative"]) for r in rows if r["study"] == "scale"}
     assert shapes == {"synthetic_2k": (1_400, [12, 2]), "synthetic_4k": (2_800, [12, 2]),
                       "synthetic_spread_2k": (1_400, [24, 3])}
@@ -113,15 +129,20 @@ def test_scale_study_end_to_end_on_tiny_sizes_renders_its_section_and_lists_what
     assert cli.main(["benchmark", "run", "--smoke", "--only", "scale", "--work", str(work)]) == 0  # resumes
     assert "9 cells, 9 already done, 0 to run" in capsys.readouterr().err
 
-    # A partial run shows what is missing: one cell not run, one failed with its reason.
-    kept = [r for r in rows if not (r["dataset"] == "synthetic_4k" and r["model"] == "mean")]
+    # A partial run shows what is missing: a cell not run, one of a set that waits, one failed, with the reasons.
+    gone = {("synthetic_4k", "mean"), ("synthetic_2k", "oracle")}
+    kept = [r for r in rows if (r["dataset"], r["model"]) not in gone]
     failed = next(r for r in rows if r["dataset"] == "synthetic_spread_2k" and r["model"] == "mean")
     kept = [r for r in kept if r is not failed] + [{**failed, "status": "failed", "error": "RuntimeError: boom"}]
     partial = tmp_path / "partial.jsonl"
     partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    path = report.render(str(partial), str(tmp_path / "docs"), scale_plan=plan.scale_only(plan.SMOKE))
+    sets = tuple(dataclasses.replace(s, blocked="blocked: a reason") if s.dataset == "synthetic_4k" else s
+                 for s in plan.SMOKE.scale_sets)
+    scale_plan = plan.scale_only(dataclasses.replace(plan.SMOKE, scale_sets=sets))
+    path = report.render(str(partial), str(tmp_path / "docs"), scale_plan=scale_plan)
     section = open(path, encoding="utf-8").read().split("## Scale", 1)[1]
-    assert "Scale plan: 8 of 10 cells finished" in section
-    assert "- synthetic_4k, not run yet: mean (seed 0)" in section
+    assert "Scale plan: 7 of 10 cells finished" in section
+    assert "- synthetic_4k, blocked: a reason: mean (seed 0)" in section
+    assert "- synthetic_2k, not run yet: oracle (seed 0)" in section
     assert "- synthetic_spread_2k, failed: RuntimeError: boom: mean (seed 0)" in section
     assert "| 2,800 | two_stage_gbdt | 1 |" in section

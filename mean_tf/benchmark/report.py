@@ -18,6 +18,7 @@ from mean_tf.evaluation.tables import markdown_table
 from mean_tf.runtime.files import write_text
 from mean_tf.benchmark.plan import (ABLATION_MODELS, CHOICES, DELTAS, NEURAL_MODELS, NEURAL_VARIANTS, NUM_DISTRIBUTIONS,
                                     TABLE1_MODELS, TUNED_MODELS, VARIANTS)
+from mean_tf.benchmark.plan import blocked as plan_blocked
 from mean_tf.benchmark.plan import cells as plan_cells
 from mean_tf.contract import LABELS
 
@@ -713,7 +714,7 @@ def _scale_settings(rows, plan, info: Dict[str, dict]) -> List[str]:
                            "settings from the search on", "Transform (Beam)"], table)
 
 
-def _not_run(rows, planned) -> List[str]:
+def _not_run(rows, plan, planned) -> List[str]:
     """The planned scale cells (and their searches) without a result, per dataset and reason: "- dataset, reason:
     model (search), model (seeds 0, 1), ..."."""
     latest = {r["key"]: r for r in rows}
@@ -724,6 +725,8 @@ def _not_run(rows, planned) -> List[str]:
             continue
         if row is not None:
             reason = f"{row['status']}: {row.get('error', '')}"
+        elif plan_blocked(plan, cell):
+            reason = plan_blocked(plan, cell)
         elif latest.get(dataclasses.replace(cell, study="table1").key, {}).get("status") == "ok":
             reason = "not run yet (Table 1 ran it: `mean-tf benchmark run --only scale` counts it)"
         else:
@@ -804,7 +807,7 @@ def scale_section(rows, plan, figdir: str) -> List[str]:
                 table.append([model, *cells])
         md += markdown_table(["Method", *(f"{TITLES[m]} ({k + 1})" for m in PAPER_METRICS for k in range(len(datasets)))],
                              table) + [""]
-    missing = _not_run(rows, planned)
+    missing = _not_run(rows, plan, planned)
     if missing:
         md += ["Cells not run, with the reason:", ""] + missing + [""]
     return md

@@ -136,6 +136,13 @@ class Runner:
         """The Beam arguments of `dataset`'s Transform (the scale study's large sets stream it)."""
         return self.scale_sets[dataset].beam_pipeline_args if dataset in self.scale_sets else ()
 
+    def transform_root(self, dataset: str) -> str:
+        """Where `dataset`'s Transform outputs are cached: the scale study's own sets apart, since every
+        synthetic dataset has the same manifest name and features (one cache folder would be rewritten)."""
+        if dataset in self.scale_sets and dataset not in BUILDERS:
+            return os.path.join(self.work_dir, "scale", dataset)
+        return self.work_dir
+
     def tuning_dataset(self, cell: Cell) -> str:
         """The dataset whose search `cell` trains with: its own, or the one its scale set names."""
         scale_set = self.scale_sets.get(cell.dataset)
@@ -241,7 +248,7 @@ class Runner:
         tuned = self.tuned(self.tuning_dataset(cell), cell.model) if cell.study in TUNED_STUDIES else {}
         config = tuning.apply(self.base_config(), tuned).replace(seed=cell.seed, labels=tuple(labels),
                                                                  **dict(cell.overrides))
-        outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, with_eval=True,
+        outcome = fit_predict.run(cell.model, config, manifest, self.transform_root(cell.dataset), with_eval=True,
                                   beam_pipeline_args=self.beam_args(cell.dataset))
         extra = {"tuned": tuned, "eval_metrics": _metrics(outcome.eval)}
         calibrated = fit_predict.calibrated(outcome, config)
@@ -262,7 +269,8 @@ class Runner:
         from mean_tf.evaluation import explain
         from mean_tf.training import protocol
 
-        mat = fit_predict.materialize_cached(manifest, config, self.work_dir, self.beam_args(cell.dataset))
+        mat = fit_predict.materialize_cached(manifest, config, self.transform_root(cell.dataset),
+                                             self.beam_args(cell.dataset))
         data = protocol.make_dataset(mat.files("test"), mat.tf_transform_output().transformed_feature_spec(),
                                      list(model.config.labels), config.batch_size)
         label = primary_label(model.config.labels)
@@ -273,7 +281,7 @@ class Runner:
         base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
 
         def trial(config):
-            outcome = fit_predict.run(cell.model, config, manifest, self.work_dir, split="eval",
+            outcome = fit_predict.run(cell.model, config, manifest, self.transform_root(cell.dataset), split="eval",
                                       beam_pipeline_args=self.beam_args(cell.dataset))
             scores = [metrics.normalized_gini(outcome.y[:, i], outcome.p[:, i]) for i in range(len(cell.labels))]
             return float(np.mean(scores))

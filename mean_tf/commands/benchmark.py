@@ -115,8 +115,12 @@ def main(args) -> int:
     if args.action in ("run", "all"):
         cells = plan_lib.narrow(plan_lib.cells(plan_lib.with_opt_in(plan, args.only)), args.only, args.models,
                                 args.seeds, names)
+        waiting = {c.key: plan_lib.blocked(plan, c) for c in cells if plan_lib.blocked(plan, c)}
+        for reason in dict.fromkeys(waiting.values()):
+            print(f"benchmark: {sum(r == reason for r in waiting.values())} cells not run, {reason}", file=sys.stderr)
+        cells = [c for c in cells if c.key not in waiting]
         if not cells:
-            raise MeanTFError("benchmark: the filters select no cell")
+            raise MeanTFError("benchmark: the filters select no cell" + (" that can run" if waiting else ""))
         _record_command(meta_path)  # first, so a run that is stopped midway is still on record
         rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models,
                           dataset_paths=folders, scale_sets=plan.scale_sets).run(cells)
