@@ -74,8 +74,12 @@ class PipelineSettings:
         SHUFFLE_EXAMPLES, "--shuffle-examples", "ExampleGen re-encodes and reshuffles every split (TFX's stock "
         "executor; on the DirectRunner it holds each split in memory); default: copy the dataset's split files")
     tune: bool = _setting(False, "--tune", "add a Tuner: search the model's hyperparameters on the eval split "
-                                           "(mean_tf.training.tuning), then train with the best")
-    tuner_trials: Optional[int] = _setting(None, "--tuner-trials", "trials of --tune (default 6)", type=int)
+                                           "(mean_tf.training.tuning), then train with its choice")
+    tuner_trials: Optional[int] = _setting(None, "--tuner-trials", "trials of --tune (default: "
+                                           "mean_tf.training.tuning.TRIALS), the first at the defaults", type=int)
+    tuner_margin: float = _setting(0.0, "--tuner-margin", "--tune keeps the defaults unless the best trial's eval "
+                                   "score beats theirs by more than this (e.g. the seed spread of the score, which "
+                                   "the benchmark's noise study measures); 0: the best trial", type=float)
     pipeline_name: str = _setting(PIPELINE_NAME, None, "the pipeline's name in ML Metadata and on Kubeflow")
     enable_cache: bool = _setting(True, "--no-cache", "rerun every component", ("run",))
     image: Optional[str] = _setting(None, "--image", "container image with mean-tf installed (built from the "

@@ -135,7 +135,8 @@ def create_pipeline(
         from mean_tf.training import tuning
 
         tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **training_inputs, custom_config={
-            **trainer_custom_config, "tuner_trials": int(settings.tuner_trials or tuning.TRIALS)})
+            **trainer_custom_config, "tuner_trials": int(settings.tuner_trials or tuning.TRIALS),
+            "tuner_margin": float(settings.tuner_margin)})
         tuner_nodes, hyperparameters = [tuner], tuner.outputs["best_hyperparameters"]
     if vertex:
         from tfx.extensions.google_cloud_ai_platform import constants as vertex_keys

@@ -16,16 +16,20 @@ def test_plan_covers_every_table1_model_and_trains_multi_horizon_models_once():
     assert len({c.key for c in cells}) == len(cells)
 
 
-def test_run_order_puts_choices_then_searches_then_cltv_365_with_all_its_seeds_then_the_rest():
+def test_run_order_puts_noise_variants_choices_then_searches_then_cltv_365_with_all_its_seeds_then_the_rest():
     cells = plan.cells(plan.Plan())
     studies = [c.study for c in cells]
-    n_choice, n_tune = studies.count("choice"), studies.count("tune")
-    assert studies[:n_choice] == ["choice"] * n_choice
-    assert {c.dataset for c in cells[:n_choice]} == {"online_retail_ii", "cdnow"}
-    searches = cells[n_choice:n_choice + n_tune]
+    counts = {name: studies.count(name) for name in ("noise", "neural", "choice", "tune")}
+    head = ["noise"] * counts["noise"] + ["neural"] * counts["neural"] + ["choice"] * counts["choice"]
+    assert studies[:len(head)] == head  # the noise first: every search's margin comes from it
+    noise = cells[:counts["noise"]]
+    assert {(c.dataset, c.model) for c in noise} == {(d, m) for d in plan.Plan().datasets for m in plan.NOISE_MODELS}
+    assert noise[-1].dataset == "synthetic"
+    n_before = len(head)
+    searches = cells[n_before:n_before + counts["tune"]]
     assert {c.study for c in searches} == {"tune"} and searches[-1].dataset == "synthetic"
     assert {(c.dataset, c.model) for c in searches} == {(d, m) for d in plan.Plan().datasets for m in plan.TUNED_MODELS}
-    rest = cells[n_choice + n_tune:]
+    rest = cells[n_before + counts["tune"]:]
     first = rest[: 3 * len(plan.TABLE1_MODELS + plan.ABLATION_MODELS) + 1]  # + the synthetic oracle
     assert all("cltv_365" in c.labels and c.seed == 0 and c.study == "table1" for c in first)
     is_365 = ["cltv_365" in c.labels and c.study == "table1" for c in rest]
@@ -34,6 +38,47 @@ def test_run_order_puts_choices_then_searches_then_cltv_365_with_all_its_seeds_t
     assert {c.seed for c in rest[: last_365 + 1]} == {0, 1, 2, 3, 4}
     other = [c for c in rest if c.study == "table1" and not ("cltv_365" in c.labels)]
     assert {c.seed for c in other} == {0, 1}  # the other horizons: 2 seeds
+
+
+def test_cells_that_depend_on_the_tuning_rule_carry_its_protocol_and_older_keys_stay_as_they_were():
+    cells = plan.cells(plan.Plan())
+    for c in cells:
+        expected = plan.PROTOCOL if c.study in ("tune",) + plan.TUNED_STUDIES else 1
+        assert c.protocol == expected, c
+    old = plan.Cell("table1", "cdnow", "mean", ("cltv_365",), 0)  # a row written before protocols existed
+    assert old.key == '["table1", "cdnow", "mean", ["cltv_365"], 0, [], ""]'
+    assert plan.tune_cell("cdnow", "mean").key != plan.tune_cell("cdnow", "mean", protocol=1).key
+
+
+def test_the_report_shows_a_rerun_under_a_new_protocol_only_once_all_its_cells_finished():
+    def row(seed, protocol, gini):
+        cell = plan.Cell("table1", "d", "mean", ("cltv_365",), seed, protocol=protocol)
+        return {"key": cell.key, **cell.to_dict(), "status": "ok", "metrics": {"cltv_365": {"normalized_gini": gini}}}
+
+    old = [{k: v for k, v in row(s, 1, 0.5).items() if k != "protocol"} for s in (0, 1)]  # rows from before
+    planned = [plan.Cell("table1", "d", "mean", ("cltv_365",), s, protocol=2) for s in (0, 1)]
+    shown, notes = report.protocol_rows(old + [row(0, 2, 0.9)], planned)
+    assert [r["metrics"]["cltv_365"]["normalized_gini"] for r in shown] == [0.5, 0.5]
+    assert notes and "protocol 2 has 1 of 2 cells" in notes[0]
+    shown, notes = report.protocol_rows(old + [row(0, 2, 0.9), row(1, 2, 0.8)], planned)
+    assert [r["metrics"]["cltv_365"]["normalized_gini"] for r in shown] == [0.9, 0.8] and not notes
+
+
+def test_the_noise_margin_is_the_seed_range_of_the_mean_of_the_best_three_epochs():
+    from mean_tf.benchmark import noise
+
+    def row(seed, curve=None, gini=None, model="mean"):
+        return {"status": "ok", "study": "noise", "dataset": "d", "model": model, "seed": seed,
+                "fit": {"history": {"val_selection": curve}} if curve else None,
+                "eval_metrics": {"cltv_365": {"normalized_gini": gini}}}
+
+    rows = [row(0, [0.1, 0.5, 0.3, 0.4, float("nan")]), row(1, [0.2, 0.6, 0.6, 0.3]),
+            row(0, gini=0.7, model="two_stage_gbdt"), row(1, gini=0.65, model="two_stage_gbdt")]
+    found = noise.per_seed(rows, "d", "mean")
+    assert found[0][0] == 0.5 and np.isclose(found[0][1], 0.4) and np.isclose(found[0][2], 0.2)
+    assert np.isclose(found[1][1], 0.5) and np.isclose(noise.margin(found), 0.1)
+    assert np.isclose(noise.margin(noise.per_seed(rows, "d", "two_stage_gbdt")), 0.05)
+    assert np.isnan(noise.margin({0: found[0]}))
 
 
 def test_ablations_reuse_means_setting_and_the_heuristics_have_none():
@@ -157,16 +202,19 @@ def test_noise_and_neural_variant_tables_compare_each_variant_with_the_seed_spre
                 "fit": {"history": {"val_selection": list(curve)}}}
 
     rows = [cell("noise", 0, 0.50), cell("noise", 1, 0.52), cell("noise", 2, 0.54, curve=(0.2, 0.6, 0.5, 0.55)),
-            cell("neural", 0, 0.60, "ple"), cell("neural", 1, 0.62, "ple"),
-            cell("neural", 0, 0.51, "dropout"), cell("neural", 1, 0.52, "dropout")]
+            cell("neural", 0, 0.60, "ple", (0.6, 0.7, 0.65)), cell("neural", 1, 0.62, "ple", (0.6, 0.7, 0.65)),
+            cell("neural", 0, 0.51, "dropout", (0.45, 0.5, 0.4)), cell("neural", 1, 0.52, "dropout", (0.45, 0.5, 0.4))]
     noise = "\n".join(report.noise_table(rows, "cdnow"))
     # best epochs 0.5, 0.5, 0.6; best-3 means 0.4, 0.4, 0.55; median |change| 0.1, 0.1, 0.05 + ... per seed
-    assert "| mean | 3 | 0.5333 ± 0.0471 | 0.4500 ± 0.0707 |" in noise
+    assert "| mean | 3 | 0.5333 ± 0.0471 | 0.4500 ± 0.0707 | 0.1500 |" in noise  # the margin: max − min
     neural = report.neural_table(rows, "cdnow")
     ple = next(line for line in neural if "| ple |" in line)
     dropout = next(line for line in neural if "| dropout |" in line)
-    assert "+0.1000" in ple and ple.endswith("| yes |")  # 0.10 above the defaults; their seed spread is 0.02
-    assert "+0.0050" in dropout and dropout.endswith("| no |")
+    # trial scores: the defaults' seeds 0 and 1 score 0.4 (margin 0.15); ple 0.65 (+0.25), dropout 0.45 (+0.05)
+    assert "+0.2500" in ple and ple.endswith("| yes |")
+    assert "+0.0500" in dropout and dropout.endswith("| no |")
     cells = plan.cells(plan.Plan(datasets=("cdnow",), studies=("noise", "neural")))
-    assert {c.study for c in cells} == {"noise", "neural"} and {c.model for c in cells} == set(plan.NEURAL_MODELS)
+    assert {c.study for c in cells} == {"noise", "neural"}
+    assert {c.model for c in cells if c.study == "neural"} == set(plan.NEURAL_MODELS)
+    assert {c.model for c in cells if c.study == "noise"} == set(plan.NEURAL_MODELS) | {"two_stage_gbdt"}
     assert {c.variant for c in cells if c.study == "neural"} == set(plan.NEURAL_VARIANTS)

@@ -50,7 +50,10 @@ def test_smoke_run_on_each_fixture_dataset(datasets, tmp_path, capsys):
                          ("tune", "kaggle_shoppers", "two_stage_gbdt", ("cltv_365",)),
                          ("table1", "kaggle_shoppers", "two_stage_gbdt", ("cltv_365",)),
                          ("tune", "criteo_ssc", "two_stage_gbdt", ("conversion_value",)),
-                         ("table1", "criteo_ssc", "two_stage_gbdt", ("conversion_value",))}
+                         ("table1", "criteo_ssc", "two_stage_gbdt", ("conversion_value",)),
+                         # a search's margin: the noise cells of its model, run first
+                         ("noise", "kaggle_shoppers", "two_stage_gbdt", ("cltv_365",)),
+                         ("noise", "criteo_ssc", "two_stage_gbdt", ("conversion_value",))}
     assert {r["status"] for r in rows} == {"ok"}, [r.get("error") for r in rows]
     for r in rows:
         if r["study"] == "table1":

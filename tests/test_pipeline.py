@@ -61,7 +61,8 @@ def test_kubeflow_v2_compile_holds_every_component_the_image_and_importable_dott
 def test_tune_adds_a_tuner_whose_best_hyperparameters_feed_the_trainer(tmp_path):
     manifest = write_tiny_dataset(tmp_path / "data", rows=100)
     path = kubeflow_v2_runner.compile_pipeline(
-        str(tmp_path / "data"), configs.PipelineSettings(image="gcr.io/project/mean-tf:test", tune=True, tuner_trials=3),
+        str(tmp_path / "data"), configs.PipelineSettings(image="gcr.io/project/mean-tf:test", tune=True, tuner_trials=3,
+                                                 tuner_margin=0.01),
         data_root="gs://bucket/data", pipeline_root="gs://bucket/root", serving_model_dir="gs://bucket/serving",
         output_file=str(tmp_path / "p.json"))
     text = open(path).read()
@@ -69,7 +70,7 @@ def test_tune_adds_a_tuner_whose_best_hyperparameters_feed_the_trainer(tmp_path)
     assert "Tuner" in dag and "Tuner" in dag["Trainer"]["dependentTasks"]
     trainer_inputs = dag["Trainer"]["inputs"]["artifacts"]
     assert trainer_inputs["hyperparameters"]["taskOutputArtifact"]["producerTask"] == "Tuner"
-    assert mean_pipeline.TUNER_FN in text and '\\"tuner_trials\\": 3' in text
+    assert mean_pipeline.TUNER_FN in text and '\\"tuner_trials\\": 3' in text and '\\"tuner_margin\\": 0.01' in text
     module, name = mean_pipeline.TUNER_FN.rsplit(".", 1)
     assert callable(getattr(importlib.import_module(module), name))
     untuned = mean_pipeline.create_pipeline(configs.PipelineSettings(), pipeline_root=str(tmp_path / "root"),

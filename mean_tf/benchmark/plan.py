@@ -8,7 +8,9 @@ split), `variant` (stop-gradients and label scaling), `delta` and `n` (MEAN's se
 criterion), `neural` (the same models under each of `NEURAL_VARIANTS`, 2 seeds, judged on the eval split), and,
 only when named (`--only scale`: days of CPU), `scale` (quality against training rows on synthetic data
 of growing size and a second shape whose signal is spread over many features; `ScaleSet`).
-A cell's `key` identifies it in the results file, so a rerun skips cells that already finished.
+A cell's `key` identifies it in the results file, so a rerun skips cells that already finished. Cells whose
+numbers depend on the tuning rule (the searches and every study that trains with their setting) carry the
+protocol they ran under (`PROTOCOLS`), so a new rule reruns them instead of mixing with the old rows.
 """
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ ABLATION_MODELS = ("mean_no_kl", "mean_no_distill", "mvfe_only")
 # Models with hyperparameters to tune (mean_tf.training.tuning); the ablations reuse MEAN's setting.
 TUNED_MODELS = ("dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist", "mtl_mean", "mean", "two_stage_gbdt")
 TUNE_LABEL = "cltv_365"
+# Studies whose cells train with the tuned setting (the choice, noise and neural cells run at the defaults).
+TUNED_STUDIES = ("table1", "variant", "delta", "n", "scale")
+# The tuning protocols, newest last: cells of `tune` and `TUNED_STUDIES` record theirs (rows without one are 1).
+PROTOCOLS = {
+    1: "6 random-search trials, each scored by its best epoch's eval Gini; the best trial chosen",
+    2: "12 trials, the first at the defaults, each scored by the mean of its best 3 epochs' eval Gini; the best "
+       "chosen only if it beats the defaults by more than their seed spread (the noise study), else the defaults",
+}
+PROTOCOL = max(PROTOCOLS)
 # The paper's ambiguous readings and the batch-norm choice, as MEAN config changes (chosen on eval).
 # Every choice cell trains with the default hyperparameters, so "default" is their reference.
 CHOICES: Dict[str, Dict] = {
@@ -45,6 +56,8 @@ VARIANTS: Dict[str, Dict] = {
 # The neural models, each at the defaults, for the noise measurement and the variant study (eval split only).
 # mean_ziln is MEAN's body under a ZILN head: an extension beyond the paper, never reported as MEAN.
 NEURAL_MODELS = ("mean", "mtl_mean", "mean_ziln", "dnn_ziln", "mtl_ziln", "odmn", "mdan", "optdist")
+# The noise study's models: every neural model and the tuned tree, whose searches' margins it measures.
+NOISE_MODELS = NEURAL_MODELS + ("two_stage_gbdt",)
 # What the tabular deep-learning literature says a network needs, as config changes of every neural model alike:
 # numeric encodings (Gorishniy et al. 2022), regularisation, and the label reading.
 NEURAL_VARIANTS: Dict[str, Dict] = {
@@ -114,11 +127,13 @@ class Cell:
     seed: int
     overrides: Tuple[Tuple[str, object], ...] = ()
     variant: str = ""
+    protocol: int = 1  # the tuning protocol (`PROTOCOLS`) of a search or a cell that trains with its setting
 
     @property
     def key(self) -> str:
-        return json.dumps([self.study, self.dataset, self.model, list(self.labels), self.seed,
-                           [list(o) for o in self.overrides], self.variant])
+        parts = [self.study, self.dataset, self.model, list(self.labels), self.seed,
+                 [list(o) for o in self.overrides], self.variant]
+        return json.dumps(parts + ([self.protocol] if self.protocol != 1 else []))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -144,6 +159,7 @@ class Plan:
     # The noise of the eval criterion at a fixed setting (seed and epoch-to-epoch spread), and the neural
     # variant study, on every dataset of the plan.
     noise_seeds: Tuple[int, ...] = (0, 1, 2)
+    noise_models: Tuple[str, ...] = NOISE_MODELS
     neural_seeds: Tuple[int, ...] = (0, 1)
     neural_models: Tuple[str, ...] = NEURAL_MODELS
     neural_variants: Tuple[str, ...] = tuple(NEURAL_VARIANTS)
@@ -157,6 +173,7 @@ class Plan:
     dataset_labels: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
     scale_sets: Tuple[ScaleSet, ...] = SCALE_SETS
     scale_models: Tuple[str, ...] = SCALE_MODELS
+    protocol: int = PROTOCOL
 
 
 def with_datasets(plan: Plan, labels_by_name: Dict[str, Sequence[str]]) -> Plan:
@@ -193,7 +210,8 @@ SMOKE = Plan(datasets=("synthetic",), models=("dnn_ziln", "mtl_mean", "mean", "t
              seeds=(0,), other_horizon_seeds=(0,), labels=("cltv_365",), study_datasets=("synthetic",),
              study_labels=("cltv_365",), study_seeds=(0,), choice_seeds=(0,), tuned_models=("mean", "two_stage_gbdt"),
              choices=("teacher_log_probs",), variants=("kl_grad_to_dam",), deltas=(0.5, 2.0), num_distributions=(3,),
-             noise_seeds=(0, 1), neural_seeds=(0,), neural_models=("mean",), neural_variants=("ple",),
+             noise_seeds=(0, 1), noise_models=("mean", "two_stage_gbdt"), neural_seeds=(0,), neural_models=("mean",),
+             neural_variants=("ple",),
              scale_models=("mean", "two_stage_gbdt"),
              scale_sets=(ScaleSet("synthetic_2k", 2_000, 40, seeds=(0,)),
                          ScaleSet("synthetic_4k", 4_000, 40, seeds=(0,), tuned_on="synthetic_2k"),
@@ -221,11 +239,17 @@ def _model_cells(study, dataset, model, labels, seeds, overrides=(), variant="",
     return out
 
 
-def tune_cell(dataset: str, model: str, labels: Sequence[str] = LABELS) -> Cell:
+def tune_cell(dataset: str, model: str, labels: Sequence[str] = LABELS, protocol: int = PROTOCOL) -> Cell:
     """The search whose setting `model` trains with on `dataset` (whose labels are `labels`): on the primary
     label (cltv_365), or all labels if multi-horizon."""
     labels = tuple(LABELS) if registry.is_multi_horizon(model) else (primary_label(labels),)
-    return Cell("tune", dataset, model, labels, 0)
+    return Cell("tune", dataset, model, labels, 0, protocol=protocol)
+
+
+def noise_cells(dataset: str, model: str, labels: Sequence[str], seeds: Sequence[int]) -> List[Cell]:
+    """`model` at its defaults on `dataset`'s primary label (all labels if multi-horizon), one cell per seed."""
+    label = primary_label(labels)
+    return _model_cells("noise", dataset, model, (label,), seeds, primary=label)
 
 
 def with_opt_in(plan: Plan, only: Sequence[str]) -> Plan:
@@ -260,7 +284,7 @@ def _scale_cells(plan: Plan) -> List[Cell]:
         if s.tuned_on:
             scale_set(plan, s.tuned_on)
         else:
-            out += [tune_cell(s.dataset, owner) for owner in dict.fromkeys(
+            out += [tune_cell(s.dataset, owner, protocol=plan.protocol) for owner in dict.fromkeys(
                 tuned_model(m, plan.tuned_models) for m in plan.scale_models) if owner]
     for s in plan.scale_sets:
         for model in plan.scale_models:
@@ -272,7 +296,7 @@ def _scale_cells(plan: Plan) -> List[Cell]:
 def cells(plan: Plan) -> List[Cell]:
     out: List[Cell] = []
     if "tune" in plan.studies:
-        out += [tune_cell(dataset, model, dataset_labels(plan, dataset)) for dataset in plan.datasets
+        out += [tune_cell(dataset, model, dataset_labels(plan, dataset), plan.protocol) for dataset in plan.datasets
                 for model in plan.models if model in plan.tuned_models and _fits(plan, dataset, model)]
     if "table1" in plan.studies:
         for dataset in plan.datasets:
@@ -284,9 +308,10 @@ def cells(plan: Plan) -> List[Cell]:
                 out.append(Cell("table1", dataset, "oracle", tuple(plan.labels), 0))
     for dataset in plan.datasets:
         label = primary_label(dataset_labels(plan, dataset))
+        if "noise" in plan.studies:  # the defaults, 3 seeds: also the "default" row of the variant study
+            for model in (m for m in plan.noise_models if _fits(plan, dataset, m)):
+                out += noise_cells(dataset, model, dataset_labels(plan, dataset), plan.noise_seeds)
         for model in (m for m in plan.neural_models if _fits(plan, dataset, m)):
-            if "noise" in plan.studies:  # the defaults, 3 seeds: also the "default" row of the variant study
-                out += _model_cells("noise", dataset, model, (label,), plan.noise_seeds, primary=label)
             if "neural" in plan.studies:
                 for name in plan.neural_variants:
                     out += _model_cells("neural", dataset, model, (label,), plan.neural_seeds,
@@ -309,17 +334,21 @@ def cells(plan: Plan) -> List[Cell]:
                     out += _model_cells("n", dataset, "mean", plan.study_labels, plan.sweep_seeds, [("num_distributions", n)])
     if "scale" in plan.studies:
         out += _scale_cells(plan)
+    out = [dataclasses.replace(c, protocol=plan.protocol) if c.study in TUNED_STUDIES else c for c in out]
     return sorted(dict((c.key, c) for c in out).values(), key=_priority)  # a search two studies share runs once
 
 
 def _priority(cell: Cell):
-    """Run order, so an interrupted run leaves the most useful results: MEAN's choices (they decide its
-    defaults), then the searches (every later cell trains with their setting), then every Table 1 model once on every dataset for cltv_365
-    (the targeting horizon), then its other seeds (the spread that decides whether a lead counts), then
+    """Run order, so an interrupted run leaves the most useful results: the noise of the eval criterion (the
+    margin every search must beat), the neural variants (they decide the defaults), MEAN's choices, then the
+    searches (every later cell trains with their setting), then every Table 1 model once on every dataset for
+    cltv_365 (the targeting horizon), then its other seeds (the spread that decides whether a lead counts), then
     the other horizons, then the studies, then the rest."""
     studies = ("tune", "choice", "table1", "variant", "delta", "n", "noise", "neural", "scale")
     datasets = ("online_retail_ii", "cdnow", "synthetic")
-    if cell.study == "choice":
+    if cell.study in ("noise", "neural"):
+        tier = -4 if cell.study == "noise" else -3
+    elif cell.study == "choice":
         tier = -2
     elif cell.study == "tune":
         tier = -1

@@ -15,7 +15,9 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from mean_tf.benchmark.plan import TUNE_LABEL, TUNED_MODELS, Cell, ScaleSet, primary_label, tune_cell, tuned_model
+from mean_tf.benchmark import noise
+from mean_tf.benchmark.plan import (PROTOCOL, PROTOCOLS, SMOKE, TUNE_LABEL, TUNED_MODELS, TUNED_STUDIES, Cell, Plan, ScaleSet,
+                                    noise_cells, primary_label, tune_cell, tuned_model)
 from mean_tf.config import MEANConfig
 from mean_tf.contract import LABELS
 from mean_tf.evaluation import metrics
@@ -31,8 +33,6 @@ SMOKE_TRIALS = 2
 # Full run: the paper's settings (sec. 4.1) and the protocol's defaults (selection on eval Gini, patience 10,
 # a budget of max_steps optimizer steps); the searches set learning rate, width and each model's own knob.
 FULL_CONFIG: Dict[str, object] = {}
-# Studies whose cells train with the tuned setting (the choice cells compare MEAN's readings at the defaults).
-TUNED_STUDIES = ("table1", "variant", "delta", "n", "scale")
 
 
 def _build_online_retail(out: str, smoke: bool):
@@ -66,7 +66,8 @@ def settings(smoke: bool) -> Dict[str, object]:
     rows, features = SMOKE_SYNTHETIC if smoke else (SYNTHETIC_ROWS, SYNTHETIC_FEATURES)
     trials = SMOKE_TRIALS if smoke else tuning.TRIALS
     return {**changes, "synthetic size": f"{rows:,} rows x {features} features",
-            "tuning": f"{trials} random-search trials per (dataset, model) on the eval split"}
+            "tuning": f"{trials} random-search trials per (dataset, model) on the eval split; protocol {PROTOCOL}: "
+                      f"{PROTOCOLS[PROTOCOL]}"}
 
 
 BUILDERS: Dict[str, Callable[[str, bool], None]] = {
@@ -88,8 +89,12 @@ class Runner:
 
     def __init__(self, work_dir: str, results_path: str, smoke: bool = False, verbose: bool = True,
                  tuned_models: Sequence[str] = TUNED_MODELS, dataset_paths: Dict[str, str] | None = None,
-                 scale_sets: Sequence[ScaleSet] = ()):
+                 scale_sets: Sequence[ScaleSet] = (), noise_seeds: Sequence[int] | None = None,
+                 protocol: int = PROTOCOL):
         self.tuned_models = tuple(tuned_models)  # the others train with the defaults
+        # The seeds of the noise cells that give a search its margin; the tuning protocol of its cells.
+        self.noise_seeds = tuple(noise_seeds if noise_seeds is not None else (SMOKE if smoke else Plan()).noise_seeds)
+        self.protocol = protocol
         self.dataset_paths = dict(dataset_paths or {})
         self.scale_sets = {s.dataset: s for s in scale_sets}  # the scale study's datasets
         self.work_dir = work_dir
@@ -155,15 +160,27 @@ class Runner:
         owner = tuned_model(model, self.tuned_models)
         if not owner:
             return {}
-        cell = tune_cell(dataset, owner, self.manifest(dataset).labels)
+        row = self._finished(tune_cell(dataset, owner, self.manifest(dataset).labels, self.protocol),
+                             f"the search for {owner} on {dataset}")
+        return dict(row["tuned"])
+
+    def noise_margin(self, dataset: str, model: str) -> float:
+        """The seed spread of `model`'s trial score at its defaults on `dataset` (`noise.margin`): the margin its
+        search must beat (running the noise cells first if they have not run); NaN with fewer than two seeds."""
+        for cell in noise_cells(dataset, model, self.manifest(dataset).labels, self.noise_seeds):
+            self._finished(cell, f"the noise cell of {model} on {dataset} (seed {cell.seed})")
+        return noise.margin(noise.per_seed(self._rows(), dataset, model))
+
+    def _finished(self, cell: Cell, what: str) -> dict:
+        """`cell`'s finished row, running it first if it has none."""
         row = next((r for r in reversed(self._rows()) if r["key"] == cell.key and r["status"] == "ok"), None)
         if row is None:
-            self._log(f"search for {owner} on {dataset} first")
+            self._log(f"{what} first")
             row = self.run_cell(cell)
             self._append(row)
             if row["status"] != "ok":
-                raise MeanTFError(f"the search for {owner} on {dataset} did not finish: {row.get('error')}")
-        return dict(row["tuned"])
+                raise MeanTFError(f"{what} did not finish: {row.get('error')}")
+        return row
 
     def run(self, cells: Sequence[Cell]) -> List[dict]:
         done = self.done_keys()
@@ -277,24 +294,31 @@ class Runner:
         return explain.diagnostics(model, data, label)
 
     def _search(self, cell: Cell, manifest) -> dict:
-        """One KerasTuner search (`mean_tf.training.tuning`): trials scored by the mean eval Gini over the cell's labels."""
+        """One KerasTuner search with the rule of `mean_tf.training.tuning`: trials scored on the eval split (a
+        network by the mean of its best epochs' selection criterion, the tree by its eval Gini, mean over the
+        cell's labels), the defaults kept unless the best beats them by the noise study's seed spread."""
         base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
+        margin = self.noise_margin(cell.dataset, cell.model)
 
         def trial(config):
             outcome = fit_predict.run(cell.model, config, manifest, self.transform_root(cell.dataset), split="eval",
                                       beam_pipeline_args=self.beam_args(cell.dataset))
+            if outcome.fit is not None:
+                return tuning.fit_score(outcome.fit.history, config.selection_metric)
             scores = [metrics.normalized_gini(outcome.y[:, i], outcome.p[:, i]) for i in range(len(cell.labels))]
             return float(np.mean(scores))
 
-        folder = os.path.join(self.work_dir, "tuning", cell.dataset)
+        folder = os.path.join(self.work_dir, "tuning", cell.dataset) + (f"-protocol{cell.protocol}"
+                                                                         if cell.protocol != 1 else "")
         trials = SMOKE_TRIALS if self.smoke else tuning.TRIALS
-        tuner = tuning.make_tuner(cell.model, trial, base, folder, cell.model, max_trials=trials, seed=cell.seed)
+        tuner = tuning.make_tuner(cell.model, trial, base, folder, cell.model, max_trials=trials, seed=cell.seed,
+                                  margin=margin if np.isfinite(margin) else 0.0)
         tuner.search()
         summary = tuning.trials_summary(tuner)
-        if not summary:
-            raise RuntimeError(f"no trial of the search for {cell.model} finished")
-        return {"tuned": summary[0]["values"], "eval_score": summary[0]["score"], "trials": summary,
-                "trial_count": len(summary)}
+        choice = tuning.choose(summary, tuning.default_values(cell.model, base), margin if np.isfinite(margin) else 0.0)
+        return {"tuned": choice.values, "eval_score": choice.score, "trials": summary, "trial_count": len(summary),
+                "choice": {"adopted": choice.adopted, "best": choice.best_score, "default": choice.default_score,
+                           "runner_up": choice.runner_up_score, "margin": margin}}
 
     def _append(self, row: dict) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)

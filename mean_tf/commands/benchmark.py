@@ -123,7 +123,8 @@ def main(args) -> int:
             raise MeanTFError("benchmark: the filters select no cell" + (" that can run" if waiting else ""))
         _record_command(meta_path)  # first, so a run that is stopped midway is still on record
         rows = run.Runner(work, results, smoke=args.smoke, tuned_models=plan.tuned_models,
-                          dataset_paths=folders, scale_sets=plan.scale_sets).run(cells)
+                          dataset_paths=folders, scale_sets=plan.scale_sets, noise_seeds=plan.noise_seeds,
+                          protocol=plan.protocol).run(cells)
         failed = [r for r in rows if r["status"] != "ok"]
         print(f"benchmark: {len(rows)} cells run, {len(failed)} skipped; results in {results}")
     if args.action in ("report", "all"):

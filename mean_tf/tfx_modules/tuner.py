@@ -1,5 +1,5 @@
-"""TFX Tuner user code: `tuner_fn` searches the Trainer's model on the eval split with the search space and
-trial of `mean_tf.training.tuning`, each trial one run of the training protocol."""
+"""TFX Tuner user code: `tuner_fn` searches the Trainer's model on the eval split with the search space, trial
+score and choosing rule of `mean_tf.training.tuning`, each trial one run of the training protocol."""
 from __future__ import annotations
 
 import os
@@ -18,8 +18,9 @@ def tuner_fn(fn_args):
     def trial(tuned: MEANConfig) -> float:
         result = protocol.fit(model_name, tuned, fn_args.transform_graph_path, fn_args.train_files,
                               fn_args.eval_files, verbose=0)
-        return result.selection
+        return tuning.fit_score(result.history, tuned.selection_metric)
 
     tuner = tuning.make_tuner(model_name, trial, config, os.path.join(fn_args.working_dir, "tuner"), model_name,
-                              max_trials=int(custom.get("tuner_trials", tuning.TRIALS)), seed=config.seed)
+                              max_trials=int(custom.get("tuner_trials", tuning.TRIALS)), seed=config.seed,
+                              margin=float(custom.get("tuner_margin", 0.0)))
     return TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -1,30 +1,42 @@
-"""One tuning budget for every model: the search spaces, KerasTuner's oracle, and mean-tf's own trial.
+"""One tuning budget and one choosing rule for every model: the search spaces, KerasTuner's oracle, mean-tf's trial.
 
 Every model gets `TRIALS` random-search trials over the same kind of space: the learning rate, a width
 factor applied to every layer width of the config, dropout and weight decay (`REGULARISATION`, every neural
 model alike), and the model's own knob (`OWN_KNOBS`): Huber δ for
 MEAN, the number of sub-distributions for ODMN, channels for MDAN, candidates for OptDist; for the
 two-stage GBDT its learning rate, leaves and L2. A trial trains with the protocol of `mean_tf.training.protocol`
-and scores the selection criterion on the eval split; the test split is never read. The number of
+and scores the eval split; the test split is never read. The number of
 distributions n is not tuned: it is fixed by the Transform (bucket boundaries), so the TFX Tuner could
 not change it; the benchmark measures it as a sensitivity curve on the eval split instead.
+
+The rule, the same for every model, is built against the noise of the eval criterion (one eval Gini of a few
+thousand heavy-tailed rows moves more from one epoch to the next than between settings):
+- the first trial is the defaults, so every search measures the setting it would replace;
+- a trial's score is the mean of its best `SCORE_EPOCHS` epochs of the selection criterion (`trial_score`), not
+  the single best epoch, whose maximum over a noisy curve rewards luck;
+- the best trial is chosen only if it beats the defaults' trial by more than `margin`, the seed spread of that
+  score at the defaults (the benchmark's noise study measures it); otherwise the defaults stay (`choose`).
 
 KerasTuner 1.4.8 imports Keras 3, and its `Tuner.run_trial` fits a Keras 3 model with Keras 3 callbacks,
 which mean-tf's tf_keras models cannot take (`TF_USE_LEGACY_KERAS=1`). So `CLTVTuner` keeps KerasTuner's
 oracle (random search, trial bookkeeping, state on disk: an interrupted search resumes) and overrides
-`run_trial` with mean-tf's training. The TFX Tuner component calls `mean_tf.tfx_modules.tuner.tuner_fn` (the
-penguin example's wiring); the benchmark calls `make_tuner` with its own trial function.
+`run_trial` with mean-tf's training, and `get_best_hyperparameters` with `choose`. The TFX Tuner component
+calls `mean_tf.tfx_modules.tuner.tuner_fn` (the penguin example's wiring); the benchmark calls `make_tuner`
+with its own trial function.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
 
 from mean_tf.config import MEANConfig
 from mean_tf.errors import MeanTFError
 from mean_tf.models import registry
 
-TRIALS = 6
+TRIALS = 12
+SCORE_EPOCHS = 3
 OBJECTIVE = "val_selection"
 LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 WIDTH_FACTORS = (0.5, 1.0, 2.0)
@@ -55,20 +67,21 @@ def search_space(model_name: str, config: Optional[MEANConfig] = None):
         if model_name != "two_stage_gbdt":
             raise MeanTFError(f"model {model_name!r} has no hyperparameters to tune")
         for name, values in GBDT_SPACE.items():
-            hp.Choice(name, values, default=_default(values, getattr(config, name)))
+            _choice(hp, name, values, getattr(config, name))
         return hp
-    hp.Choice("learning_rate", LEARNING_RATES, default=_default(LEARNING_RATES, config.learning_rate))
-    hp.Choice("width", WIDTH_FACTORS, default=1.0)
+    _choice(hp, "learning_rate", LEARNING_RATES, config.learning_rate)
+    _choice(hp, "width", WIDTH_FACTORS, 1.0)
     if model_name in OWN_KNOBS:
         name, values = OWN_KNOBS[model_name]
-        hp.Choice(name, values, default=_default(values, getattr(config, name)))
+        _choice(hp, name, values, getattr(config, name))
     for name, values in REGULARISATION.items():
-        hp.Choice(name, values, default=_default(values, getattr(config, name)))
+        _choice(hp, name, values, getattr(config, name))
     return hp
 
 
-def _default(values, value):
-    return value if value in values else values[len(values) // 2]
+def _choice(hp, name: str, values: tuple, default) -> None:
+    """A choice among `values` and the config's own value (the default), so the defaults are a point of the space."""
+    hp.Choice(name, tuple(sorted(set(values) | {default})), default=default)
 
 
 def apply(config: MEANConfig, values: Dict[str, object]) -> MEANConfig:
@@ -87,27 +100,105 @@ def apply(config: MEANConfig, values: Dict[str, object]) -> MEANConfig:
     return config.replace(**changes)
 
 
+def trial_score(curve: Sequence[float], higher_is_better: bool = True, epochs: int = SCORE_EPOCHS) -> float:
+    """The mean of the best `epochs` finite values of a per-epoch eval criterion (higher or lower is better);
+    NaN if none is finite."""
+    values = np.asarray([v for v in curve if v is not None and np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return float("nan")
+    ordered = np.sort(values)
+    return float(np.mean(ordered[-epochs:] if higher_is_better else ordered[:epochs]))
+
+
+def default_values(model_name: str, config: Optional[MEANConfig] = None) -> Dict[str, object]:
+    """The search space's point that is `config` itself (every choice at its default)."""
+    return {hp.name: hp.default for hp in search_space(model_name, config).space}
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What a search chose and why: the chosen values, and the scores the rule compared."""
+
+    values: Dict[str, object]
+    score: float
+    adopted: bool  # the best trial beat the defaults by more than the margin (False: the defaults stay)
+    best_score: float
+    default_score: float  # NaN if the defaults' trial did not finish
+    runner_up_score: float  # the second-best trial's score, NaN with one trial
+    margin: float
+
+
+def choose(trials: Sequence[Mapping], defaults: Mapping[str, object], margin: float = 0.0) -> Choice:
+    """The rule: the best trial if it beats the defaults' trial by more than `margin`, else the defaults.
+
+    `trials` as `trials_summary` gives them (best first, higher is better). Without a finished defaults' trial
+    the best is chosen (nothing to compare against), and `default_score` is NaN."""
+    if not trials:
+        raise MeanTFError("tuning: no trial of the search finished")
+    best = trials[0]
+    default = next((t for t in trials if _same(t["values"], defaults)), None)
+    default_score = float(default["score"]) if default is not None else float("nan")
+    adopted = default is None or best is default or best["score"] - default_score > margin
+    chosen = best if adopted else default
+    runner_up = float(trials[1]["score"]) if len(trials) > 1 else float("nan")
+    return Choice(dict(chosen["values"]), float(chosen["score"]), bool(adopted and default is not best),
+                  float(best["score"]), default_score, runner_up, float(margin))
+
+
+def _same(values: Mapping[str, object], defaults: Mapping[str, object]) -> bool:
+    return all(np.isclose(float(values.get(k, np.nan)), float(v)) if isinstance(v, (int, float)) else values.get(k) == v
+               for k, v in defaults.items())
+
+
 def make_tuner(model_name: str, trial_fn: Callable[[MEANConfig], float], config: MEANConfig, directory: str,
-               project_name: str, max_trials: int = TRIALS, seed: int = 0):
-    """A KerasTuner tuner whose trials call `trial_fn(tuned config) -> eval score` (higher is better).
+               project_name: str, max_trials: int = TRIALS, seed: int = 0, margin: float = 0.0):
+    """A KerasTuner tuner whose trials call `trial_fn(tuned config) -> eval score` (higher is better), the first
+    trial at the defaults; its `get_best_hyperparameters` follows `choose` with `margin`.
 
     It resumes a search saved under `directory/project_name`; trials that failed there (an interrupted or
     broken run) do not count toward `max_trials`, so every finished search has `max_trials` scored trials."""
     import keras_tuner
+    from keras_tuner.engine.trial import TrialStatus
+
+    defaults = default_values(model_name, config)
+
+    class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
+        """Random search whose first trial is the defaults."""
+
+        def populate_space(self, trial_id):
+            if not self._duplicate(defaults):
+                return {"status": TrialStatus.RUNNING, "values": dict(defaults)}
+            return super().populate_space(trial_id)
 
     class CLTVTuner(keras_tuner.Tuner):
-        """KerasTuner's oracle with mean-tf's training as the trial (see the module docstring)."""
+        """KerasTuner's oracle with mean-tf's training as the trial and `choose` as the answer (module docstring)."""
 
         def run_trial(self, trial, *args, **kwargs):
             return {OBJECTIVE: float(trial_fn(apply(config, trial.hyperparameters.values)))}
 
-    oracle = keras_tuner.oracles.RandomSearchOracle(
+        def get_best_hyperparameters(self, num_trials=1):
+            chosen = choose(trials_summary(self), defaults, margin).values
+            hp = self.oracle.hyperparameters.copy()
+            hp.values = dict(chosen)
+            return [hp][:num_trials]
+
+    oracle = DefaultsFirstOracle(
         objective=keras_tuner.Objective(OBJECTIVE, "max"), max_trials=max_trials, seed=seed,
         hyperparameters=search_space(model_name, config), allow_new_entries=False, tune_new_entries=False)
     tuner = CLTVTuner(oracle=oracle, directory=directory, project_name=project_name, overwrite=False)
     failed = sum(t.status in ("FAILED", "INVALID") for t in tuner.oracle.trials.values())
     tuner.oracle.max_trials = max_trials + failed
     return tuner
+
+
+def fit_score(history: Mapping[str, Sequence[float]], selection_metric: str) -> float:
+    """A trial's score from its fit's per-epoch history: `trial_score` of the selection criterion, negated for a
+    loss (the search maximises)."""
+    from mean_tf.training import selection
+
+    higher = selection.higher_is_better(selection_metric)
+    score = trial_score(history.get(selection.SELECTION_KEY, []), higher)
+    return score if higher else -score
 
 
 def trials_summary(tuner) -> list:
