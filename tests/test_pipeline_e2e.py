@@ -128,7 +128,7 @@ def test_bulk_inferrer_scores_the_scoring_dataset_with_the_served_signature(firs
         example = log.predict_log.request.inputs["examples"].string_val[0]
         by_input[example] = tf.make_ndarray(log.predict_log.response.outputs["cltv"]).reshape(-1)[0]
     got = np.array([by_input[r] for r in records])
-    np.testing.assert_allclose(got, served["cltv"], rtol=1e-5)
+    np.testing.assert_allclose(got, served["cltv"], rtol=1e-4)  # float32, other batch sizes (1.7e-5 seen)
 
 
 def test_second_run_is_served_from_the_cache_up_to_the_trainer(first_run):
