@@ -27,7 +27,7 @@ demo: venv
 	$(VENV)/bin/mean-tf demo
 
 test: venv
-	$(PY) -m pytest tests mean_tf pipeline -q -p no:cacheprovider
+	$(PY) -m pytest tests mean_tf pipeline -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 # `benchmark` and `perf` regenerate the tracked reports in docs/ (--write-docs; without it they write to out/).
 benchmark: venv
