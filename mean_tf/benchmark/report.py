@@ -548,7 +548,8 @@ def render(results_path: str, docs_dir: str, meta: Dict | None = None, discussio
             md += ["Where MEAN stands:", ""] + verdict + [""]
         noise, neural = noise_table(rows, dataset), neural_table(rows, dataset)
         if noise:
-            md += [f"### Noise of the eval criterion ({target}, eval split, every neural model at its defaults)", "",
+            md += [f"### Noise of the eval criterion ({target}, eval split, the neural models and the GBDT at their "
+                   "defaults)", "",
                    "Best eval normalised Gini over the epochs, mean ± seed spread; the mean of the best 3 epochs "
                    "(a smoother trial score); the median change of the eval Gini from one epoch to the next. A "
                    "setting chosen by eval Gini must beat the seed spread. Multi-horizon models (mtl_mean, mtl_ziln, "
