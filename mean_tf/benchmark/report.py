@@ -256,8 +256,8 @@ def neural_table(rows, dataset: str, models: Sequence[str] = NEURAL_MODELS) -> L
         default = per_seed(rows, "noise", dataset, model, TARGET_LABEL, "normalized_gini", "eval_metrics")
         if not default:
             continue
-        default_scores = {seed: v[1] for seed, v in noise.per_seed(rows, dataset, model).items()}
-        margin = noise.margin(noise.per_seed(rows, dataset, model))
+        found = noise.per_seed(rows, dataset, model)
+        default_scores, margin = {seed: v[1] for seed, v in found.items()}, noise.margin(found)
         lines.append([model, "defaults", _fmt(*_stats(list(default.values()))),
                       _fmt(*_stats(list(per_seed(rows, "noise", dataset, model, TARGET_LABEL, "spearman",
                                                  "eval_metrics").values()))), "", ""])

@@ -299,6 +299,7 @@ class Runner:
         cell's labels), the defaults kept unless the best beats them by the noise study's seed spread."""
         base = self.base_config().replace(seed=cell.seed, labels=tuple(cell.labels))
         margin = self.noise_margin(cell.dataset, cell.model)
+        rule_margin = margin if np.isfinite(margin) else 0.0  # fewer than two noise seeds: the best trial
 
         def trial(config):
             outcome = fit_predict.run(cell.model, config, manifest, self.transform_root(cell.dataset), split="eval",
@@ -312,10 +313,10 @@ class Runner:
                                                                          if cell.protocol != 1 else "")
         trials = SMOKE_TRIALS if self.smoke else tuning.TRIALS
         tuner = tuning.make_tuner(cell.model, trial, base, folder, cell.model, max_trials=trials, seed=cell.seed,
-                                  margin=margin if np.isfinite(margin) else 0.0)
+                                  margin=rule_margin)
         tuner.search()
         summary = tuning.trials_summary(tuner)
-        choice = tuning.choose(summary, tuning.default_values(cell.model, base), margin if np.isfinite(margin) else 0.0)
+        choice = tuning.choose(summary, tuning.default_values(cell.model, base), rule_margin)
         return {"tuned": choice.values, "eval_score": choice.score, "trials": summary, "trial_count": len(summary),
                 "choice": {"adopted": choice.adopted, "best": choice.best_score, "default": choice.default_score,
                            "runner_up": choice.runner_up_score, "margin": margin}}
